@@ -1,0 +1,237 @@
+"""otlpd's configuration: frozen data, loaded once from the environment (and CLI flags).
+
+Every setting has an ``OTLPD_*`` variable; the CLI can override any of them with a flag
+of the same name (``--batch-max-rows`` for ``OTLPD_BATCH_MAX_ROWS``). Validation happens
+before anything starts, and every problem is reported at once, each naming its variable,
+so an operator fixes a bad deployment in one round.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|k|m|g)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"b": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3}
+_UNIT_BYTES["gib"] = 1024**3
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; ``problems`` names each variable and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``"250ms"``, ``"5s"``, ``"1h"``, ``"7d"`` or a bare number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"expected a duration such as 500ms, 5s, 1h or 7d, got {text!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"64MiB"``, ``"512k"`` or a bare number of bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"expected a size such as 65536, 64KiB or 64MiB, got {text!r}")
+    unit = (match.group(2) or "b").lower()
+    return int(match.group(1)) * _UNIT_BYTES[unit]
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not keys:
+        raise ValueError("expected a comma-separated list of attribute keys")
+    return keys
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _address(text: str) -> str:
+    _, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return text
+
+
+def _setting(default: Any, env: str, parse: Callable[[str], Any], doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything otlpd reads at start-up. Field metadata names the variable and its parser."""
+
+    database_url: str | None = _setting(
+        None, "OTLPD_DATABASE_URL", str, "PostgreSQL URL; unset: an embedded PostgreSQL"
+    )
+    data_dir: Path = _setting(
+        Path("var"), "OTLPD_DATA_DIR", Path, "embedded PostgreSQL and local cold tier"
+    )
+    grpc_addr: str = _setting("0.0.0.0:4317", "OTLPD_GRPC_ADDR", _address, "OTLP/gRPC address")
+    metrics_addr: str = _setting(
+        "0.0.0.0:9464", "OTLPD_METRICS_ADDR", _address, "/metrics, /healthz, /readyz address"
+    )
+    workers: int = _setting(1, "OTLPD_WORKERS", int, "processes sharing the gRPC port")
+    default_project: str = _setting(
+        "default", "OTLPD_DEFAULT_PROJECT", str, "project of data that names none"
+    )
+    service_keys: tuple[str, ...] = _setting(
+        ("service.name",), "OTLPD_SERVICE_KEYS", _keys, "resource keys for service_name"
+    )
+    session_keys: tuple[str, ...] = _setting(
+        ("session.id",), "OTLPD_SESSION_KEYS", _keys, "attribute keys for session_id"
+    )
+    user_keys: tuple[str, ...] = _setting(
+        ("user.id", "enduser.id"), "OTLPD_USER_KEYS", _keys, "attribute keys for user_id"
+    )
+    project_keys: tuple[str, ...] = _setting(
+        ("project.id",), "OTLPD_PROJECT_KEYS", _keys, "attribute keys for project_id"
+    )
+    max_request_bytes: int = _setting(
+        64 * 1024 * 1024, "OTLPD_MAX_REQUEST_BYTES", parse_size, "request limit after gunzip"
+    )
+    max_attribute_value_bytes: int = _setting(
+        64 * 1024, "OTLPD_MAX_ATTRIBUTE_VALUE_BYTES", parse_size, "larger values reject a record"
+    )
+    max_body_bytes: int = _setting(
+        1024 * 1024, "OTLPD_MAX_BODY_BYTES", parse_size, "larger log bodies reject a record"
+    )
+    accept_past: float = _setting(
+        24 * 3600.0, "OTLPD_ACCEPT_PAST", parse_duration, "oldest record accepted (age)"
+    )
+    accept_future: float = _setting(
+        3600.0, "OTLPD_ACCEPT_FUTURE", parse_duration, "newest record accepted (ahead of now)"
+    )
+    partition_interval: float = _setting(
+        3600.0, "OTLPD_PARTITION_INTERVAL", parse_duration, "width of a time partition"
+    )
+    partitions_ahead: int = _setting(
+        2, "OTLPD_PARTITIONS_AHEAD", int, "partitions created before they are needed"
+    )
+    batch_max_rows: int = _setting(8192, "OTLPD_BATCH_MAX_ROWS", int, "rows per transaction")
+    batch_max_delay: float = _setting(
+        0.0, "OTLPD_BATCH_MAX_DELAY", parse_duration, "wait to fill a batch (0: none)"
+    )
+    queue_max_rows: int = _setting(65536, "OTLPD_QUEUE_MAX_ROWS", int, "rows queued or in flight")
+    queue_max_bytes: int = _setting(
+        128 * 1024 * 1024, "OTLPD_QUEUE_MAX_BYTES", parse_size, "request bytes queued or in flight"
+    )
+    writers: int = _setting(2, "OTLPD_WRITERS", int, "concurrent COPY transactions")
+    retry_after: float = _setting(
+        1.0, "OTLPD_RETRY_AFTER", parse_duration, "RetryInfo delay told to refused clients"
+    )
+    store_timeout: float = _setting(
+        3.0, "OTLPD_STORE_TIMEOUT", parse_duration, "connect timeout to PostgreSQL"
+    )
+    session_cache_size: int = _setting(
+        100_000, "OTLPD_SESSION_CACHE_SIZE", int, "sessions remembered in memory"
+    )
+    shutdown_grace: float = _setting(
+        20.0, "OTLPD_SHUTDOWN_GRACE", parse_duration, "SIGTERM drain deadline"
+    )
+    log_level: str = _setting("INFO", "OTLPD_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING, ERROR")
+    log_json: bool = _setting(True, "OTLPD_LOG_JSON", _bool, "one JSON object per log line")
+
+    def validate(self) -> list[str]:
+        """Every problem with the values, each naming its variable."""
+        problems: list[str] = []
+
+        def need(ok: bool, name: str, rule: str, value: object) -> None:
+            if not ok:
+                problems.append(f"{_env_of(name)} {rule}, got {value!r}")
+
+        for name in ("workers", "batch_max_rows", "queue_max_rows", "writers"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        for name in ("queue_max_bytes", "max_request_bytes", "max_attribute_value_bytes"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        need(self.max_body_bytes > 0, "max_body_bytes", "must be > 0", self.max_body_bytes)
+        need(self.partitions_ahead >= 0, "partitions_ahead", "must be >= 0", self.partitions_ahead)
+        need(
+            self.batch_max_rows <= self.queue_max_rows,
+            "batch_max_rows",
+            f"must not exceed OTLPD_QUEUE_MAX_ROWS ({self.queue_max_rows})",
+            self.batch_max_rows,
+        )
+        interval = self.partition_interval
+        need(
+            interval >= 60 and interval == int(interval) and 86400 % int(interval) == 0
+            if interval < 86400
+            else interval == int(interval) and int(interval) % 86400 == 0,
+            "partition_interval",
+            "must be whole minutes dividing a day (e.g. 15m, 1h, 6h) or whole days",
+            interval,
+        )
+        for name in ("accept_past", "accept_future", "retry_after", "store_timeout"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
+        need(self.shutdown_grace > 0, "shutdown_grace", "must be > 0", self.shutdown_grace)
+        need(self.session_cache_size > 0, "session_cache_size", "must be > 0", 0)
+        need(
+            self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "log_level",
+            "must be DEBUG, INFO, WARNING or ERROR",
+            self.log_level,
+        )
+        if self.database_url is not None:
+            need(
+                self.database_url.startswith(("postgresql://", "postgres://")),
+                "database_url",
+                "must be a postgresql:// URL",
+                self.database_url,
+            )
+        return problems
+
+
+def _env_of(name: str) -> str:
+    return str(next(f.metadata["env"] for f in fields(Config) if f.name == name))
+
+
+def settings() -> list[tuple[str, str, str]]:
+    """(variable, CLI flag, description) of every setting, for ``--help``."""
+    return [(f.metadata["env"], _flag(f.name), f.metadata["doc"]) for f in fields(Config)]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Config:
+    """Builds and validates a Config from ``env`` (and CLI ``overrides`` keyed by field name).
+
+    Raises ConfigError listing every unparsable or invalid setting.
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    overrides = overrides or {}
+    for f in fields(Config):
+        variable = f.metadata["env"]
+        raw = overrides.get(f.name, env.get(variable))
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            problems.append(f"{variable}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    config = Config(**values)
+    problems = config.validate()
+    if problems:
+        raise ConfigError(problems)
+    return config

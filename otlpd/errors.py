@@ -1,0 +1,89 @@
+"""Typed errors, and the one place that knows what gRPC and HTTP make of them.
+
+Domain code raises these; the receivers turn them into statuses through ``grpc_status``
+and ``http_status`` only, so the OTLP retry rules (which codes a client retries, when
+``RetryInfo`` must be attached) are kept in one module.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+# The OTLP spec has clients read the throttle delay from google.rpc.RetryInfo; the Python
+# SDK's gRPC exporter reads it from this trailing metadata key, other clients from the
+# rich status in grpc-status-details-bin. We send both.
+RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class OtlpdError(Exception):
+    """Base of otlpd's own errors."""
+
+
+class InvalidRequest(OtlpdError):
+    """The request is not OTLP at all, or breaks a rule that no record could satisfy.
+
+    Permanent: the client must not retry it.
+    """
+
+
+class RetryableError(OtlpdError):
+    """A refusal the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(RetryableError):
+    """The batcher is full: the writer is not keeping up with the offered load."""
+
+
+class StoreUnavailable(RetryableError):
+    """PostgreSQL is unreachable or failing; nothing of the request was kept."""
+
+
+class ShuttingDown(RetryableError):
+    """The server is draining; another replica (or this one, restarted) will take it."""
+
+
+class RejectedByStore(OtlpdError):
+    """PostgreSQL refused this request's rows themselves; retrying would fail again."""
+
+
+def _retry_info(retry_after: float) -> error_details_pb2.RetryInfo:
+    seconds = max(0.0, retry_after)
+    delay = duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    """The gRPC code, message and trailing metadata that answer ``error``.
+
+    Retryable errors are UNAVAILABLE (retryable per the OTLP spec whatever the details)
+    and carry RetryInfo both as the rich status and as the trailer the Python SDK reads.
+    """
+    message = str(error)
+    if isinstance(error, RetryableError):
+        info = _retry_info(error.retry_after)
+        status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+        status.details.add().Pack(info)
+        trailers = (
+            (RETRY_INFO_KEY, info.SerializeToString()),
+            (STATUS_DETAILS_KEY, status.SerializeToString()),
+        )
+        return grpc.StatusCode.UNAVAILABLE, message, trailers
+    if isinstance(error, InvalidRequest | RejectedByStore):
+        return grpc.StatusCode.INVALID_ARGUMENT, message, ()
+    return grpc.StatusCode.INTERNAL, message, ()
+
+
+def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
+    """The OTLP/HTTP status and headers for ``error`` (503 + Retry-After when retryable)."""
+    if isinstance(error, RetryableError):
+        return 503, {"Retry-After": str(max(1, round(error.retry_after)))}
+    if isinstance(error, InvalidRequest | RejectedByStore):
+        return 400, {}
+    return 500, {}

@@ -1,0 +1,33 @@
+"""How otlpd's connections to PostgreSQL fail fast: the libpq options every one of them uses.
+
+A telemetry server must notice an unreachable database in seconds, answer UNAVAILABLE
+and let clients retry, rather than hang: libpq's defaults wait without limit to connect
+and let a TCP peer that vanished without a reset go unnoticed for hours.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def libpq_seconds(timeout: float) -> int:
+    """``timeout`` as libpq's ``connect_timeout`` wants it: whole seconds, at least 2."""
+    return max(2, math.ceil(timeout))
+
+
+def connection_kwargs(application_name: str, connect_timeout: float) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.connect`` (or a pool's ``kwargs``).
+
+    ``application_name`` shows in ``pg_stat_activity`` which part of otlpd holds a
+    connection. Keepalives and ``tcp_user_timeout`` make a dead peer an error in ~30 s.
+    """
+    return {
+        "connect_timeout": libpq_seconds(connect_timeout),
+        "application_name": application_name,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }

@@ -1,0 +1,114 @@
+"""Schema migrations: apply ``migrations/NNNN_*.sql`` in order, each exactly once.
+
+Every replica runs ``migrate`` at start. A session-level advisory lock, held on a
+connection of its own (never a pooled one, which a pool may reset and so drop the lock),
+serializes replicas that start together: the second waits, then finds every migration
+recorded in ``schema_migrations`` and does nothing. Each file runs in its own
+transaction together with the row that records it, so a failed migration leaves no trace
+and is retried by the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from storage.postgres.connect import connection_kwargs
+from storage.postgres.errors import translate
+
+# Arbitrary but fixed: every otlpd replica must use the same key ("otlpd" + 1 in ASCII).
+MIGRATION_LOCK_KEY = 0x6F746C706401
+
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+_CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    sha256 text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(Exception):
+    """The migrations on disk disagree with what the database recorded as applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One ``NNNN_name.sql`` file: its number orders it, its hash detects later edits."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the file as applied; an applied file must never change."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """The migration files shipped with the package, in version order."""
+    folder = resources.files("storage.postgres").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migration files share a version: {[m.name for m in found]}")
+    return found
+
+
+def migrate(conninfo: str, *, connect_timeout: float = 10.0) -> None:
+    """Bring the database's schema up to date; safe to call from several replicas at once.
+
+    Raises ``StorageUnavailable`` when the database cannot be reached, and
+    ``MigrationError`` when an applied migration's file was edited afterwards.
+    """
+    migrations = load_migrations()
+    try:
+        kwargs = connection_kwargs("otlpd-migrate", connect_timeout)
+        with psycopg.connect(conninfo, autocommit=True, **kwargs) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+            try:
+                _apply(conn, migrations)
+            finally:
+                # Closing the connection would release it too; unlocking says so.
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+def _apply(conn: psycopg.Connection[TupleRow], migrations: list[Migration]) -> None:
+    # Created only under the lock: two concurrent CREATE TABLE IF NOT EXISTS can both
+    # miss the table and then collide on the catalog's unique index.
+    conn.execute(_CREATE_LEDGER)
+    rows = conn.execute("SELECT version, sha256 FROM schema_migrations").fetchall()
+    applied: dict[int, str] = dict(rows)
+    for migration in migrations:
+        recorded = applied.get(migration.version)
+        if recorded is not None:
+            if recorded != migration.sha256:
+                raise MigrationError(
+                    f"{migration.name} was edited after it was applied; add a new migration instead"
+                )
+            continue
+        with conn.transaction():
+            # No parameters: psycopg sends the file with the simple query protocol,
+            # which accepts several statements.
+            conn.execute(migration.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.sha256),
+            )

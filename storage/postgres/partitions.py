@@ -1,0 +1,219 @@
+"""Time partitions of the record tables: created ahead of time, and on demand for late data.
+
+``spans``, ``logs`` and ``metric_points`` are range-partitioned on ``time`` with no
+default partition, so a row whose partition is missing is refused. Creating a partition
+takes an ACCESS EXCLUSIVE lock on the parent, which waits for every open ingest and
+query transaction on it and blocks every new one meanwhile; so creation never happens
+inside an ingest transaction (it would deadlock against other writers or stall them),
+it happens ahead of time in ``maintain`` and, for the rare late or early row, in
+``ensure`` on a connection of its own before the writer opens its transaction.
+
+Buckets are aligned to the Unix epoch: bucket ``k`` holds ``[k * width, (k + 1) * width)``
+and its partition is named ``<table>_p<UTC start as %Y%m%dt%H%M>``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import psycopg
+from psycopg import sql
+
+from storage.postgres.connect import connection_kwargs
+from storage.postgres.errors import translate
+
+PARTITIONED_TABLES: Final = ("spans", "logs", "metric_points")
+
+# Serializes partition creation across processes: concurrent CREATE TABLE IF NOT EXISTS
+# of the same name can still collide on the catalog's unique indexes. One key per
+# table (the second argument) lets different tables proceed in parallel.
+PARTITION_LOCK_CLASS: Final = 0x6F746C70  # "otlp"
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+# What exists, read once per manager: the bound expressions, printed in UTC so the
+# timestamps parse the same whatever the server's TimeZone.
+_EXISTING: Final = """
+SELECT p.name, pg_get_expr(c.relpartbound, c.oid)
+FROM unnest(%s::text[]) AS p(name)
+JOIN pg_inherits i ON i.inhparent = to_regclass(p.name)
+JOIN pg_class c ON c.oid = i.inhrelid
+"""
+
+
+def datetime_from_ns(ns: int) -> datetime:
+    """``ns`` since the Unix epoch as an aware UTC datetime, truncated to microseconds."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def ns_from_datetime(moment: datetime) -> int:
+    """An aware datetime as nanoseconds since the Unix epoch (exact to the microsecond)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+class PartitionManager:
+    """Knows which time partitions exist and creates the missing ones; thread-safe.
+
+    ``interval_seconds`` is the width of a partition; it must be a positive multiple of
+    60 (names have minute resolution). Every process writing to a database must use
+    the same width: a partition of another width that overlaps a bucket makes creating
+    that bucket fail. ``lock_timeout`` bounds how long a creation waits for the parent's
+    lock behind long queries, so that it cannot hold up all ingest queued behind it.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        interval_seconds: int = 3600,
+        connect_timeout: float = 3.0,
+        lock_timeout: float = 5.0,
+    ) -> None:
+        if interval_seconds <= 0 or interval_seconds % 60:
+            raise ValueError(
+                f"interval_seconds must be a positive multiple of 60, got {interval_seconds}"
+            )
+        self._conninfo = conninfo
+        self._connect_kwargs = connection_kwargs("otlpd-partitions", connect_timeout)
+        self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
+        self.interval_ns: Final = interval_seconds * 1_000_000_000
+        # Bucket starts (ns) known to exist, per table. Read without the lock on the fast
+        # path (a set lookup is atomic under the GIL); changed only under it.
+        self._known: dict[str, set[int]] = {table: set() for table in PARTITIONED_TABLES}
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def bucket_start(self, time_ns: int) -> int:
+        """Start (ns) of the bucket that holds ``time_ns``."""
+        return time_ns // self.interval_ns * self.interval_ns
+
+    def partition_name(self, table: str, bucket_start_ns: int) -> str:
+        """The name of ``table``'s partition for the bucket starting at ``bucket_start_ns``."""
+        return f"{table}_p{datetime_from_ns(bucket_start_ns):%Y%m%dt%H%M}"
+
+    def ensure(self, table: str, bucket_starts_ns: Iterable[int]) -> list[str]:
+        """Make sure ``table`` has a partition for each bucket; returns the names created.
+
+        Cheap when they all exist (a set lookup each). Blocking; call it before opening
+        the transaction that writes the rows. Raises ``StorageUnavailable`` when the
+        database cannot be reached or the parent's lock is not granted in time.
+        """
+        known = self._known[table]
+        wanted = [start for start in bucket_starts_ns if start not in known]
+        if not wanted:
+            return []
+        for start in wanted:
+            if start % self.interval_ns:
+                raise ValueError(f"{start} is not the start of a {self.interval_ns} ns bucket")
+        with self._lock:
+            self._load_once()
+            missing = sorted({start for start in wanted if start not in known})
+            if not missing:
+                return []
+            created = self._create(table, missing)
+            known.update(missing)
+            return created
+
+    def maintain(self, now_ns: int, ahead: int = 2) -> list[str]:
+        """Create the current and the next ``ahead`` buckets of every table; returns new names.
+
+        Called at start and periodically (well within one interval), so that ingest
+        normally finds its partitions and never waits for a creation.
+        """
+        current = self.bucket_start(now_ns)
+        starts = [current + i * self.interval_ns for i in range(ahead + 1)]
+        created: list[str] = []
+        for table in PARTITIONED_TABLES:
+            created += self.ensure(table, starts)
+        return created
+
+    def forget(self) -> None:
+        """Drops what this manager knows; the next ``ensure`` reads the catalog again.
+
+        For when partitions were dropped behind its back (retention, tiering, by hand):
+        the writer calls it when PostgreSQL finds no partition for a row.
+        """
+        with self._lock:
+            for known in self._known.values():
+                known.clear()
+            self._loaded = False
+
+    def known_buckets(self, table: str) -> frozenset[int]:
+        """Bucket starts this manager knows exist (for tests and metrics)."""
+        return frozenset(self._known[table])
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
+        conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+        return conn
+
+    def _load_once(self) -> None:
+        # At start, so that a restarted process knows what exists and does not take the
+        # parent's lock again for every bucket; partitions of another width are honoured
+        # by counting as known every bucket they cover entirely.
+        if self._loaded:
+            return
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(_EXISTING, (list(PARTITIONED_TABLES),)).fetchall()
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        width = self.interval_ns
+        for table, bound in rows:
+            match = _BOUNDS.search(str(bound))
+            if not match:
+                continue  # MINVALUE/MAXVALUE or a bound we did not create
+            try:
+                low = ns_from_datetime(datetime.fromisoformat(match[1]))
+                high = ns_from_datetime(datetime.fromisoformat(match[2]))
+            except ValueError:
+                continue  # e.g. a BC date: not ours either
+            start = -(-low // width) * width
+            known = self._known[str(table)]
+            while start + width <= high:
+                known.add(start)
+                start += width
+        self._loaded = True
+
+    def _create(self, table: str, starts: list[int]) -> list[str]:
+        created: list[str] = []
+        lock_key = PARTITIONED_TABLES.index(table)
+        try:
+            with self._connect() as conn:
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)", (str(self._lock_timeout_ms),)
+                )
+                for start in starts:
+                    name = self.partition_name(table, start)
+                    low = datetime_from_ns(start)
+                    high = datetime_from_ns(start + self.interval_ns)
+                    # One short transaction per partition: the parent's lock is held only
+                    # for the time it takes to create one.
+                    with conn.transaction():
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(%s, %s)",
+                            (PARTITION_LOCK_CLASS, lock_key),
+                        )
+                        exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+                        if exists is not None and exists[0] is not None:
+                            continue  # another process made it first
+                        conn.execute(
+                            sql.SQL(
+                                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} "
+                                "FOR VALUES FROM ({}) TO ({})"
+                            ).format(
+                                sql.Identifier(name),
+                                sql.Identifier(table),
+                                sql.Literal(low.isoformat()),
+                                sql.Literal(high.isoformat()),
+                            )
+                        )
+                    created.append(name)
+        except psycopg.Error as exc:
+            raise translate(exc) from exc
+        return created

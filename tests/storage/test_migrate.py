@@ -1,0 +1,154 @@
+"""Migrations: the schema they build, once, however many replicas start together."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from storage import model
+from storage.api import StorageUnavailable
+from storage.postgres import writer
+from storage.postgres.migrate import MigrationError, load_migrations, migrate
+
+# format_type() spelling of the COPY type names the writer uses.
+_SQL_TYPE = {
+    "text": "text",
+    "timestamptz": "timestamp with time zone",
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "float8": "double precision",
+    "bool": "boolean",
+    "bytea": "bytea",
+    "jsonb": "jsonb",
+    "int8[]": "bigint[]",
+    "float8[]": "double precision[]",
+}
+
+_TABLES = {
+    "spans": (model.SPAN_COLUMNS, writer.SPAN_TYPES),
+    "logs": (model.LOG_COLUMNS, writer.LOG_TYPES),
+    "metric_points": (model.POINT_COLUMNS, writer.POINT_TYPES),
+    "metric_series": (model.SERIES_COLUMNS, writer.SERIES_TYPES),
+    "sessions": (model.SESSION_COLUMNS, writer.SESSION_TYPES),
+}
+
+
+def _applied(url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall()
+    return [(int(v), str(n)) for v, n in rows]
+
+
+def test_migrate_is_idempotent(database_url: str) -> None:
+    migrate(database_url)
+    migrate(database_url)
+    expected = [(m.version, m.name) for m in load_migrations()]
+    assert expected[0] == (1, "0001_init.sql")
+    assert _applied(database_url) == expected
+
+
+def test_schema_matches_model_and_copy_types(database_url: str) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        for table, (columns, types) in _TABLES.items():
+            rows = conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum",
+                (table,),
+            ).fetchall()
+            assert [name for name, _ in rows] == list(columns), table
+            assert [sql_type for _, sql_type in rows] == [_SQL_TYPE[t] for t in types], table
+
+
+def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        partitioned = conn.execute(
+            "SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_class c "
+            "WHERE c.relkind = 'p' ORDER BY 1"
+        ).fetchall()
+        assert partitioned == [
+            ("logs", 'RANGE ("time")'),
+            ("metric_points", 'RANGE ("time")'),
+            ("spans", 'RANGE ("time")'),
+        ]
+        defaults = conn.execute(
+            "SELECT count(*) FROM pg_partitioned_table WHERE partdefid <> 0"
+        ).fetchone()
+        assert defaults == (0,)
+        indexes = {
+            (str(t), str(d).split(" USING ", 1)[1])
+            for t, d in conn.execute(
+                "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+    assert indexes == {
+        ("spans", "btree (project_id, trace_id)"),
+        ("spans", 'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)'),
+        ("spans", 'btree (project_id, service_name, "time")'),
+        ("spans", 'brin ("time")'),
+        ("logs", "btree (project_id, trace_id) WHERE (trace_id IS NOT NULL)"),
+        ("logs", 'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)'),
+        ("logs", 'btree (project_id, service_name, "time")'),
+        ("logs", 'brin ("time")'),
+        ("metric_points", 'btree (project_id, series_id, "time")'),
+        ("metric_points", 'brin ("time")'),
+        ("metric_series", "btree (project_id, series_id)"),
+        ("metric_series", "btree (project_id, metric_name)"),
+        ("sessions", "btree (project_id, session_id)"),
+        ("sessions", "btree (session_id)"),
+        ("schema_migrations", "btree (version)"),
+    }
+
+
+def test_every_unique_key_includes_project_id(database_url: str) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        keys = conn.execute(
+            "SELECT i.indrelid::regclass::text, array_agg(a.attname::text) "
+            "FROM pg_index i JOIN pg_attribute a "
+            "  ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE i.indisunique AND i.indrelid::regclass::text = ANY(%s) "
+            "GROUP BY i.indexrelid, i.indrelid",
+            (list(_TABLES),),
+        ).fetchall()
+    assert {table for table, _ in keys} == {"metric_series", "sessions"}
+    for table, columns in keys:
+        assert "project_id" in columns, table
+
+
+def test_concurrent_migrations_apply_once(database_url: str) -> None:
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            migrate(database_url)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert _applied(database_url) == [(m.version, m.name) for m in load_migrations()]
+
+
+def test_an_edited_migration_is_refused(database_url: str) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE schema_migrations SET sha256 = 'edited' WHERE version = 1")
+    with pytest.raises(MigrationError, match=r"0001_init\.sql was edited"):
+        migrate(database_url)
+
+
+def test_unreachable_database_is_unavailable() -> None:
+    with pytest.raises(StorageUnavailable):
+        migrate("postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2")

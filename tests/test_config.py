@@ -1,0 +1,101 @@
+"""Config: parsing, defaults, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from otlpd.config import Config, ConfigError, load, parse_duration, parse_size, settings
+
+
+def test_defaults_are_the_documented_ports_and_limits() -> None:
+    config = load({})
+    assert config.grpc_addr == "0.0.0.0:4317"
+    assert config.metrics_addr == "0.0.0.0:9464"
+    assert config.database_url is None
+    assert config.max_request_bytes == 64 * 1024 * 1024
+    assert config.partition_interval == 3600
+    assert config.default_project == "default"
+    assert config.user_keys == ("user.id", "enduser.id")
+
+
+def test_environment_is_parsed_into_typed_values() -> None:
+    config = load(
+        {
+            "OTLPD_DATABASE_URL": "postgresql://u@db:5432/otlpd",
+            "OTLPD_BATCH_MAX_DELAY": "20ms",
+            "OTLPD_ACCEPT_PAST": "7d",
+            "OTLPD_MAX_REQUEST_BYTES": "16MiB",
+            "OTLPD_SESSION_KEYS": "session.id, app.session",
+            "OTLPD_LOG_JSON": "false",
+            "OTLPD_DATA_DIR": "/data",
+            "OTLPD_WORKERS": "2",
+        }
+    )
+    assert config.database_url == "postgresql://u@db:5432/otlpd"
+    assert config.batch_max_delay == pytest.approx(0.02)
+    assert config.accept_past == 7 * 86400
+    assert config.max_request_bytes == 16 * 1024 * 1024
+    assert config.session_keys == ("session.id", "app.session")
+    assert config.log_json is False
+    assert config.data_dir == Path("/data")
+    assert config.workers == 2
+
+
+def test_flags_override_the_environment() -> None:
+    config = load({"OTLPD_WORKERS": "4"}, {"workers": "2"})
+    assert config.workers == 2
+
+
+def test_every_problem_is_reported_at_once_naming_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "OTLPD_BATCH_MAX_ROWS": "-1",
+                "OTLPD_WORKERS": "0",
+                "OTLPD_PARTITION_INTERVAL": "7m",
+                "OTLPD_DATABASE_URL": "mysql://x",
+            }
+        )
+    text = "\n".join(caught.value.problems)
+    assert len(caught.value.problems) == 4
+    assert "OTLPD_BATCH_MAX_ROWS must be > 0, got -1" in text
+    assert "OTLPD_WORKERS must be > 0" in text
+    assert "OTLPD_PARTITION_INTERVAL" in text
+    assert "OTLPD_DATABASE_URL" in text
+
+
+def test_unparsable_values_name_their_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_BATCH_MAX_DELAY": "soon", "OTLPD_GRPC_ADDR": "4317", "OTLPD_WORKERS": "x"})
+    problems = caught.value.problems
+    assert [p.split(":")[0] for p in problems] == [
+        "OTLPD_GRPC_ADDR",
+        "OTLPD_WORKERS",
+        "OTLPD_BATCH_MAX_DELAY",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("5s", 5), ("2m", 120), ("1h", 3600), ("7d", 604800), ("1.5", 1.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("65536", 65536), ("64KiB", 65536), ("4MiB", 4 << 20), ("1g", 1 << 30)]
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_every_setting_has_a_variable_a_flag_and_a_description() -> None:
+    rows = settings()
+    assert len(rows) == len(Config.__dataclass_fields__)
+    for variable, flag, doc in rows:
+        assert variable.startswith("OTLPD_")
+        assert flag.startswith("--")
+        assert doc
