@@ -1,0 +1,210 @@
+"""The correlation envelope: which project, user, session and service a record belongs to.
+
+Every stored row carries ``project_id``, ``session_id``, ``user_id`` and ``service_name``,
+read from attributes under configurable keys. A record names them on itself, on its
+instrumentation scope or on its resource (the nearest wins). A record that names only a
+session is completed from what is known of that session: the project and user that other
+records of the same session named, remembered in a bounded ``SessionCache`` in front of
+the ``storage.api.SessionDirectory``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from storage.model import SessionSighting
+
+Owner = tuple[str, str | None]
+"""Who a session belongs to: ``(project_id, user_id)``."""
+
+NOT_FOUND: Final[Owner] = ("", None)
+"""The cache's negative entry: the directory was asked and does not know the session.
+
+Project ids are never empty (an empty attribute counts as absent), so this cannot be
+mistaken for a real owner; compare with ``is``.
+"""
+
+# Slots of the envelope values a record can carry, in ``Found`` order.
+SESSION: Final = 0
+USER: Final = 1
+PROJECT: Final = 2
+SERVICE: Final = 3
+
+Found = tuple[str | None, str | None, str | None, str | None]
+"""Envelope values named at one level (record, scope or resource), indexed by slot."""
+
+NOTHING_FOUND: Final[Found] = (None, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeKeys:
+    """The attribute keys each envelope value is read from, in order of preference."""
+
+    service: tuple[str, ...] = ("service.name",)
+    session: tuple[str, ...] = ("session.id",)
+    user: tuple[str, ...] = ("user.id", "enduser.id")
+    project: tuple[str, ...] = ("project.id",)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, str] = {}
+        for role, keys in self._roles():
+            for key in keys:
+                if key in seen:
+                    raise ValueError(
+                        f"envelope key {key!r} is used for both {seen[key]} and {role}"
+                    )
+                seen[key] = role
+
+    def _roles(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return (
+            ("session", self.session),
+            ("user", self.user),
+            ("project", self.project),
+            ("service", self.service),
+        )
+
+    def slots(self) -> dict[str, tuple[int, int]]:
+        """Maps every key to ``(slot, rank)``: its envelope slot and its place in that list."""
+        return {
+            key: (slot, rank)
+            for slot, (_, keys) in enumerate(self._roles())
+            for rank, key in enumerate(keys)
+        }
+
+
+def envelope_value(value: object) -> str | None:
+    """The envelope string of an attribute value: strings as they are, ints in decimal.
+
+    Other types (bool, double, bytes, arrays, maps, empty) and empty strings name nothing.
+    """
+    if value.__class__ is str:
+        return value or None
+    if value.__class__ is int:
+        return str(value)
+    return None
+
+
+class SessionCache:
+    """A bounded LRU of session owners, with negative entries for unknown sessions.
+
+    Shared by every request of a process and safe to use from several threads. Entries
+    come from the directory (``learn``) and from records that name a session together
+    with its project (``teach``).
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries <= 0:
+            raise ValueError(f"max_entries must be > 0, got {max_entries}")
+        self._max = max_entries
+        self._entries: OrderedDict[str, Owner] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, session_id: str) -> Owner | None:
+        """The owner of ``session_id``; ``NOT_FOUND`` if known unknown; None if never seen."""
+        with self._lock:
+            owner = self._entries.get(session_id)
+            if owner is not None:
+                self._entries.move_to_end(session_id)
+            return owner
+
+    def learn(self, found: Mapping[str, tuple[str, str | None]], asked: Iterable[str]) -> None:
+        """Records a directory answer: ``found`` owners, and ``asked`` ids it did not know.
+
+        An id the directory did not know keeps a positive entry that a record taught in
+        the meantime: that record knows better than a directory that has not stored it yet.
+        """
+        with self._lock:
+            for session_id in asked:
+                if session_id not in found and self._entries.get(session_id) is None:
+                    self._put(session_id, NOT_FOUND)
+            for session_id, owner in found.items():
+                self._put(session_id, (owner[0], owner[1]))
+
+    def teach(self, session_id: str, project_id: str, user_id: str | None) -> None:
+        """Records what a record said of its session; an absent user keeps a known one."""
+        with self._lock:
+            known = self._entries.get(session_id)
+            if user_id is None and known is not None and known[0] == project_id:
+                user_id = known[1]
+            if known != (project_id, user_id):
+                self._put(session_id, (project_id, user_id))
+
+    def _put(self, session_id: str, owner: Owner) -> None:
+        entries = self._entries
+        entries[session_id] = owner
+        entries.move_to_end(session_id)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
+
+
+@dataclass(slots=True)
+class Completion:
+    """Completes the envelopes of one request's records and collects its session sightings.
+
+    Deterministic for a given cache state at the start, so a request decoded again after
+    the directory answered gets the same rows, completed.
+    """
+
+    cache: SessionCache
+    default_project: str
+    sessions: dict[tuple[str, str], SessionSighting]
+    unresolved: set[str] = field(default_factory=set)
+    _owners: dict[str, Owner | None] = field(default_factory=dict)
+    _taught: dict[str, Owner] = field(default_factory=dict)
+
+    def complete(
+        self,
+        session: str,
+        project: str | None,
+        user: str | None,
+        service: str | None,
+        time: int,
+    ) -> tuple[str, str | None]:
+        """Completes a record of ``session``: its ``(project_id, user_id)``.
+
+        ``project`` and ``user`` are what the record named (None when it named nothing);
+        the sighting of the session at ``time`` is recorded too.
+        """
+        named_project = project is not None
+        if project is None or user is None:
+            owners = self._owners
+            if session in owners:
+                owner = owners[session]
+            else:
+                owner = owners[session] = self.cache.get(session)
+            if owner is None:
+                self.unresolved.add(session)
+            elif owner is not NOT_FOUND:
+                if project is None:
+                    project = owner[0]
+                if user is None and owner[0] == project:
+                    user = owner[1]
+        if project is None:
+            project = self.default_project
+        elif named_project and self._taught.get(session) != (project, user):
+            # The record named its project: later records of the session are completed
+            # from it, in this request and the next.
+            self._taught[session] = (project, user)
+            self.cache.teach(session, project, user)
+            self._owners.pop(session, None)
+        key = (project, session)
+        sighting = self.sessions.get(key)
+        if sighting is None:
+            self.sessions[key] = SessionSighting(user, service, time, time)
+        else:
+            if time < sighting.first_seen:
+                sighting.first_seen = time
+            elif time > sighting.last_seen:
+                sighting.last_seen = time
+            if sighting.user_id is None:
+                sighting.user_id = user
+            if sighting.service_name is None:
+                sighting.service_name = service
+        return project, user

@@ -1,0 +1,362 @@
+"""OTLP ``AnyValue`` and attribute lists as JSON text for PostgreSQL ``jsonb``.
+
+Mapping: string, bool and int as themselves, double as a number (NaN and the infinities,
+which ``jsonb`` refuses, as the strings "NaN", "Infinity", "-Infinity"), bytes as base64,
+array as a list, kvlist as an object, an empty value as null. Text is compact and objects
+nested in values have sorted keys, so equal attributes give equal text.
+
+Attribute lists arrive as raw ``KeyValue`` bytes (see ``messages``). ``AttributeEncoder``
+turns each into a JSON fragment ``"key":value`` once, caches it per bytes, and joins a
+record's fragments; a record whose attributes are all cached costs a dictionary lookup
+per attribute, against ~0.5 µs for walking the protobuf wrappers of one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from collections.abc import Sequence
+from json.encoder import encode_basestring
+from typing import Final
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from otlpd.envelope import NOTHING_FOUND, EnvelopeKeys, Found, envelope_value
+from otlpd.receiver import salvage
+from otlpd.receiver.rejections import RecordRejected
+
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
+_INF: Final = float("inf")
+_NUL_ESCAPE: Final = "\\u0000"
+
+# Fragments of attributes up to this size are cached: short values (methods, routes, status
+# codes, host names) repeat across records; long ones (URLs, statements) rarely do.
+CACHEABLE_BYTES: Final = 256
+CACHE_ENTRIES: Final = 16_384
+
+json_text = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, sort_keys=True, check_circular=False
+).encode
+"""Compact JSON text of a ``JsonValue`` (what ``json.dumps`` gives with those options)."""
+
+
+def finite(x: float) -> float | str:
+    """``x``, or the name of a NaN or an infinity, which JSON numbers cannot hold."""
+    if x - x == 0.0:  # false for NaN and both infinities only
+        return x
+    if math.isnan(x):
+        return "NaN"
+    return "Infinity" if x == _INF else "-Infinity"
+
+
+def json_value(value: AnyValue) -> JsonValue:
+    """The JSON value of an OTLP ``AnyValue``."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "double_value":
+        return finite(value.double_value)
+    if which == "array_value":
+        return [json_value(v) for v in value.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: json_value(kv.value) for kv in value.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    # Empty, or a string_value_strindex: an index into a profiles dictionary that other
+    # signals do not have.
+    return None
+
+
+def scalar_text(value: JsonValue) -> str:
+    """``json_text(value)``, faster for the scalars that most values are."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value)
+    return json_text(value)
+
+
+def has_nul(value: JsonValue) -> bool:
+    """True if a string (or key) in ``value`` holds U+0000, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any("\x00" in k or has_nul(v) for k, v in value.items())
+    return False
+
+
+def nul_in_text(text: str, value: JsonValue) -> bool:
+    """``has_nul(value)`` given ``text = json_text(value)``: cheap when the answer is no.
+
+    JSON escapes U+0000 as ``\\u0000``, so its absence from the text proves the absence of
+    NUL; its presence may also be an escaped backslash followed by "u0000".
+    """
+    return _NUL_ESCAPE in text and has_nul(value)
+
+
+def largest_value(value: AnyValue) -> int:
+    """Size in bytes of the largest string (UTF-8) or bytes value in ``value``."""
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return len(value.string_value.encode())
+    if which == "bytes_value":
+        return len(value.bytes_value)
+    if which == "array_value":
+        return max((largest_value(v) for v in value.array_value.values), default=0)
+    if which == "kvlist_value":
+        return max((largest_value(kv.value) for kv in value.kvlist_value.values), default=0)
+    return 0
+
+
+def body_text(raw: bytes, max_bytes: int) -> str | None:
+    """The JSON text of a log body given as serialized ``AnyValue``; None when empty.
+
+    Raises ``RecordRejected`` for a body that is malformed, larger than ``max_bytes`` as
+    JSON text, or holds a NUL.
+    """
+    value: JsonValue = None
+    text = None
+    # Most bodies are a string (field 1) whose length covers the rest: read it directly.
+    n = len(raw)
+    if n > 1 and raw[0] == 0x0A:
+        length = raw[1]
+        start = 2
+        if length > 0x7F:  # a longer length: two bytes are read here, more are not
+            if n > 2 and raw[2] < 0x80:
+                length = (length & 0x7F) | raw[2] << 7
+                start = 3
+            else:
+                length = -1
+        if length == n - start:
+            try:
+                value = raw[start:].decode()
+                text = encode_basestring(value)
+            except UnicodeDecodeError:
+                pass  # protobuf says where
+    if text is None:
+        try:
+            body = AnyValue.FromString(raw)
+        except DecodeError:
+            raise RecordRejected(
+                "invalid body", f"body: {salvage.explain(raw, AnyValue.DESCRIPTOR)}"
+            ) from None
+        value = json_value(body)
+        if value is None:
+            return None
+        text = scalar_text(value)
+    if len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
+        raise RecordRejected(
+            "body too large", f"body is {len(text.encode())} bytes, limit {max_bytes}"
+        )
+    if nul_in_text(text, value):
+        raise RecordRejected("NUL character", "body contains a NUL character")
+    return text
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 64 else text[:61] + "...")
+
+
+class _EnvelopeFragment(str):
+    """The fragment of an envelope attribute, with what it names.
+
+    Its text has a tab after the colon. A tab never occurs in compact JSON otherwise (it
+    is escaped inside strings), so one ``"\\t" in text`` per record tells whether any of
+    its attributes is an envelope one; the tab is removed before the text is stored.
+    """
+
+    slot: int
+    rank: int
+    found: Found  # its value in its slot, None in the others
+
+
+class _Fragments(dict[bytes, str]):
+    """The fragment cache: ``fragments[raw]`` is the fragment of ``raw``, made on a miss.
+
+    A lookup through ``dict.__getitem__`` stays in C when it hits, which makes
+    ``map(fragments.__getitem__, raws)`` the cheapest walk of an attribute list; a miss
+    calls ``__missing__``, which makes the fragment and keeps it if it may repeat.
+    """
+
+    __slots__ = ("_cacheable", "_entries", "_max_value", "_slots")
+
+    def __init__(self, keys: EnvelopeKeys, max_value_bytes: int, entries: int) -> None:
+        super().__init__()
+        self._slots = keys.slots()
+        self._max_value = max_value_bytes
+        self._cacheable = min(CACHEABLE_BYTES, max_value_bytes)
+        self._entries = entries
+
+    def __missing__(self, raw: bytes) -> str:
+        n = len(raw)
+        key = ""
+        value: JsonValue = None
+        value_text = None
+        # Most attributes are in the layout every SDK writes for short ones: the key, then
+        # the value, each with a one-byte length, and a value that is a string (one-byte
+        # length), an int or a double. Reading that layout here costs about half of
+        # parsing with protobuf and walking the wrappers; anything else goes to protobuf.
+        if 5 <= n <= self._max_value and raw[0] == 0x0A and raw[1] < 0x80:  # field 1: key
+            key_end = raw[1] + 2
+            # field 2: value, whose one-byte length covers the rest
+            value_length = n - key_end - 2  # a tag and at least one byte after it
+            if (
+                value_length > 1
+                and raw[key_end] == 0x12
+                and raw[key_end + 1] == value_length < 0x80
+            ):
+                tag = raw[key_end + 2]
+                start = key_end + 3
+                try:
+                    if tag == 0x0A:  # string_value, with a one-byte length
+                        if raw[start] == n - start - 1:
+                            text = raw[start + 1 :].decode()
+                            value, value_text = text, encode_basestring(text)
+                    elif tag == 0x21:  # double_value, 8 bytes little-endian
+                        if n == start + 8:
+                            x = _unpack_double(raw, start)[0]
+                            if x - x == 0.0:  # finite
+                                value, value_text = x, float.__repr__(x)
+                            else:
+                                value = finite(x)
+                                value_text = scalar_text(value)
+                    elif tag == 0x18:  # int_value, a varint
+                        first = raw[start]
+                        if first < 0x80 and n == start + 1:
+                            number: int | None = first
+                        elif first >= 0x80 and n == start + 2 and raw[start + 1] < 0x80:
+                            number = (first & 0x7F) | raw[start + 1] << 7
+                        else:
+                            number = _varint64(raw, start)
+                        if number is not None:
+                            value, value_text = number, int.__repr__(number)
+                    if value_text is not None:
+                        key = raw[2:key_end].decode()
+                except UnicodeDecodeError:
+                    value_text = None  # protobuf says where
+        if value_text is None:
+            key, value, value_text = self._parse(raw)
+        key_text = encode_basestring(key)
+        fragment = f"{key_text}:{value_text}"
+        if _NUL_ESCAPE in fragment and ("\x00" in key or has_nul(value)):
+            raise RecordRejected(
+                "NUL character", f"attribute {_short(key)} contains a NUL character"
+            )
+        slot = self._slots.get(key)
+        if slot is not None:
+            named = envelope_value(value)
+            if named is not None:
+                fragment = _EnvelopeFragment(f"{key_text}:\t{value_text}")
+                fragment.slot, fragment.rank = slot
+                found = list(NOTHING_FOUND)
+                found[fragment.slot] = named
+                fragment.found = (found[0], found[1], found[2], found[3])
+        # Doubles are measurements, nearly never repeated: caching them would only evict.
+        if n <= self._cacheable and value.__class__ is not float:
+            if len(self) >= self._entries:
+                self.clear()
+            self[raw] = fragment
+        return fragment
+
+    def _parse(self, raw: bytes) -> tuple[str, JsonValue, str]:
+        """``(key, value, value JSON text)`` of any ``KeyValue``, through protobuf."""
+        try:
+            kv = KeyValue.FromString(raw)
+        except DecodeError:
+            raise RecordRejected(
+                "invalid attribute", f"attribute: {salvage.explain(raw, KeyValue.DESCRIPTOR)}"
+            ) from None
+        key = kv.key
+        if len(raw) > self._max_value:
+            size = largest_value(kv.value)
+            if size > self._max_value:
+                raise RecordRejected(
+                    "attribute too large",
+                    f"attribute {_short(key)} value is {size} bytes, limit {self._max_value}",
+                )
+        value = json_value(kv.value)
+        return key, value, scalar_text(value)
+
+
+_unpack_double = struct.Struct("<d").unpack_from
+_INT64_SIGN: Final = 1 << 63
+_UINT64: Final = 1 << 64
+
+
+def _varint64(data: bytes, start: int) -> int | None:
+    """The int64 varint that fills ``data[start:]`` exactly, else None."""
+    number = 0
+    shift = 0
+    end = len(data)
+    if end - start > 10:
+        return None
+    for pos in range(start, end):
+        byte = data[pos]
+        number |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if pos + 1 != end:
+                return None
+            number &= _UINT64 - 1
+            return number - _UINT64 if number >= _INT64_SIGN else number
+        shift += 7
+    return None
+
+
+class AttributeEncoder:
+    """Attribute lists (raw ``KeyValue`` bytes) to JSON object text, plus envelope values.
+
+    One per ``Decoder``; the cache is bounded and safe to share between threads (plain
+    dict operations, cleared when full).
+    """
+
+    def __init__(
+        self, keys: EnvelopeKeys, max_value_bytes: int, cache_entries: int = CACHE_ENTRIES
+    ) -> None:
+        self._ranks = len(keys.slots())
+        self._fragment = _Fragments(keys, max_value_bytes, cache_entries).__getitem__
+
+    def encode(self, raws: Sequence[bytes]) -> tuple[str, Found | None]:
+        """The JSON object of ``raws`` in their order, and the envelope values among them.
+
+        Raises ``RecordRejected`` if an attribute is malformed, too large or holds a NUL.
+        """
+        fragments = list(map(self._fragment, raws))
+        text = ",".join(fragments)
+        if "\t" in text:
+            return "{" + text.replace("\t", "") + "}", self._found(fragments)
+        return f"{{{text}}}", None
+
+    def encode_sorted(self, raws: Sequence[bytes]) -> tuple[str, Found | None]:
+        """Like ``encode``, with the attributes in a canonical order (for series identity)."""
+        fragments = sorted(map(self._fragment, raws))
+        text = ",".join(fragments)
+        if "\t" in text:
+            return "{" + text.replace("\t", "") + "}", self._found(fragments)
+        return f"{{{text}}}", None
+
+    def _found(self, fragments: list[str]) -> Found:
+        named = [f for f in fragments if f.__class__ is _EnvelopeFragment]
+        if len(named) == 1:
+            return named[0].found
+        found: list[str | None] = list(NOTHING_FOUND)
+        ranks = [self._ranks] * len(found)
+        for f in named:
+            assert isinstance(f, _EnvelopeFragment)
+            if f.rank <= ranks[f.slot]:  # the last of a repeated key wins, as in jsonb
+                ranks[f.slot] = f.rank
+                found[f.slot] = f.found[f.slot]
+        return (found[0], found[1], found[2], found[3])
