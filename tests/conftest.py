@@ -7,12 +7,18 @@ tests never see each other's rows and can run in any order.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import psycopg
 import pytest
+
+from otlpd.app import App
+from otlpd.config import load
 
 PG_SERVER = os.environ.get("OTLPD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -32,3 +38,87 @@ def database_url() -> Iterator[str]:
     finally:
         with _admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- a running otlpd -------------------------------------------------------------------
+
+
+@dataclass
+class RunningOtlpd:
+    """An App serving on free loopback ports in a thread of its own (own event loop)."""
+
+    app: App
+    database_url: str
+    thread: threading.Thread
+    loop: asyncio.AbstractEventLoop
+    stop_event: asyncio.Event
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.app.ports.grpc}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.app.ports.ops}"
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample of the server's own Prometheus registry (0 when absent)."""
+        value = self.app.instruments.registry.get_sample_value(name, labels or {})
+        return value or 0.0
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+            self.thread.join(timeout)
+        assert not self.thread.is_alive(), "otlpd did not stop"
+
+
+def start_otlpd_thread(database_url: str, **settings: str) -> RunningOtlpd:
+    """Starts otlpd with ``settings`` (Config field names) on port 0, ready to serve."""
+    overrides = {"grpc_addr": "127.0.0.1:0", "metrics_addr": "127.0.0.1:0", **settings}
+    config = load({}, overrides)
+    app = App(config, database_url)
+    started = threading.Event()
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        async def main() -> None:
+            stop = asyncio.Event()
+            box["loop"], box["stop"] = asyncio.get_running_loop(), stop
+            waiter = asyncio.ensure_future(app.started.wait())
+            waiter.add_done_callback(lambda _: started.set())
+            try:
+                await app.serve(stop)
+            except BaseException as exc:
+                box["error"] = exc
+                started.set()
+                raise
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run, name="otlpd-under-test", daemon=True)
+    thread.start()
+    if not started.wait(60) or "error" in box:
+        raise RuntimeError(f"otlpd did not start: {box.get('error')!r}")
+    return RunningOtlpd(app, database_url, thread, box["loop"], box["stop"])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def start_otlpd(database_url: str) -> Iterator[Callable[..., RunningOtlpd]]:
+    """Factory: ``start_otlpd(batch_max_rows="10", ...)`` runs a real otlpd on free ports."""
+    running: list[RunningOtlpd] = []
+
+    def start(**settings: str) -> RunningOtlpd:
+        server = start_otlpd_thread(database_url, **settings)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def otlpd(start_otlpd: Callable[..., RunningOtlpd]) -> RunningOtlpd:
+    """A running otlpd with default settings over a fresh database."""
+    return start_otlpd()

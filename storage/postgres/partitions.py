@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -73,6 +73,7 @@ class PartitionManager:
         interval_seconds: int = 3600,
         connect_timeout: float = 3.0,
         lock_timeout: float = 5.0,
+        on_created: Callable[[list[str]], None] | None = None,
     ) -> None:
         if interval_seconds <= 0 or interval_seconds % 60:
             raise ValueError(
@@ -87,6 +88,8 @@ class PartitionManager:
         self._known: dict[str, set[int]] = {table: set() for table in PARTITIONED_TABLES}
         self._loaded = False
         self._lock = threading.Lock()
+        # Told the names of the partitions this manager created (for otlpd's metrics).
+        self._on_created = on_created
 
     def bucket_start(self, time_ns: int) -> int:
         """Start (ns) of the bucket that holds ``time_ns``."""
@@ -117,7 +120,9 @@ class PartitionManager:
                 return []
             created = self._create(table, missing)
             known.update(missing)
-            return created
+        if created and self._on_created is not None:
+            self._on_created(created)
+        return created
 
     def maintain(self, now_ns: int, ahead: int = 2) -> list[str]:
         """Create the current and the next ``ahead`` buckets of every table; returns new names.

@@ -1,0 +1,214 @@
+"""The composition root: builds every part from Config and owns their start and stop order.
+
+Start inner to outer (schema, store, batcher, then the ports that let traffic in); stop
+outer to inner (readiness off, stop accepting, finish in-flight Exports, flush and commit
+what is queued, close the pools). Nothing acknowledged is ever lost on the way down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+import psycopg
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from otlpd.config import Config
+from otlpd.envelope import EnvelopeKeys, SessionCache
+from otlpd.instruments import Instruments
+from otlpd.ops import OpsServer
+from otlpd.pipeline.batcher import Batcher, BatcherSettings
+from otlpd.receiver.decode import DecodeLimits, Decoder
+from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
+from otlpd.receiver.ingest import Ingest
+from storage.postgres.migrate import migrate
+from storage.postgres.partitions import PartitionManager
+from storage.postgres.sessions import PostgresSessionDirectory
+from storage.postgres.writer import PostgresWriter
+
+log = logging.getLogger(__name__)
+
+_PROBE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """The ports actually bound (differs from the config when it asked for port 0)."""
+
+    grpc: int
+    ops: int | None
+
+
+def _batcher_settings(config: Config) -> BatcherSettings:
+    return BatcherSettings(
+        max_rows=config.batch_max_rows,
+        max_delay=config.batch_max_delay,
+        queue_max_rows=config.queue_max_rows,
+        queue_max_bytes=config.queue_max_bytes,
+        flushers=config.writers,
+        retry_after=config.retry_after,
+    )
+
+
+def _decoder(config: Config, sessions: SessionCache) -> Decoder:
+    keys = EnvelopeKeys(
+        service=config.service_keys,
+        session=config.session_keys,
+        user=config.user_keys,
+        project=config.project_keys,
+    )
+    limits = DecodeLimits(
+        max_attribute_value_bytes=config.max_attribute_value_bytes,
+        max_body_bytes=config.max_body_bytes,
+        accept_past_ns=int(config.accept_past * 1e9),
+        accept_future_ns=int(config.accept_future * 1e9),
+    )
+    return Decoder(keys, limits, config.default_project, sessions)
+
+
+class App:
+    """One otlpd process: the OTLP/gRPC receiver, its pipeline and its store."""
+
+    def __init__(
+        self,
+        config: Config,
+        database_url: str,
+        *,
+        instruments: Instruments | None = None,
+        serve_ops: bool = True,
+    ) -> None:
+        self.config = config
+        self.database_url = database_url
+        self.instruments = instruments or Instruments()
+        self._serve_ops = serve_ops
+        self._draining = False
+        self._migrated = False
+        self._store_up = False
+        self.started = asyncio.Event()
+        self.ports = Ports(0, None)
+
+    @property
+    def ready(self) -> bool:
+        """Migrated, PostgreSQL reachable, and not draining."""
+        return self._migrated and self._store_up and not self._draining
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Runs until ``stop`` is set, then shuts down in order within the grace period."""
+        config = self.config
+        metrics = self.instruments
+        await asyncio.to_thread(migrate, self.database_url)
+        self._migrated = True
+        partitions = PartitionManager(
+            self.database_url,
+            interval_seconds=int(config.partition_interval),
+            on_created=lambda names: metrics.partitions_created.inc(len(names)),
+        )
+        await asyncio.to_thread(partitions.maintain, time.time_ns(), config.partitions_ahead)
+        writer = PostgresWriter(
+            self.database_url,
+            partitions,
+            pool_size=config.writers,
+            connect_timeout=config.store_timeout,
+        )
+        directory = PostgresSessionDirectory(self.database_url)
+        await directory.open()
+        self._store_up = True
+        batcher = Batcher(writer, _batcher_settings(config), metrics)
+        sessions = SessionCache(config.session_cache_size)
+        ingest = Ingest(_decoder(config, sessions), sessions, directory, batcher, metrics)
+
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", config.max_request_bytes),
+                ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
+            ],
+        )
+        server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, metrics).handlers())
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        grpc_port = server.add_insecure_port(config.grpc_addr)
+        ops = OpsServer(config.metrics_addr, lambda: metrics.registry, lambda: self.ready)
+        try:
+            async with asyncio.TaskGroup() as group:
+                flushing = group.create_task(batcher.run())
+                await server.start()
+                if self._serve_ops:
+                    await ops.start()
+                self.ports = Ports(grpc_port, ops.port if self._serve_ops else None)
+                await self._set_serving(health_servicer, True)
+                probing = group.create_task(self._probe(batcher))
+                maintaining = group.create_task(self._maintain(partitions))
+                self.started.set()
+                log.info(
+                    "otlpd serving",
+                    extra={"grpc_port": grpc_port, "ops_port": self.ports.ops},
+                )
+                await stop.wait()
+
+                log.info("draining", extra={"grace_seconds": config.shutdown_grace})
+                self._draining = True
+                await self._set_serving(health_servicer, False)
+                await server.stop(config.shutdown_grace)  # finishes in-flight Exports
+                await batcher.close()
+                await flushing
+                probing.cancel()
+                maintaining.cancel()
+        finally:
+            self._draining = True
+            with contextlib.suppress(Exception):
+                await server.stop(0)
+            await ops.stop()
+            await directory.close()
+            await asyncio.to_thread(writer.close)
+            log.info("otlpd stopped")
+
+    async def _set_serving(self, servicer: health_aio.HealthServicer, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await servicer.set(name, status)
+        self.instruments.ready.set(1 if serving else 0)
+
+    async def _probe(self, batcher: Batcher) -> None:
+        """Keeps readiness and admission in step with PostgreSQL's reachability."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.database_url, connect_timeout=max(1, round(self.config.store_timeout))
+                )
+                async with conn:
+                    await conn.execute("SELECT 1")
+                up = True
+            except psycopg.Error:
+                up = False
+            if up != self._store_up:
+                log.warning("PostgreSQL %s", "reachable again" if up else "unreachable")
+            self._store_up = up
+            batcher.store_up = up
+            self.instruments.store_up.set(1 if up else 0)
+            self.instruments.ready.set(1 if self.ready else 0)
+            await asyncio.sleep(_PROBE_SECONDS)
+
+    async def _maintain(self, partitions: PartitionManager) -> None:
+        """Creates partitions ahead of time, so the ingest path rarely has to."""
+        period = min(300.0, self.config.partition_interval / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(
+                    partitions.maintain, time.time_ns(), self.config.partitions_ahead
+                )
+            except Exception:
+                log.exception("partition maintenance failed; will retry")

@@ -1,0 +1,26 @@
+"""An embedded PostgreSQL for ``make run`` when no ``OTLPD_DATABASE_URL`` is given.
+
+``pgserver`` ships PostgreSQL 16 binaries in a wheel and starts a server over a data
+directory in about a second, so a new user gets a real database with no install step.
+It is for trying otlpd and for sidecars with local disk; production points
+``OTLPD_DATABASE_URL`` at a managed PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def start(data_dir: Path) -> str:
+    """Starts (or reuses) the embedded server under ``data_dir/pg`` and returns its URL."""
+    import pgserver  # imported here: only the embedded mode needs it
+
+    pgdata = (data_dir / "pg").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    uri = str(server.get_uri())
+    log.info("embedded PostgreSQL started", extra={"pgdata": str(pgdata)})
+    return uri

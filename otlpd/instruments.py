@@ -1,0 +1,108 @@
+"""The Prometheus instruments otlpd keeps about itself.
+
+Each App owns its registry, so two servers in one test process never mix counts. With
+``--workers N`` the values live in ``PROMETHEUS_MULTIPROC_DIR`` and the supervisor sums
+them; the gauge modes below say how (queue depth adds up, readiness is the worst worker).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Outcomes of a record: stored; refused by backpressure (the client retries); rejected as
+# bad input (partial success or INVALID_ARGUMENT, not retried); failed in the store after
+# being queued (the client is told to retry, or told it is permanent).
+OUTCOMES = ("accepted", "refused", "rejected", "failed")
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ROWS = (1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+_REQUESTS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Instruments:
+    """Every metric otlpd exports, registered in one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "otlpd_records",
+            "Spans, log records and data points by outcome.",
+            ["signal", "outcome"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "otlpd_requests", "Export requests by gRPC status code.", ["signal", "code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "otlpd_request_seconds",
+            "Export latency, receipt to answer (including the commit).",
+            ["signal"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.request_bytes = Histogram(
+            "otlpd_request_bytes",
+            "Export request size after decompression.",
+            ["signal"],
+            buckets=(1024, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
+            registry=r,
+        )
+        self.commits = Counter("otlpd_commits", "Transactions committed.", registry=r)
+        self.flush_seconds = Histogram(
+            "otlpd_flush_seconds",
+            "Time of one group commit: partitions, COPY and COMMIT.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.copy_seconds = Histogram(
+            "otlpd_copy_seconds", "COPY time within a flush.", buckets=_LATENCY, registry=r
+        )
+        self.commit_seconds = Histogram(
+            "otlpd_commit_seconds", "COMMIT time within a flush.", buckets=_LATENCY, registry=r
+        )
+        self.batch_rows = Histogram(
+            "otlpd_batch_rows", "Records per committed transaction.", buckets=_ROWS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "otlpd_batch_requests",
+            "Export requests sharing one committed transaction (group commit).",
+            buckets=_REQUESTS,
+            registry=r,
+        )
+        self.queue_rows = Gauge(
+            "otlpd_queue_rows",
+            "Records admitted and not yet committed.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.queue_bytes = Gauge(
+            "otlpd_queue_bytes",
+            "Request bytes admitted and not yet committed.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.writers_busy = Gauge(
+            "otlpd_writers_busy",
+            "Writer connections inside a transaction.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.store_up = Gauge(
+            "otlpd_store_up",
+            "1 when PostgreSQL answered the last probe or write.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.ready = Gauge(
+            "otlpd_ready",
+            "1 when serving: migrated, PostgreSQL reachable, not draining.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.partitions_created = Counter(
+            "otlpd_partitions_created", "Time partitions created by this process.", registry=r
+        )
+        for signal in ("traces", "logs", "metrics"):
+            for outcome in OUTCOMES:
+                self.records.labels(signal, outcome)

@@ -1,0 +1,106 @@
+"""OTLP/gRPC: TraceService, LogsService and MetricsService ``Export`` on grpc.aio.
+
+The handlers take the raw request bytes (no deserializer): grpcio would answer a body
+it cannot parse with INTERNAL, which OTLP clients do not understand, while we must say
+INVALID_ARGUMENT, or store the valid part of a request that is only partly broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from otlpd.errors import OtlpdError, grpc_status
+from otlpd.instruments import Instruments
+from otlpd.receiver.ingest import Ingest, Outcome
+from storage.model import Signal
+
+log = logging.getLogger(__name__)
+
+TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
+SERVICE_NAMES = (TRACE_SERVICE, LOGS_SERVICE, METRICS_SERVICE)
+
+
+def _traces_response(outcome: Outcome) -> bytes:
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if outcome.rejected or outcome.error_message:
+        response.partial_success.rejected_spans = outcome.rejected
+        response.partial_success.error_message = outcome.error_message
+    return response.SerializeToString()
+
+
+def _logs_response(outcome: Outcome) -> bytes:
+    response = logs_service_pb2.ExportLogsServiceResponse()
+    if outcome.rejected or outcome.error_message:
+        response.partial_success.rejected_log_records = outcome.rejected
+        response.partial_success.error_message = outcome.error_message
+    return response.SerializeToString()
+
+
+def _metrics_response(outcome: Outcome) -> bytes:
+    response = metrics_service_pb2.ExportMetricsServiceResponse()
+    if outcome.rejected or outcome.error_message:
+        response.partial_success.rejected_data_points = outcome.rejected
+        response.partial_success.error_message = outcome.error_message
+    return response.SerializeToString()
+
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
+
+
+class OtlpGrpcReceiver:
+    """Builds the three OTLP services' handlers around one Ingest."""
+
+    def __init__(self, ingest: Ingest, instruments: Instruments) -> None:
+        self._ingest = ingest
+        self._metrics = instruments
+
+    def handlers(self) -> list[grpc.GenericRpcHandler[bytes, bytes]]:
+        """Generic handlers for ``server.add_generic_rpc_handlers``."""
+        table = (
+            (TRACE_SERVICE, Signal.TRACES, _traces_response),
+            (LOGS_SERVICE, Signal.LOGS, _logs_response),
+            (METRICS_SERVICE, Signal.METRICS, _metrics_response),
+        )
+        return [
+            grpc.method_handlers_generic_handler(
+                service,
+                {"Export": grpc.unary_unary_rpc_method_handler(self._export(signal, respond))},
+            )
+            for service, signal, respond in table
+        ]
+
+    def _export(self, signal: str, respond: Callable[[Outcome], bytes]) -> Handler:
+        ingest = self._ingest
+        requests = self._metrics.requests
+        latency = self._metrics.request_seconds.labels(signal)
+        sizes = self._metrics.request_bytes.labels(signal)
+
+        async def export(payload: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            started = time.perf_counter()
+            sizes.observe(len(payload))
+            try:
+                outcome = await ingest.export(signal, payload)
+            except OtlpdError as exc:
+                code, message, trailers = grpc_status(exc)
+                requests.labels(signal, code.name).inc()
+                latency.observe(time.perf_counter() - started)
+                await context.abort(code, message, trailing_metadata=trailers)
+            except Exception:
+                # Input must never crash the server; a bug still answers, and is logged.
+                log.exception("export failed unexpectedly", extra={"signal": signal})
+                requests.labels(signal, "INTERNAL").inc()
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            requests.labels(signal, "OK").inc()
+            latency.observe(time.perf_counter() - started)
+            return respond(outcome)
+
+        return export
