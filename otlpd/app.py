@@ -35,6 +35,7 @@ from storage.postgres.writer import PostgresWriter
 log = logging.getLogger(__name__)
 
 _PROBE_SECONDS = 2.0
+_SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +158,13 @@ class App:
                 log.info("draining", extra={"grace_seconds": config.shutdown_grace})
                 self._draining = True
                 await self._set_serving(health_servicer, False)
-                await server.stop(config.shutdown_grace)  # finishes in-flight Exports
+                # Refuse new Exports ourselves (UNAVAILABLE + RetryInfo) while the queued
+                # ones commit, and keep dispatching for a moment: grpc.aio's stop() would
+                # answer calls it has received but not yet handed over with CANCELLED.
                 await batcher.close()
+                settle = min(_SETTLE_SECONDS, config.shutdown_grace / 4)
+                await asyncio.sleep(settle)
+                await server.stop(config.shutdown_grace - settle)  # in-flight Exports finish
                 await flushing
                 probing.cancel()
                 maintaining.cancel()

@@ -161,6 +161,12 @@ class Config:
         for name in ("queue_max_bytes", "max_request_bytes", "max_attribute_value_bytes"):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.max_body_bytes > 0, "max_body_bytes", "must be > 0", self.max_body_bytes)
+        need(
+            self.workers == 1 or not self.grpc_addr.endswith(":0"),
+            "grpc_addr",
+            "must name a fixed port when OTLPD_WORKERS > 1 (the workers share it)",
+            self.grpc_addr,
+        )
         need(self.partitions_ahead >= 0, "partitions_ahead", "must be >= 0", self.partitions_ahead)
         need(
             self.batch_max_rows <= self.queue_max_rows,

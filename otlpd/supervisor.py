@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from multiprocessing.process import BaseProcess
 
@@ -43,6 +44,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Runs the workers until SIGTERM/SIGINT; returns the process exit code."""
+        _check_port_free(self._config.grpc_addr)
         self._metrics_dir = tempfile.mkdtemp(prefix="otlpd-metrics-")
         # Must be in the environment before a worker imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
@@ -113,6 +115,23 @@ class Supervisor:
     def _mark_dead(proc: BaseProcess) -> None:
         if proc.pid is not None:
             multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+
+
+def _check_port_free(address: str) -> None:
+    """Fails if another process holds the gRPC port.
+
+    The workers bind with SO_REUSEPORT, which would silently share the port with any
+    other SO_REUSEPORT listener of the same user and split its traffic with it. A bind
+    without the option fails on a taken port, so this one says so before we start.
+    """
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise SystemExit(f"otlpd: cannot listen on {address} (OTLPD_GRPC_ADDR): {exc}") from exc
 
 
 def _worker_main(config: Config, database_url: str) -> None:

@@ -99,3 +99,10 @@ def test_every_setting_has_a_variable_a_flag_and_a_description() -> None:
         assert variable.startswith("OTLPD_")
         assert flag.startswith("--")
         assert doc
+
+
+def test_several_workers_need_a_fixed_port() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_WORKERS": "2", "OTLPD_GRPC_ADDR": "127.0.0.1:0"})
+    assert caught.value.problems[0].startswith("OTLPD_GRPC_ADDR must name a fixed port")
+    assert load({"OTLPD_WORKERS": "1", "OTLPD_GRPC_ADDR": "127.0.0.1:0"}).workers == 1
