@@ -31,10 +31,11 @@ import psycopg
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 30.0
 
-# What otlpd stores each signal in; bytes on disk count every partition of these.
+# What otlpd stores each signal in, the record table first; bytes on disk count every
+# partition of these. Spans and logs share `resources` (small: counted with both).
 OTLPD_TABLES: Final = {
-    "traces": ("spans",),
-    "logs": ("logs",),
+    "traces": ("spans", "resources"),
+    "logs": ("logs", "resources"),
     "metrics": ("metric_points", "metric_series"),
 }
 

@@ -18,6 +18,9 @@ def start(data_dir: Path) -> str:
     """Starts (or reuses) the embedded server under ``data_dir/pg`` and returns its URL."""
     import pgserver  # imported here: only the embedded mode needs it
 
+    # pgserver logs every command it runs, with its whole output, at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+
     pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ class WriteStats:
     logs: int
     points: int
     series: int
+    resources: int
     sessions: int
     copy_seconds: float
     commit_seconds: float

@@ -61,9 +61,10 @@ def test_sdk_spans_are_stored_with_their_envelope(otlpd: RunningOtlpd) -> None:
         otlpd,
         "SELECT name, project_id, service_name, session_id, user_id, trace_id, span_id,"
         " parent_span_id, start_time_unix_nano, end_time_unix_nano, duration_ns, kind,"
-        " status_code, status_message, attributes, events, resource, scope_name, scope_version,"
-        " (extract(epoch from time) * 1e6)::bigint"
-        " FROM spans ORDER BY start_time_unix_nano",
+        " status_code, status_message, s.attributes, events, r.attributes, scope_name,"
+        " scope_version, (extract(epoch from time) * 1e6)::bigint, r.schema_url"
+        " FROM spans s JOIN resources r USING (project_id, resource_id)"
+        " ORDER BY start_time_unix_nano",
     )
     assert [r[0] for r in got] == ["GET /cart", "SELECT cart"]
     ctx_parent, ctx_child = parent.get_span_context(), child.get_span_context()
@@ -77,7 +78,7 @@ def test_sdk_spans_are_stored_with_their_envelope(otlpd: RunningOtlpd) -> None:
     assert server_row[11] == 2  # SPAN_KIND_SERVER
     assert server_row[14] == {"session.id": "s-1", "user.id": "u-7", "http.status_code": 200}
     assert server_row[15][0]["name"] == "cache.miss"
-    assert server_row[16]["deployment.environment"] == "test"
+    assert server_row[16] == client_row[16] == dict(RESOURCE.attributes)
     assert server_row[17:19] == ("tests.app", "1.2.3")
     assert server_row[19] == parent.start_time // 1000  # type: ignore[operator]
     # The child names no session: project and service come from the resource.
@@ -85,6 +86,8 @@ def test_sdk_spans_are_stored_with_their_envelope(otlpd: RunningOtlpd) -> None:
     assert client_row[5] == ctx_child.trace_id.to_bytes(16, "big")
     assert client_row[7] == ctx_parent.span_id.to_bytes(8, "big")
     assert client_row[12:14] == (2, "timeout")  # STATUS_CODE_ERROR
+    # Both spans refer to one stored resource.
+    assert rows(otlpd, "SELECT count(*), min(project_id) FROM resources") == [(1, "shop")]
 
 
 def test_sdk_logs_carry_trace_context_and_body(otlpd: RunningOtlpd) -> None:
@@ -109,8 +112,9 @@ def test_sdk_logs_carry_trace_context_and_body(otlpd: RunningOtlpd) -> None:
     got = rows(
         otlpd,
         "SELECT body, severity_number, severity_text, trace_id, span_id, session_id,"
-        " project_id, service_name, attributes, time_unix_nano, observed_time_unix_nano"
-        " FROM logs ORDER BY observed_time_unix_nano",
+        " project_id, service_name, l.attributes, time_unix_nano, observed_time_unix_nano,"
+        " r.attributes FROM logs l JOIN resources r USING (project_id, resource_id)"
+        " ORDER BY observed_time_unix_nano",
     )
     assert [r[0] for r in got] == ["payment declined", "no trace here"]
     warned, info = got
@@ -121,6 +125,7 @@ def test_sdk_logs_carry_trace_context_and_body(otlpd: RunningOtlpd) -> None:
     assert warned[5:8] == ("s-9", "shop", "checkout")
     assert warned[8]["amount"] == 12.5
     assert warned[9] > 1_600_000_000 * 10**9  # nanoseconds since the epoch
+    assert warned[11] == info[11] == dict(RESOURCE.attributes)
     assert info[3] is None and info[4] is None and info[5] is None
 
 

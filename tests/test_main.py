@@ -399,3 +399,33 @@ def test_migrate_creates_the_schema_and_is_idempotent(database_url: str) -> None
             )
         assert tables >= TABLES
     assert applied[0] and applied[1] == applied[0], "the second run applied nothing new"
+
+
+def test_without_a_database_url_it_runs_an_embedded_postgresql(tmp_path: Path) -> None:
+    """What ``make run`` does on a fresh machine: pgserver under OTLPD_DATA_DIR."""
+    grpc_port, ops_port = free_port(), free_port()
+    data_dir = tmp_path / "var"
+    env = base_env(
+        OTLPD_DATA_DIR=str(data_dir),
+        OTLPD_GRPC_ADDR=f"127.0.0.1:{grpc_port}",
+        OTLPD_METRICS_ADDR=f"127.0.0.1:{ops_port}",
+    )
+    log = tmp_path / "otlpd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "otlpd", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    server = OtlpdProcess(proc, grpc_port, ops_port, log, [psutil.Process(proc.pid)])
+    try:
+        server.wait_ready(60)
+        with grpc.insecure_channel(server.target) as channel:
+            export(channel, ["embedded-1", "embedded-2"], timeout=15)
+        # The embedded server listens on a unix socket in its data directory only.
+        url = f"postgresql://postgres@/postgres?host={(data_dir / 'pg').resolve()}"
+        assert sorted(stored_names(url)) == ["embedded-1", "embedded-2"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(GRACE + 10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

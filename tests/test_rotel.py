@@ -163,7 +163,8 @@ def test_sdk_through_rotel_reaches_postgres(otlpd: RunningOtlpd, rotel: Rotel) -
 
     spans = poll_rows(
         otlpd.database_url,
-        "SELECT name, span_id, service_name, attributes, resource FROM spans",
+        "SELECT name, span_id, service_name, s.attributes, r.attributes"
+        " FROM spans s JOIN resources r USING (project_id, resource_id)",
         lambda rows: len(rows) >= len(sent_spans),
     )
     forwarded = f"rotel's log:\n{rotel.output.read_text(errors='replace')[-3000:]}"

@@ -40,7 +40,7 @@ from otlpd.receiver.anyvalue import (
     scalar_text,
 )
 from otlpd.receiver.rejections import RecordRejected, Rejections
-from storage.model import MetricType, RowBatch
+from storage.model import MetricType, Row, RowBatch
 
 _NUL_ESCAPE: Final = "\\u0000"  # how JSON text holds U+0000
 _ZERO_TRACE_ID: Final = bytes(16)
@@ -51,7 +51,13 @@ _ZERO_SPAN_ID: Final = bytes(8)
 # unit, temporality, monotonic, resource JSON (sorted), scope name, scope version]. NUL
 # cannot occur in either JSON text nor in a project id, so the encoding is unambiguous.
 # Every process computes the same id; changing any of this orphans the stored series.
-_SERIES_ID_MASK: Final = (1 << 63) - 1
+_ID_MASK: Final = (1 << 63) - 1
+# resource_id = the same 63 bits of BLAKE2b("<attributes>\0<schema_url>\0<dropped>"):
+# the resource attributes' JSON in canonical (sorted) order, the schema URL ("" when
+# absent) and dropped_attributes_count in decimal (as stored: saturated to integer). NUL
+# cannot occur in the first two, so the encoding is unambiguous. No project: the records
+# of one resource may belong to several projects, each of which gets a row with this id.
+# Every process computes the same id; changing any of this orphans the stored resources.
 _MAX_SPAN_KIND: Final = 5  # SPAN_KIND_CONSUMER
 _MAX_STATUS_CODE: Final = 2  # STATUS_CODE_ERROR
 _MAX_SEVERITY: Final = 24  # SEVERITY_NUMBER_FATAL4
@@ -116,6 +122,20 @@ class _Resource:
     schema_url: str | None
     service: str | None
     found: Found
+    dropped_attributes_count: int
+    id: int
+
+    def refer(self, resources: dict[tuple[str, int], Row], project: str, time: int) -> None:
+        """Adds this resource's row for ``project`` to ``resources`` unless it is there.
+
+        The decoders call it when a stored record's project differs from the previous
+        record's, not per record, so ``time`` is that of the first record of the request
+        that referred to it, not the earliest.
+        """
+        key = (project, self.id)
+        if key not in resources:
+            row = (project, self.id, self.json, self.schema_url, self.dropped_attributes_count)
+            resources[key] = (*row, time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,12 +396,20 @@ class Decoder:
         return len(records)
 
     def _resource(self, resource: Any, schema_url: str) -> _Resource:
-        # Sorted, so that a series is the same whatever order its resource attributes came in.
+        # Sorted, so that a series and a resource_id are the same whatever order the
+        # resource attributes came in.
         attributes, found = self._attributes.encode_sorted(resource.attributes)
         if "\x00" in schema_url:
             raise _nul("resource schema_url")
         found = found or NOTHING_FOUND
-        return _Resource(attributes, schema_url or None, found[SERVICE], found)
+        dropped = min(resource.dropped_attributes_count, _MAX_INTEGER)
+        digest = blake2b(
+            f"{attributes}\x00{schema_url}\x00{dropped}".encode(), digest_size=8
+        ).digest()
+        resource_id = int.from_bytes(digest, "big") & _ID_MASK
+        return _Resource(
+            attributes, schema_url or None, found[SERVICE], found, dropped, resource_id
+        )
 
     def _scope(self, resource: _Resource, scope: Any, schema_url: str) -> _Scope:
         name = scope.name
@@ -467,8 +495,10 @@ class Decoder:
         hi = run.hi
         resource = scope.resource
         service = resource.service
-        resource_json = resource.json
-        resource_schema_url = resource.schema_url
+        resource_id = resource.id
+        refer = resource.refer
+        resources = run.batch.resources
+        last_project: str | None = None  # of the last record stored: see _Resource.refer
         scope_name = scope.name
         scope_version = scope.version
         scope_attributes = scope.attributes
@@ -534,6 +564,9 @@ class Decoder:
                         project = default_project
                 else:
                     project, user = complete(session, project, user, service, start)
+                if project != last_project:
+                    refer(resources, project, start)
+                    last_project = project
                 append(
                     (
                         project,
@@ -559,8 +592,7 @@ class Decoder:
                         dropped_attributes,
                         dropped_events,
                         dropped_links,
-                        resource_json,
-                        resource_schema_url,
+                        resource_id,
                         scope_name,
                         scope_version,
                         scope_attributes,
@@ -620,8 +652,10 @@ class Decoder:
         hi = run.hi
         resource = scope.resource
         service = resource.service
-        resource_json = resource.json
-        resource_schema_url = resource.schema_url
+        resource_id = resource.id
+        refer = resource.refer
+        resources = run.batch.resources
+        last_project: str | None = None  # of the last record stored: see _Resource.refer
         scope_name = scope.name
         scope_version = scope.version
         scope_attributes = scope.attributes
@@ -674,6 +708,9 @@ class Decoder:
                         project = default_project
                 else:
                     project, user = complete(session, project, user, service, time)
+                if project != last_project:
+                    refer(resources, project, time)
+                    last_project = project
                 append(
                     (
                         project,
@@ -692,8 +729,7 @@ class Decoder:
                         attributes,
                         event_name or None,
                         min(r.dropped_attributes_count, _MAX_INTEGER),
-                        resource_json,
-                        resource_schema_url,
+                        resource_id,
                         scope_name,
                         scope_version,
                         scope_attributes,
@@ -816,7 +852,7 @@ class Decoder:
                 digest = blake2b(
                     f"{project}\x00{attributes}\x00{identity}".encode(), digest_size=8
                 ).digest()
-                series_id = int.from_bytes(digest, "big") & _SERIES_ID_MASK
+                series_id = int.from_bytes(digest, "big") & _ID_MASK
                 key = (project, series_id)
                 known = series_rows.get(key)
                 if known is None or time < known[-1]:

@@ -2,14 +2,15 @@
 
 Per ``write``: the partitions the rows need are made sure of first (on a connection of
 their own, see ``partitions``), then one transaction holds three binary COPY streams
-(spans, logs, metric points), one INSERT of the metric series not seen before and one
-upsert of the sessions, and commits. Binary COPY is the fastest way into PostgreSQL and
-the row tuples of ``storage.model`` are what it consumes, so the hot loop is one C call
-per row. Only a few dumpers run in Python, once per value: int nanoseconds to
-``timestamptz``, JSON text to binary ``jsonb``, and range-checked ``smallint`` and
-``integer`` (psycopg's C ones wrap silently). Measured on 2 cores with 5,000-span writes
-(~680 B a row, four indexes): ~1-1.5 µs of Python per row against ~15 µs of PostgreSQL,
-so one writer thread runs at what the server takes from one connection (~60-70k rows/s).
+(spans, logs, metric points), one INSERT each of the metric series and of the resources
+not seen before and one upsert of the sessions, and commits. Binary COPY is the fastest
+way into PostgreSQL and the row tuples of ``storage.model`` are what it consumes, so the
+hot loop is one C call per row. Only a few dumpers run in Python, once per value: int
+nanoseconds to ``timestamptz``, JSON text to binary ``jsonb``, and range-checked
+``smallint`` and ``integer`` (psycopg's C ones wrap silently). Measured on 2 cores with
+the benchmark's spans (~650 B a row on disk, four indexes): ~1-1.5 µs of Python per row
+against ~12 µs of PostgreSQL (~17.5 µs while every row carried its resource as jsonb), so
+one writer thread runs at what the server takes from one connection (~75k rows/s).
 
 ``write`` is called from writer threads; the pool hands each its own connection and
 psycopg releases the GIL while libpq talks to the server.
@@ -21,7 +22,7 @@ import logging
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from storage.api import WriteStats
 from storage.model import (
     LOG_COLUMNS,
     POINT_COLUMNS,
+    RESOURCE_COLUMNS,
     SERIES_COLUMNS,
     SESSION_COLUMNS,
     SPAN_COLUMNS,
@@ -138,12 +140,12 @@ def configure_connection(conn: psycopg.Connection[TupleRow]) -> None:
 SPAN_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "int8", "bytea", "bytea", "bytea", "text",
     "int8", "text", "text", "text", "text", "int2", "int2", "text", "jsonb", "jsonb",
-    "jsonb", "int4", "int4", "int4", "jsonb", "text", "text", "text", "jsonb", "text",
+    "jsonb", "int4", "int4", "int4", "int8", "text", "text", "jsonb", "text",
 )  # fmt: skip
 LOG_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "bytea", "bytea", "int8", "text", "text",
-    "text", "int2", "text", "jsonb", "jsonb", "text", "int4", "jsonb", "text", "text",
-    "text", "jsonb", "text",
+    "text", "int2", "text", "jsonb", "jsonb", "text", "int4", "int8", "text", "text",
+    "jsonb", "text",
 )  # fmt: skip
 POINT_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "int8", "text", "bytea", "bytea", "text",
@@ -155,12 +157,14 @@ SERIES_TYPES: Final = (
     "text", "int8", "text", "int2", "text", "text", "int2", "bool", "text", "jsonb",
     "jsonb", "text", "text", "jsonb", "timestamptz",
 )  # fmt: skip
+RESOURCE_TYPES: Final = ("text", "int8", "jsonb", "text", "int4", "timestamptz")
 SESSION_TYPES: Final = ("text", "text", "text", "text", "timestamptz", "timestamptz")
 
 assert len(SPAN_TYPES) == len(SPAN_COLUMNS)
 assert len(LOG_TYPES) == len(LOG_COLUMNS)
 assert len(POINT_TYPES) == len(POINT_COLUMNS)
 assert len(SERIES_TYPES) == len(SERIES_COLUMNS)
+assert len(RESOURCE_TYPES) == len(RESOURCE_COLUMNS)
 assert len(SESSION_TYPES) == len(SESSION_COLUMNS)
 
 
@@ -183,14 +187,6 @@ _COPY_SPANS: Final = _copy_statement("spans", SPAN_COLUMNS)
 _COPY_LOGS: Final = _copy_statement("logs", LOG_COLUMNS)
 _COPY_POINTS: Final = _copy_statement("metric_points", POINT_COLUMNS)
 
-# Sorted input (see _insert_series) and DO NOTHING: concurrent writers inserting the
-# same new series wait for each other in the same order, so they cannot deadlock.
-_INSERT_SERIES: Final = (
-    f"INSERT INTO metric_series ({_column_list(SERIES_COLUMNS)}) "
-    f"SELECT * FROM unnest({_unnest(SERIES_TYPES)}) "
-    "ON CONFLICT (project_id, series_id) DO NOTHING"
-).encode()
-
 # The WHERE skips updates that change nothing (a late batch of an old session), which
 # would only leave dead tuples behind.
 _UPSERT_SESSIONS: Final = (
@@ -206,23 +202,21 @@ _UPSERT_SESSIONS: Final = (
     "OR s.service_name IS NULL AND excluded.service_name IS NOT NULL"
 ).encode()
 
-_SERIES_FIRST_SEEN: Final = SERIES_COLUMNS.index("first_seen")
-
 
 # --- The writer ----------------------------------------------------------------------
 
 
-class SeriesCache:
-    """The (project_id, series_id) pairs known to be stored, at most ``max_size`` (LRU).
+class KeyCache:
+    """The ``(project_id, id)`` keys of rows known to be stored, at most ``max_size`` (LRU).
 
-    Lets a write skip the series it has stored before, which is nearly all of them. A
-    pair is learned only after the transaction that inserted it committed, so a
-    rolled-back write cannot make a later one skip a series that is not there.
+    Lets a write skip the series and resources it has stored before, which is nearly all
+    of them. A key is learned only after the transaction that inserted it committed, so a
+    rolled-back write cannot make a later one skip a row that is not there.
     """
 
     def __init__(self, max_size: int) -> None:
         if max_size <= 0:
-            raise ValueError(f"series cache size must be > 0, got {max_size}")
+            raise ValueError(f"cache size must be > 0, got {max_size}")
         self.max_size = max_size
         self._keys: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._lock = threading.Lock()
@@ -230,12 +224,12 @@ class SeriesCache:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def unknown(self, series: dict[tuple[str, int], Row]) -> dict[tuple[str, int], Row]:
-        """The entries of ``series`` whose key is not known; refreshes the known ones."""
+    def unknown(self, rows: dict[tuple[str, int], Row]) -> dict[tuple[str, int], Row]:
+        """The entries of ``rows`` whose key is not known; refreshes the known ones."""
         unknown: dict[tuple[str, int], Row] = {}
         keys = self._keys
         with self._lock:
-            for key, row in series.items():
+            for key, row in rows.items():
                 if key in keys:
                     keys.move_to_end(key)
                 else:
@@ -250,6 +244,64 @@ class SeriesCache:
                 self._keys.move_to_end(key)
             while len(self._keys) > self.max_size:
                 self._keys.popitem(last=False)
+
+
+class IdTable:
+    """A table of rows that records refer to by a 63-bit hash id: metric series, resources.
+
+    Each ``(project_id, id)`` row is inserted once and never updated. A write takes the
+    rows of its batches that ``cache`` does not know (``unknown``), inserts them with ON
+    CONFLICT DO NOTHING (``insert``) and, once committed, ``learn``s their keys.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        columns: Sequence[str],
+        types: Sequence[str],
+        rows_of: Callable[[RowBatch], dict[tuple[str, int], Row]],
+        cache_size: int,
+    ) -> None:
+        if columns[0] != "project_id":
+            raise ValueError(f"{table}: the key is (project_id, id), got {columns[:2]}")
+        self.cache = KeyCache(cache_size)
+        self._rows_of = rows_of
+        self._first_seen = columns.index("first_seen")
+        # Sorted input (see insert) and DO NOTHING: concurrent writers inserting the same
+        # new rows wait for each other in the same order, so they cannot deadlock.
+        self._insert = (
+            f"INSERT INTO {table} ({_column_list(columns)}) "
+            f"SELECT * FROM unnest({_unnest(types)}) "
+            f'ON CONFLICT ("project_id", "{columns[1]}") DO NOTHING'
+        ).encode()
+
+    def unknown(self, batches: Sequence[RowBatch]) -> dict[tuple[str, int], Row]:
+        """The rows of ``batches``, one per key, whose key is not known to be stored."""
+        merged: dict[tuple[str, int], Row] = {}
+        first_seen = self._first_seen
+        for batch in batches:
+            for key, row in self._rows_of(batch).items():
+                known = merged.get(key)
+                if known is None or row[first_seen] < known[first_seen]:
+                    merged[key] = row  # the earliest sighting describes first_seen best
+        return self.cache.unknown(merged) if merged else merged
+
+    def insert(self, cursor: psycopg.Cursor[TupleRow], rows: dict[tuple[str, int], Row]) -> int:
+        """Inserts ``rows`` in key order; returns how many were new to the table."""
+        if not rows:
+            return 0
+        try:
+            ordered = [rows[key] for key in sorted(rows)]
+            columns: list[list[Any]] = [list(column) for column in zip(*ordered, strict=True)]
+            columns[self._first_seen] = [datetime_from_ns(ns) for ns in columns[self._first_seen]]
+        except ENCODING_ERRORS as exc:
+            raise translate_encoding(exc) from exc
+        cursor.execute(self._insert, columns)
+        return max(cursor.rowcount, 0)
+
+    def learn(self, rows: dict[tuple[str, int], Row]) -> None:
+        """Remembers the keys of ``rows``; call it only after their insert committed."""
+        self.cache.learn(rows)
 
 
 class PostgresWriter:
@@ -276,13 +328,27 @@ class PostgresWriter:
         reconnect_timeout: float = 20.0,
         max_lifetime: float = 3600.0,
         series_cache_size: int = 100_000,
+        resource_cache_size: int = 10_000,
     ) -> None:
         if pool_size <= 0:
             raise ValueError(f"pool_size must be > 0, got {pool_size}")
         if partitions is None:
             partitions = PartitionManager(conninfo, connect_timeout=connect_timeout)
         self.partitions = partitions
-        self.series_cache = SeriesCache(series_cache_size)
+        self.series = IdTable(
+            "metric_series",
+            SERIES_COLUMNS,
+            SERIES_TYPES,
+            lambda batch: batch.series,
+            series_cache_size,
+        )
+        self.resources = IdTable(
+            "resources",
+            RESOURCE_COLUMNS,
+            RESOURCE_TYPES,
+            lambda batch: batch.resources,
+            resource_cache_size,
+        )
         self.reconnect_failures = 0
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
@@ -310,15 +376,18 @@ class PostgresWriter:
         logs = [b.logs for b in batches if b.logs]
         points = [b.points for b in batches if b.points]
         try:
-            series = self._new_series(batches)
+            series = self.series.unknown(batches)
+            resources = self.resources.unknown(batches)
             sessions = _merge_sessions(batches)
         except ENCODING_ERRORS as exc:  # e.g. a first_seen that is not an int
             raise translate_encoding(exc) from exc
-        if not (spans or logs or points or series or sessions):
-            return WriteStats(0, 0, 0, 0, 0, 0.0, 0.0)
+        if not (spans or logs or points or series or resources or sessions):
+            return WriteStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
         try:
             try:
-                stats = self._write_once(spans, logs, points, series, sessions)
+                stats = self._write_once(
+                    spans, logs, points, series=series, resources=resources, sessions=sessions
+                )
             except psycopg.errors.CheckViolation as exc:
                 if not _is_missing_partition(exc):
                     raise
@@ -326,10 +395,13 @@ class PostgresWriter:
                 # retention, or by hand): learn the catalog afresh and try once more.
                 logger.warning("%s; reloading the partition catalog", exc.diag.message_primary)
                 self.partitions.forget()
-                stats = self._write_once(spans, logs, points, series, sessions)
+                stats = self._write_once(
+                    spans, logs, points, series=series, resources=resources, sessions=sessions
+                )
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        self.series_cache.learn(series)
+        self.series.learn(series)
+        self.resources.learn(resources)
         return stats
 
     def _write_once(
@@ -337,7 +409,9 @@ class PostgresWriter:
         spans: list[list[Row]],
         logs: list[list[Row]],
         points: list[list[Row]],
+        *,
         series: dict[tuple[str, int], Row],
+        resources: dict[tuple[str, int], Row],
         sessions: dict[tuple[str, str], SessionSighting],
     ) -> WriteStats:
         try:
@@ -352,7 +426,9 @@ class PostgresWriter:
                 n_spans = _copy(cursor, _COPY_SPANS, SPAN_TYPES, spans)
                 n_logs = _copy(cursor, _COPY_LOGS, LOG_TYPES, logs)
                 n_points = _copy(cursor, _COPY_POINTS, POINT_TYPES, points)
-                n_series = _insert_series(cursor, series)
+                # Always series, then resources, each in key order: one lock order.
+                n_series = self.series.insert(cursor, series)
+                n_resources = self.resources.insert(cursor, resources)
                 n_sessions = _upsert_sessions(cursor, sessions)
             copied = perf_counter()
             conn.commit()
@@ -362,6 +438,7 @@ class PostgresWriter:
             logs=n_logs,
             points=n_points,
             series=n_series,
+            resources=n_resources,
             sessions=n_sessions,
             copy_seconds=copied - started,
             commit_seconds=committed - copied,
@@ -393,16 +470,6 @@ class PostgresWriter:
         for rows in row_lists:
             buckets.update({row[1] // width for row in rows})  # row[1] is time
         self.partitions.ensure(table, [bucket * width for bucket in buckets])
-
-    def _new_series(self, batches: Sequence[RowBatch]) -> dict[tuple[str, int], Row]:
-        merged: dict[tuple[str, int], Row] = {}
-        for batch in batches:
-            for key, row in batch.series.items():
-                if key not in merged:
-                    merged[key] = row
-                elif row[_SERIES_FIRST_SEEN] < merged[key][_SERIES_FIRST_SEEN]:
-                    merged[key] = row  # the earliest sighting describes first_seen best
-        return self.series_cache.unknown(merged) if merged else merged
 
 
 def _is_missing_partition(exc: psycopg.errors.CheckViolation) -> bool:
@@ -455,19 +522,6 @@ def _copy(
             # pool's connection context rolls the transaction back.
             raise translate_encoding(exc) from exc
     return count
-
-
-def _insert_series(cursor: psycopg.Cursor[TupleRow], series: dict[tuple[str, int], Row]) -> int:
-    if not series:
-        return 0
-    try:
-        rows = [series[key] for key in sorted(series)]
-        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-        columns[_SERIES_FIRST_SEEN] = [datetime_from_ns(ns) for ns in columns[_SERIES_FIRST_SEEN]]
-    except ENCODING_ERRORS as exc:
-        raise translate_encoding(exc) from exc
-    cursor.execute(_INSERT_SERIES, columns)
-    return max(cursor.rowcount, 0)
 
 
 def _upsert_sessions(

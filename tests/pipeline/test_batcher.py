@@ -54,7 +54,7 @@ def span_row(name: str, time_ns: int | None = None) -> tuple[object, ...]:
         "dropped_attributes_count": 0,
         "dropped_events_count": 0,
         "dropped_links_count": 0,
-        "resource": "{}",
+        "resource_id": 1,
     }
     return tuple(values.get(column) for column in SPAN_COLUMNS)
 

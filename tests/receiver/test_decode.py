@@ -49,6 +49,7 @@ from otlpd.receiver.decode import Decoded, DecodeLimits, Decoder
 from storage.model import (
     LOG_COLUMNS,
     POINT_COLUMNS,
+    RESOURCE_COLUMNS,
     SERIES_COLUMNS,
     SPAN_COLUMNS,
     MetricType,
@@ -186,6 +187,17 @@ def series_of(decoded: Decoded) -> list[dict[str, Any]]:
     return [row(SERIES_COLUMNS, r) for r in decoded.batch.series.values()]
 
 
+def resources_of(decoded: Decoded) -> list[dict[str, Any]]:
+    return [row(RESOURCE_COLUMNS, r) for r in decoded.batch.resources.values()]
+
+
+def resource_id(attributes: str, schema_url: str = "", dropped: int = 0) -> int:
+    """The documented resource_id of a resource (attributes as canonical JSON text)."""
+    text = f"{attributes}\x00{schema_url}\x00{dropped}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & (2**63 - 1)
+
+
 # -- spans -----------------------------------------------------------------------------
 
 
@@ -193,6 +205,7 @@ def test_span_row_has_every_column() -> None:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add(schema_url="https://res/1")
     rs.resource.attributes.extend(attrs({"service.name": "checkout", "host.name": "h1"}))
+    rs.resource.dropped_attributes_count = 6
     ss = rs.scope_spans.add(schema_url="https://scope/1")
     ss.scope.CopyFrom(
         InstrumentationScope(name="lib", version="1.0", attributes=attrs({"lib.flag": True}))
@@ -265,15 +278,27 @@ def test_span_row_has_every_column() -> None:
             "dropped_attributes_count": 1,
             "dropped_events_count": 3,
             "dropped_links_count": 5,
-            "resource": '{"host.name":"h1","service.name":"checkout"}',
-            "resource_schema_url": "https://res/1",
+            "resource_id": RESOURCE_ID,
             "scope_name": "lib",
             "scope_version": "1.0",
             "scope_attributes": '{"lib.flag":true}',
             "scope_schema_url": "https://scope/1",
         }
     ]
+    assert resources_of(decoded) == [
+        {
+            "project_id": "default",
+            "resource_id": RESOURCE_ID,
+            "attributes": '{"host.name":"h1","service.name":"checkout"}',
+            "schema_url": "https://res/1",
+            "dropped_attributes_count": 6,
+            "first_seen": T0,
+        }
+    ]
     assert decoded.batch.sessions == {}
+
+
+RESOURCE_ID = resource_id('{"host.name":"h1","service.name":"checkout"}', "https://res/1", 6)
 
 
 def test_minimal_span_has_nulls_where_nothing_was_sent() -> None:
@@ -296,8 +321,6 @@ def test_minimal_span_has_nulls_where_nothing_was_sent() -> None:
         "dropped_attributes_count": 0,
         "dropped_events_count": 0,
         "dropped_links_count": 0,
-        "resource": "{}",
-        "resource_schema_url": None,
         "scope_name": None,
         "scope_version": None,
         "scope_attributes": None,
@@ -308,7 +331,9 @@ def test_minimal_span_has_nulls_where_nothing_was_sent() -> None:
 def test_resource_and_scope_are_shared_by_their_rows() -> None:
     decoded = decoder().traces(traces([span(), span()], scope={"a": 1}), NOW)
     first, second = decoded.batch.spans
-    assert first[SPAN_COLUMNS.index("resource")] is second[SPAN_COLUMNS.index("resource")]
+    index = SPAN_COLUMNS.index("resource_id")
+    assert first[index] == second[index] == resource_id('{"service.name":"svc"}')
+    assert list(decoded.batch.resources) == [("default", first[index])]
     index = SPAN_COLUMNS.index("scope_attributes")
     assert first[index] is second[index] == '{"a":1}'
 
@@ -568,8 +593,7 @@ def test_log_row_has_every_column() -> None:
             "attributes": '{"user.id":"u","project.id":"p","n":1}',
             "event_name": "payment.failed",
             "dropped_attributes_count": 2,
-            "resource": '{"service.name":"svc","session.id":"s"}',
-            "resource_schema_url": "https://res",
+            "resource_id": resource_id('{"service.name":"svc","session.id":"s"}', "https://res"),
             "scope_name": "logger",
             "scope_version": "3",
             "scope_attributes": None,
@@ -577,6 +601,16 @@ def test_log_row_has_every_column() -> None:
         }
     ]
     assert decoded.batch.sessions == {("p", "s"): SessionSighting("u", "svc", T0, T0)}
+    assert resources_of(decoded) == [
+        {
+            "project_id": "p",
+            "resource_id": resource_id('{"service.name":"svc","session.id":"s"}', "https://res"),
+            "attributes": '{"service.name":"svc","session.id":"s"}',
+            "schema_url": "https://res",
+            "dropped_attributes_count": 0,
+            "first_seen": T0,
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -607,6 +641,103 @@ def test_log_time_falls_back_to_observed_then_now_and_ids_may_be_empty() -> None
         (NOW, 0, 0),
     ]
     assert [(g["trace_id"], g["span_id"]) for g in got] == [(None, None), (None, None)]
+
+
+# -- resources -------------------------------------------------------------------------
+
+
+def test_resource_id_is_stable_and_depends_on_the_resource_only() -> None:
+    def ids(payload: bytes, signal: str = "traces") -> set[int]:
+        return {key[1] for key in getattr(decoder(), signal)(payload, NOW).batch.resources}
+
+    def request(schema_url: str = "", dropped: int = 0, **resource: object) -> bytes:
+        request = ExportTraceServiceRequest()
+        rs = request.resource_spans.add(schema_url=schema_url)
+        rs.resource.attributes.extend(attrs(resource or {"service.name": "svc", "host.name": "h"}))
+        rs.resource.dropped_attributes_count = dropped
+        rs.scope_spans.add().spans.append(span())
+        return request.SerializeToString()
+
+    (base,) = ids(request())
+    # The same in every process and version: stored resources would be orphaned otherwise.
+    assert base == 3170376910554596898
+    assert base == resource_id('{"host.name":"h","service.name":"svc"}')
+    # Neither attribute order, nor the records, their scope, project or signal.
+    assert ids(request(**{"host.name": "h", "service.name": "svc"})) == {base}
+    assert ids(
+        traces(
+            [span(name="x", attributes=attrs({"project.id": "p"}))],
+            resource={"service.name": "svc", "host.name": "h"},
+            scope={"s": 1},
+        )
+    ) == {base}
+    assert ids(logs([log()], resource={"host.name": "h", "service.name": "svc"}), "logs") == {base}
+    different = [
+        request(**{"host.name": "h2", "service.name": "svc"}),
+        request(**{"host.name": "h", "service.name": "svc", "k": 1}),
+        request(schema_url="https://opentelemetry.io/schemas/1.26.0"),
+        request(dropped=1),
+    ]
+    assert len({base, *(i for payload in different for i in ids(payload))}) == 5
+    assert ids(different[2]) == {
+        resource_id(
+            '{"host.name":"h","service.name":"svc"}', "https://opentelemetry.io/schemas/1.26.0"
+        )
+    }
+
+
+def test_a_resource_is_one_row_per_project_that_stored_records_of_it() -> None:
+    request = ExportTraceServiceRequest()
+    for r in range(2):  # the same resource twice in one request, as a collector may send it
+        rs = request.resource_spans.add()
+        rs.resource.attributes.extend(attrs({"service.name": "svc"}))
+        rs.scope_spans.add().spans.extend(
+            span(start_time_unix_nano=T0 + 10 * r + k, attributes=attrs(extra))
+            for k, extra in enumerate([{}, {"project.id": "a"}, {}, {"project.id": "a"}])
+        )
+    decoded = decoder().traces(request.SerializeToString(), NOW)
+    rid = resource_id('{"service.name":"svc"}')
+    assert {(s["project_id"], s["resource_id"]) for s in spans_of(decoded)} == {
+        ("default", rid),
+        ("a", rid),
+    }
+    assert [
+        (r["project_id"], r["resource_id"], r["first_seen"]) for r in resources_of(decoded)
+    ] == [
+        ("default", rid, T0),  # the time of the first record that referred to it
+        ("a", rid, T0 + 1),
+    ]
+
+
+def test_a_resource_whose_records_are_all_rejected_adds_no_row() -> None:
+    request = ExportLogsServiceRequest()
+    bad_only = request.resource_logs.add()
+    bad_only.resource.attributes.extend(attrs({"service.name": "bad-only"}))
+    bad_only.scope_logs.add().log_records.extend([log(severity_number=99)] * 2)
+    mixed = request.resource_logs.add()
+    mixed.resource.attributes.extend(attrs({"service.name": "mixed"}))
+    mixed.scope_logs.add().log_records.extend(
+        [log(), log(severity_number=99, attributes=attrs({"project.id": "only-rejected"}))]
+    )
+    decoded = decoder().logs(request.SerializeToString(), NOW)
+    assert decoded.rejected == 3
+    assert list(decoded.batch.resources) == [("default", resource_id('{"service.name":"mixed"}'))]
+
+
+def test_resource_dropped_attributes_count_is_saturated_to_integer() -> None:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.dropped_attributes_count = 2**32 - 1
+    rs.scope_spans.add().spans.append(span())
+    (got,) = resources_of(decoder().traces(request.SerializeToString(), NOW))
+    assert got["dropped_attributes_count"] == 2**31 - 1
+    assert got["resource_id"] == resource_id("{}", dropped=2**31 - 1)
+
+
+def test_metrics_keep_their_resource_in_the_series() -> None:
+    decoded = decoder().metrics(metrics([gauge(number())]), NOW)
+    assert decoded.batch.resources == {}
+    assert series_of(decoded)[0]["resource"] == '{"service.name":"svc"}'
 
 
 # -- metrics ---------------------------------------------------------------------------
@@ -1158,6 +1289,7 @@ def test_invalid_utf8_in_a_scope_or_resource_rejects_their_records() -> None:
     payload = corrupt(corrupt(request.SerializeToString(), "BAD0"), "BAD1")
     decoded = decoder().traces(payload, NOW)
     assert [s["name"] for s in spans_of(decoded)] == ["kept"]
+    assert list(decoded.batch.resources) == [("default", resource_id("{}"))]
     assert_rejected(
         decoded,
         3,
@@ -1295,7 +1427,7 @@ def assert_rows_keep_the_contract(decoded: Decoded) -> None:
         assert len(got["trace_id"]) == 16 and len(got["span_id"]) == 8
         assert got["project_id"]
         assert got["end_time_unix_nano"] >= got["start_time_unix_nano"]
-        for name in ("attributes", "events", "links", "resource", "scope_attributes"):
+        for name in ("attributes", "events", "links", "scope_attributes"):
             if got[name] is not None:
                 assert not has_nul(strict_json(got[name]))
         for text in (got["name"], got["trace_state"] or "", got["status_message"] or ""):
@@ -1309,6 +1441,15 @@ def assert_rows_keep_the_contract(decoded: Decoded) -> None:
     for got in points_of(decoded):
         assert 0 <= got["series_id"] < 2**63
         assert (got["project_id"], got["series_id"]) in decoded.batch.series
+    # Every stored span and log refers to a resource row of its project, and every resource
+    # row is referred to.
+    referred = {(got["project_id"], got["resource_id"]) for got in spans_of(decoded)}
+    referred |= {(got["project_id"], got["resource_id"]) for got in logs_of(decoded)}
+    assert referred == set(decoded.batch.resources)
+    for got in resources_of(decoded):
+        assert 0 <= got["resource_id"] < 2**63
+        assert not has_nul(strict_json(got["attributes"]))
+        assert 0 <= got["dropped_attributes_count"] < 2**31
     # Every number fits its PostgreSQL column: integer for the dropped counts, else bigint.
     for columns, values in (
         (SPAN_COLUMNS, decoded.batch.spans),

@@ -762,6 +762,12 @@ def test_a_bad_resource_costs_its_own_records_only(
         "SELECT service_name, name FROM spans WHERE service_name LIKE 'resource-%%'",
     )
     assert stored == [("resource-good", "kept")]
+    resources = rows(
+        server.database_url,
+        "SELECT attributes->>'service.name' FROM resources"
+        " WHERE attributes->>'service.name' LIKE 'resource-%%'",
+    )
+    assert resources == [("resource-good",)]
 
 
 def test_many_bad_records_are_summed_up_by_reason(

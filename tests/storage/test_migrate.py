@@ -32,6 +32,7 @@ _TABLES = {
     "logs": (model.LOG_COLUMNS, writer.LOG_TYPES),
     "metric_points": (model.POINT_COLUMNS, writer.POINT_TYPES),
     "metric_series": (model.SERIES_COLUMNS, writer.SERIES_TYPES),
+    "resources": (model.RESOURCE_COLUMNS, writer.RESOURCE_TYPES),
     "sessions": (model.SESSION_COLUMNS, writer.SESSION_TYPES),
 }
 
@@ -99,6 +100,7 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("metric_points", 'brin ("time")'),
         ("metric_series", "btree (project_id, series_id)"),
         ("metric_series", "btree (project_id, metric_name)"),
+        ("resources", "btree (project_id, resource_id)"),
         ("sessions", "btree (project_id, session_id)"),
         ("sessions", "btree (session_id)"),
         ("schema_migrations", "btree (version)"),
@@ -116,7 +118,7 @@ def test_every_unique_key_includes_project_id(database_url: str) -> None:
             "GROUP BY i.indexrelid, i.indrelid",
             (list(_TABLES),),
         ).fetchall()
-    assert {table for table, _ in keys} == {"metric_series", "sessions"}
+    assert {table for table, _ in keys} == {"metric_series", "resources", "sessions"}
     for table, columns in keys:
         assert "project_id" in columns, table
 

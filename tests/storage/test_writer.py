@@ -32,6 +32,7 @@ _TABLES: dict[str, tuple[Sequence[str], Sequence[str]]] = {
     "logs": (model.LOG_COLUMNS, w.LOG_TYPES),
     "metric_points": (model.POINT_COLUMNS, w.POINT_TYPES),
     "metric_series": (model.SERIES_COLUMNS, w.SERIES_TYPES),
+    "resources": (model.RESOURCE_COLUMNS, w.RESOURCE_TYPES),
     "sessions": (model.SESSION_COLUMNS, w.SESSION_TYPES),
 }
 
@@ -45,13 +46,29 @@ def row(table: str, **values: Any) -> model.Row:
 
 
 def span(**values: Any) -> model.Row:
-    required = {"project_id": "p1", "time": T, "trace_id": TRACE, "span_id": SPAN, "name": "op"}
+    required = {
+        "project_id": "p1",
+        "time": T,
+        "trace_id": TRACE,
+        "span_id": SPAN,
+        "name": "op",
+        "resource_id": 1,
+    }
     return row("spans", **{**required, **values})
+
+
+def log(**values: Any) -> model.Row:
+    return row("logs", **{"project_id": "p", "time": T, "resource_id": 1, **values})
 
 
 def series(series_id: int, **values: Any) -> model.Row:
     base = {"project_id": "p1", "series_id": series_id, "metric_name": "m", "metric_type": 1}
     return row("metric_series", **{**base, "first_seen": T, **values})
+
+
+def resource(resource_id: int, **values: Any) -> model.Row:
+    base = {"project_id": "p1", "resource_id": resource_id, "attributes": "{}"}
+    return row("resources", **{**base, "first_seen": T, **values})
 
 
 def stored(url: str, table: str, order_by: str = "1") -> list[tuple[Any, ...]]:
@@ -121,8 +138,7 @@ FULL_SPAN = span(
     dropped_attributes_count=2_147_483_647,
     dropped_events_count=2,
     dropped_links_count=3,
-    resource='{"service.name": "checkout", "host.name": "web-1"}',
-    resource_schema_url="https://opentelemetry.io/schemas/1.21.0",
+    resource_id=2**63 - 1,
     scope_name="opentelemetry.instrumentation.flask",
     scope_version="0.45b0",
     scope_attributes='{"s": "t"}',
@@ -130,8 +146,7 @@ FULL_SPAN = span(
 )
 NULL_SPAN = span(project_id="proj-b")
 
-FULL_LOG = row(
-    "logs",
+FULL_LOG = log(
     project_id="p1",
     time=T,
     time_unix_nano=T,
@@ -148,15 +163,14 @@ FULL_LOG = row(
     attributes='{"exception.type": "ValueError"}',
     event_name="checkout.failed",
     dropped_attributes_count=4,
-    resource='{"service.name": "checkout"}',
-    resource_schema_url="https://opentelemetry.io/schemas/1.21.0",
+    resource_id=7,
     scope_name="logger",
     scope_version="1",
     scope_attributes="{}",
     scope_schema_url="https://example.com/scope",
 )
-STRING_BODY_LOG = row("logs", project_id="p2", time=T + 1, body='"just a string"', time_unix_nano=0)
-NULL_LOG = row("logs", project_id="p3", time=T + 2)
+STRING_BODY_LOG = log(project_id="p2", time=T + 1, body='"just a string"', time_unix_nano=0)
+NULL_LOG = log(project_id="p3", time=T + 2)
 
 GAUGE = row(
     "metric_points",
@@ -228,6 +242,14 @@ FULL_SERIES = series(
 )
 NULL_SERIES = series(2, project_id="p2")
 
+FULL_RESOURCE = resource(
+    2**63 - 1,
+    attributes='{"host.name": "web-1", "service.name": "checkout"}',
+    schema_url="https://opentelemetry.io/schemas/1.21.0",
+    dropped_attributes_count=2_147_483_647,
+)
+NULL_RESOURCE = resource(0, project_id="p2")
+
 
 def test_spans_round_trip_every_column(url: str, writer: PostgresWriter) -> None:
     stats = writer.write([RowBatch(spans=[FULL_SPAN, NULL_SPAN])])
@@ -267,6 +289,13 @@ def test_series_round_trip_including_all_null_columns(url: str, writer: Postgres
     assert got == expected("metric_series", [FULL_SERIES, NULL_SERIES])
 
 
+def test_resources_round_trip_including_all_null_columns(url: str, writer: PostgresWriter) -> None:
+    assert writer.write([RowBatch(resources={("p1", 2**63 - 1): FULL_RESOURCE})]).resources == 1
+    assert writer.write([RowBatch(resources={("p2", 0): NULL_RESOURCE})]).resources == 1
+    got = stored(url, "resources", "project_id")
+    assert got == expected("resources", [FULL_RESOURCE, NULL_RESOURCE])
+
+
 def test_sessions_round_trip(url: str, writer: PostgresWriter) -> None:
     sightings = {
         ("p1", "s1"): SessionSighting("u1", "checkout", T, T + 5),
@@ -288,7 +317,7 @@ def test_partitions_are_created_for_several_hours_and_late_data(
     now = time.time_ns()
     times = [now, now + HOUR, now + 2 * HOUR, now - 72 * HOUR]  # the last one is late
     writer.write([RowBatch(spans=[span(time=t) for t in times])])
-    writer.write([RowBatch(logs=[row("logs", project_id="p", time=now - 72 * HOUR)])])
+    writer.write([RowBatch(logs=[log(time=now - 72 * HOUR)])])
     names = [
         writer.partitions.partition_name("spans", writer.partitions.bucket_start(t)) for t in times
     ]
@@ -304,15 +333,18 @@ def test_several_batches_are_one_transaction(url: str, writer: PostgresWriter) -
         RowBatch(spans=[FULL_SPAN], logs=[FULL_LOG]),
         RowBatch(points=[GAUGE], series={("p1", 1): FULL_SERIES}),
         RowBatch(spans=[NULL_SPAN], sessions={("p1", "s"): SessionSighting(None, None, T, T)}),
+        RowBatch(resources={("p1", 1): resource(1)}),
     ]
     stats = writer.write(batches)
-    assert (stats.spans, stats.logs, stats.points, stats.series, stats.sessions) == (2, 1, 1, 1, 1)
+    assert (stats.spans, stats.logs, stats.points) == (2, 1, 1)
+    assert (stats.series, stats.resources, stats.sessions) == (1, 1, 1)
     with psycopg.connect(url) as conn:
         xids = conn.execute(
             "SELECT DISTINCT xmin::text FROM ("
             " SELECT xmin FROM spans UNION ALL SELECT xmin FROM logs"
             " UNION ALL SELECT xmin FROM metric_points UNION ALL SELECT xmin FROM metric_series"
-            " UNION ALL SELECT xmin FROM sessions) AS all_rows"
+            " UNION ALL SELECT xmin FROM resources UNION ALL SELECT xmin FROM sessions"
+            ") AS all_rows"
         ).fetchall()
     assert len(xids) == 1
 
@@ -322,7 +354,7 @@ def test_several_batches_are_one_transaction(url: str, writer: PostgresWriter) -
 BAD_BATCHES = {
     "jsonb that is not JSON": RowBatch(spans=[span(attributes='{"a": ')]),
     "NUL byte in text": RowBatch(spans=[span(name="a\x00b")]),
-    "NUL escape in jsonb": RowBatch(logs=[row("logs", project_id="p", time=T, body='"\\u0000"')]),
+    "NUL escape in jsonb": RowBatch(logs=[log(body='"\\u0000"')]),
     "smallint out of range": RowBatch(spans=[span(kind=70_000)]),
     "integer out of range": RowBatch(spans=[span(dropped_attributes_count=2**31)]),
     "bigint out of range": RowBatch(spans=[span(flags=2**63)]),
@@ -330,7 +362,11 @@ BAD_BATCHES = {
     "jsonb given a non-str": RowBatch(spans=[span(attributes={"a": 1})]),
     "NOT NULL violated": RowBatch(spans=[span(name=None)]),
     "time missing": RowBatch(spans=[span(time=None)]),
+    "resource_id missing": RowBatch(logs=[log(resource_id=None)]),
     "bad series jsonb": RowBatch(series={("p1", 9): series(9, attributes="nope")}),
+    "bad resource jsonb": RowBatch(resources={("p1", 9): resource(9, attributes="nope")}),
+    "resource without attributes": RowBatch(resources={("p1", 9): resource(9, attributes=None)}),
+    "resource first_seen not a time": RowBatch(resources={("p1", 9): resource(9, first_seen="x")}),
     "NUL in a session id": RowBatch(sessions={("p1", "a\x00"): SessionSighting(None, None, T, T)}),
     "lone surrogate": RowBatch(spans=[span(service_name="\ud800")]),
 }
@@ -345,13 +381,14 @@ def test_bad_data_stores_nothing_and_the_writer_goes_on(
         logs=[FULL_LOG],
         points=[GAUGE],
         series={("p1", 1): FULL_SERIES},
+        resources={("p1", 1): resource(1)},
         sessions={("p1", "sess-1"): SessionSighting("u1", None, T, T)},
     )
     with pytest.raises(StorageDataError):
         writer.write([good, bad])
     assert set(counts(url).values()) == {0}
-    # Nothing learned from the failed write: the series is inserted by the next one.
-    assert len(writer.series_cache) == 0
+    # Nothing learned from the failed write: series and resource are inserted by the next one.
+    assert (len(writer.series.cache), len(writer.resources.cache)) == (0, 0)
     for _ in range(2):  # the connections of the pool are healthy
         writer.write([good])
     assert counts(url) == {
@@ -359,6 +396,7 @@ def test_bad_data_stores_nothing_and_the_writer_goes_on(
         "logs": 2,
         "metric_points": 2,
         "metric_series": 1,
+        "resources": 1,
         "sessions": 1,
     }
 
@@ -409,7 +447,7 @@ def test_a_closed_writer_is_unavailable(url: str) -> None:
         writer.write([RowBatch(spans=[span()])])
 
 
-# --- series and sessions ---------------------------------------------------------------
+# --- series, resources and sessions ----------------------------------------------------
 
 
 def test_series_are_stored_once(url: str, writer: PostgresWriter) -> None:
@@ -427,8 +465,55 @@ def test_series_are_stored_once(url: str, writer: PostgresWriter) -> None:
     assert stored(url, "metric_series") == expected("metric_series", [FULL_SERIES])
 
 
-def test_the_series_cache_is_bounded() -> None:
-    cache = w.SeriesCache(max_size=2)
+def test_resources_are_stored_once_per_project(url: str, writer: PostgresWriter) -> None:
+    """The same resource id in two projects is two rows; twice in one project, one row."""
+    later = resource(5, first_seen=T + 10)
+    first = writer.write(
+        [
+            RowBatch(resources={("p1", 5): later, ("p2", 5): resource(5, project_id="p2")}),
+            RowBatch(resources={("p1", 5): resource(5)}),
+        ]
+    )
+    assert first.resources == 2
+    assert writer.write([RowBatch(resources={("p1", 5): later})]).resources == 0  # cached
+    other = PostgresWriter(url, pool_size=1)  # a replica with a cold cache
+    try:
+        assert other.write([RowBatch(resources={("p2", 5): later})]).resources == 0
+    finally:
+        other.close()
+    got = stored(url, "resources", "project_id")
+    assert got == expected("resources", [resource(5), resource(5, project_id="p2")])
+
+
+def test_a_resource_is_learned_only_after_its_write_committed(url: str) -> None:
+    """A write that fails at COMMIT (after the INSERT succeeded) must leave the key
+    unknown, or the next write would skip a resource that is not stored."""
+    writer = PostgresWriter(url, pool_size=1)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE FUNCTION fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'P0001'; END $$"
+        )
+        conn.execute(
+            "CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON spans"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()"
+        )
+    batch = RowBatch(spans=[span(resource_id=3)], resources={("p1", 3): resource(3)})
+    try:
+        with pytest.raises(StorageDataError):
+            writer.write([batch])
+        assert len(writer.resources.cache) == 0
+        with psycopg.connect(url) as conn:
+            conn.execute("DROP TRIGGER fail_at_commit ON spans")
+        assert writer.write([batch]).resources == 1
+        assert len(writer.resources.cache) == 1
+    finally:
+        writer.close()
+    assert counts(url)["resources"] == 1
+
+
+def test_the_key_cache_is_bounded() -> None:
+    cache = w.KeyCache(max_size=2)
     cache.learn([("p", 1), ("p", 2)])
     assert cache.unknown({("p", 1): (), ("p", 3): ()}) == {("p", 3): ()}  # 1 is now recent
     cache.learn([("p", 3)])
@@ -472,6 +557,7 @@ def test_concurrent_writers_of_the_same_series_and_sessions(url: str) -> None:
                         RowBatch(
                             spans=[span()],
                             series={("p1", k): series(k) for k in keys},
+                            resources={("p1", k): resource(k) for k in keys},
                             sessions={
                                 ("p1", f"s{k}"): SessionSighting(None, None, T + k, T + seed)
                                 for k in keys
@@ -495,6 +581,7 @@ def test_concurrent_writers_of_the_same_series_and_sessions(url: str) -> None:
         "logs": 0,
         "metric_points": 0,
         "metric_series": 40,
+        "resources": 40,
         "sessions": 40,
     }
 
@@ -512,11 +599,11 @@ def test_the_writer_uses_the_given_partition_manager(url: str) -> None:
 def test_a_partition_dropped_behind_the_writers_back_is_made_again(
     url: str, writer: PostgresWriter
 ) -> None:
-    writer.write([RowBatch(spans=[span()], logs=[row("logs", project_id="p", time=T)])])
+    writer.write([RowBatch(spans=[span()], logs=[log()])])
     name = writer.partitions.partition_name("spans", writer.partitions.bucket_start(T))
     with psycopg.connect(url) as conn:
         conn.execute(f"DROP TABLE {name}")
-    stats = writer.write([RowBatch(spans=[span()], logs=[row("logs", project_id="p", time=T)])])
+    stats = writer.write([RowBatch(spans=[span()], logs=[log()])])
     assert (stats.spans, stats.logs) == (1, 1)
     assert counts(url)["spans"] == 1
     assert counts(url)["logs"] == 2

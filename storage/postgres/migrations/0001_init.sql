@@ -40,8 +40,7 @@ CREATE TABLE spans (
     dropped_attributes_count integer,
     dropped_events_count integer,
     dropped_links_count integer,
-    resource jsonb,
-    resource_schema_url text,
+    resource_id bigint NOT NULL,
     scope_name text,
     scope_version text,
     scope_attributes jsonb,
@@ -61,9 +60,10 @@ COMMENT ON COLUMN spans.span_id IS '8 bytes as sent by the client.';
 COMMENT ON COLUMN spans.flags IS 'OTLP fixed32 span flags; bigint because PostgreSQL has no unsigned int4.';
 COMMENT ON COLUMN spans.service_name IS 'Copied from the resource attribute service.name for the service+time index.';
 COMMENT ON COLUMN spans.session_id IS 'From the session.id attribute (span, else resource), for session timelines.';
-COMMENT ON COLUMN spans.resource IS
-    'Resource attributes, repeated per row: jsonb is compressed (TOAST) only past ~2 kB, '
-    'but a separate resources table would cost a lookup per request on ingest.';
+COMMENT ON COLUMN spans.resource_id IS
+    'resources.resource_id of the same project. No foreign key (see metric_points.series_id). '
+    'Stored as an id, not as jsonb: parsing and storing the resource per row cost PostgreSQL '
+    '~5.5 of ~17.5 us of CPU and ~540 of ~1215 bytes per span row (binary COPY, measured).';
 
 CREATE INDEX spans_trace_idx ON spans (project_id, trace_id);
 CREATE INDEX spans_session_time_idx ON spans (project_id, session_id, time)
@@ -88,8 +88,7 @@ CREATE TABLE logs (
     attributes jsonb,
     event_name text,
     dropped_attributes_count integer,
-    resource jsonb,
-    resource_schema_url text,
+    resource_id bigint NOT NULL,
     scope_name text,
     scope_version text,
     scope_attributes jsonb,
@@ -105,6 +104,7 @@ COMMENT ON COLUMN logs.time_unix_nano IS '0 when the record had no timestamp, as
 COMMENT ON COLUMN logs.body IS
     'Any OTLP AnyValue as JSON (string, number, bool, array, object), or null. '
     'Not indexed: full-text indexes cost ingest dearly.';
+COMMENT ON COLUMN logs.resource_id IS 'resources.resource_id of the same project (see spans).';
 
 CREATE INDEX logs_trace_idx ON logs (project_id, trace_id) WHERE trace_id IS NOT NULL;
 CREATE INDEX logs_session_time_idx ON logs (project_id, session_id, time)
@@ -185,6 +185,28 @@ COMMENT ON COLUMN metric_series.metric_type IS 'storage.model.MetricType: 1 gaug
 COMMENT ON COLUMN metric_series.first_seen IS 'Time of the first point of the batch that created the row; not updated later.';
 
 CREATE INDEX metric_series_name_idx ON metric_series (project_id, metric_name);
+
+CREATE TABLE resources (
+    project_id text NOT NULL,
+    resource_id bigint NOT NULL,
+    attributes jsonb NOT NULL,
+    schema_url text,
+    dropped_attributes_count integer,
+    first_seen timestamptz NOT NULL,
+    PRIMARY KEY (project_id, resource_id)
+);
+
+COMMENT ON TABLE resources IS
+    'Each OTLP resource (a process, a pod, a device) once per project; spans and logs refer '
+    'to it by resource_id. Rows are inserted once and never updated. Not partitioned: it is '
+    'small, and tiering is to export the resources a partition refers to alongside it.';
+COMMENT ON COLUMN resources.resource_id IS
+    '63-bit hash of attributes, schema_url and dropped_attributes_count, computed by the '
+    'decoder (see otlpd/receiver/decode.py), so every replica derives the same id without '
+    'a round trip. It does not depend on the project: a resource whose records belong to '
+    'several projects has one row per project, with the same id.';
+COMMENT ON COLUMN resources.first_seen IS
+    'Time of the first record that referred to it in the write that created the row; not updated later.';
 
 CREATE TABLE sessions (
     project_id text NOT NULL,
