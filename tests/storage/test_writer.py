@@ -521,8 +521,9 @@ def test_the_key_cache_is_bounded() -> None:
     assert set(cache.unknown({("p", i): () for i in (1, 2, 3)})) == {("p", 2)}
 
 
-def test_session_sightings_merge(url: str, writer: PostgresWriter) -> None:
+def test_session_sightings_merge(url: str) -> None:
     key = ("p1", "s1")
+    writer = PostgresWriter(url, pool_size=1, session_resolution=0)
 
     def session() -> tuple[Any, ...]:
         return stored(url, "sessions")[0]
@@ -539,6 +540,39 @@ def test_session_sightings_merge(url: str, writer: PostgresWriter) -> None:
     assert session() == expected("sessions", [("p1", "s1", "alice", "web", T + 5, T + 30)])[0]
     writer.write([RowBatch(sessions={key: SessionSighting("bob", None, T + 1, T + 2)})])
     assert session() == expected("sessions", [("p1", "s1", "bob", "web", T + 1, T + 30)])[0]
+    writer.close()
+
+
+def test_a_live_session_is_written_once_per_resolution(url: str) -> None:
+    second = 10**9
+    writer = PostgresWriter(url, pool_size=1, session_resolution=60)
+    key = ("p1", "s1")
+
+    def sighting(at: int, user: str | None = None) -> list[RowBatch]:
+        return [RowBatch(sessions={key: SessionSighting(user, "web", T + at, T + at)})]
+
+    def last_seen() -> Any:
+        return stored(url, "sessions")[0][5]
+
+    try:
+        assert writer.write(sighting(0)).sessions == 1
+        assert writer.write(sighting(30 * second)).sessions == 0  # nothing worth a write
+        assert last_seen() == expected("sessions", [("p1", "s1", None, "web", T, T)])[0][5]
+        assert writer.write(sighting(40 * second, "alice")).sessions == 1  # a user is news
+        assert writer.write(sighting(61 * second)).sessions == 0  # 21 s past what was stored
+        assert writer.write(sighting(101 * second)).sessions == 1  # 61 s past
+        assert stored(url, "sessions")[0][2] == "alice"
+        assert (
+            last_seen()
+            == expected("sessions", [("p1", "s1", None, None, T, T + 101 * second)])[0][5]
+        )
+        # A write that did not commit teaches the ledger nothing.
+        bad = RowBatch(spans=[span(name=None)], sessions={key: SessionSighting("bob", "web", T, T)})
+        with pytest.raises(StorageDataError):
+            writer.write([bad])
+        assert writer.write(sighting(102 * second, "bob")).sessions == 1
+    finally:
+        writer.close()
 
 
 def test_concurrent_writers_of_the_same_series_and_sessions(url: str) -> None:
