@@ -14,6 +14,7 @@ once the session directory has answered for the sessions it left unresolved.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -52,6 +53,7 @@ _ZERO_SPAN_ID: Final = bytes(8)
 # cannot occur in either JSON text nor in a project id, so the encoding is unambiguous.
 # Every process computes the same id; changing any of this orphans the stored series.
 _ID_MASK: Final = (1 << 63) - 1
+_SERIES_ID_CACHE: Final = 50_000
 # resource_id = the same 63 bits of BLAKE2b("<attributes>\0<schema_url>\0<dropped>"):
 # the resource attributes' JSON in canonical (sorted) order, the schema URL ("" when
 # absent) and dropped_attributes_count in decimal (as stored: saturated to integer). NUL
@@ -334,6 +336,10 @@ class Decoder:
         self._sessions = sessions
         self._attributes = AttributeEncoder(keys, limits.max_attribute_value_bytes)
         self._encode = self._attributes.encode
+        # (project, attributes JSON, identity JSON) -> series_id: a metric's series repeat
+        # in every export, and a dict hit is cheaper than hashing them again. Bounded by
+        # clearing, like the attribute fragment cache.
+        self._series_ids: dict[tuple[str, str, str], int] = {}
         self._record_decoders: dict[_Signal, Callable[[_Run, _Scope, int, int, Records], None]]
         self._record_decoders = {
             _TRACES: self._spans,
@@ -774,18 +780,21 @@ class Decoder:
             metric_type = _METRIC_TYPES[kind]
             info = _Metric(
                 position=(i, j, k, name),
-                # Everything that identifies the series but its project and attributes.
-                identity=json_text(
-                    [
-                        name,
-                        metric_type,
-                        unit,
-                        temporality,
-                        monotonic,
-                        resource.json,
-                        scope.name,
-                        scope.version,
-                    ]
+                # Everything that identifies the series but its project and attributes;
+                # interned so that the series id cache keeps one copy per metric.
+                identity=sys.intern(
+                    json_text(
+                        [
+                            name,
+                            metric_type,
+                            unit,
+                            temporality,
+                            monotonic,
+                            resource.json,
+                            scope.name,
+                            scope.version,
+                        ]
+                    )
                 ),
                 head=(
                     name,
@@ -812,6 +821,7 @@ class Decoder:
         series_rows = run.batch.series
         complete = run.completion.complete
         encode = self._attributes.encode_sorted
+        series_ids = self._series_ids
         lo = run.lo
         hi = run.hi
         service = scope.resource.service
@@ -849,10 +859,12 @@ class Decoder:
                         project = default_project
                 else:
                     project, user = complete(session, project, user, service, time)
-                digest = blake2b(
-                    f"{project}\x00{attributes}\x00{identity}".encode(), digest_size=8
-                ).digest()
-                series_id = int.from_bytes(digest, "big") & _ID_MASK
+                series_id = series_ids.get((project, attributes, identity))
+                if series_id is None:
+                    series_id = _series_id(project, attributes, identity)
+                    if len(series_ids) >= _SERIES_ID_CACHE:
+                        series_ids.clear()
+                    series_ids[project, attributes, identity] = series_id
                 key = (project, series_id)
                 known = series_rows.get(key)
                 if known is None or time < known[-1]:
@@ -1021,3 +1033,9 @@ def _text(data: bytes, what: str) -> str:
         return data.decode()
     except UnicodeDecodeError:
         raise RecordRejected("invalid UTF-8", f"invalid UTF-8 in {what}") from None
+
+
+def _series_id(project: str, attributes: str, identity: str) -> int:
+    """The series id documented at ``_ID_MASK``'s neighbours (see storage.model)."""
+    digest = blake2b(f"{project}\x00{attributes}\x00{identity}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & _ID_MASK
