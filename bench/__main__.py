@@ -50,6 +50,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rate", type=float, default=20_000.0, help="open-loop offered records/s per signal"
     )
+    p.add_argument(
+        "--overload",
+        type=float,
+        default=3.0,
+        help="otlpd only: then offer this many times the closed-loop rate (0: skip)",
+    )
+    p.add_argument(
+        "--overload-duration", type=float, default=4.0, help="seconds of overload per signal"
+    )
     p.add_argument("--clients", type=int, default=1, help="load generator processes")
     p.add_argument(
         "--connections",
@@ -117,6 +126,23 @@ def _run_target(
                     f"p50 {percentile(opened.latencies, 50) * 1000:.1f} ms, "
                     f"p99 {percentile(opened.latencies, 99) * 1000:.1f} ms"
                 )
+                overload = None
+                overload_rss = 0
+                if args.overload > 0 and isinstance(target, OtlpdTarget):
+                    sampler.reset_peak()
+                    rate = args.overload * closed.records_per_second
+                    overload = loadgen.open_loop(
+                        target.grpc_addr,
+                        wl,
+                        OpenLoop(rate=rate, duration=args.overload_duration, give_up=60.0),
+                        args.connections,
+                    )
+                    overload_rss = sampler.peak
+                    _log(
+                        f"  {signal}: {args.overload:g}x overload at {rate:,.0f}/s: "
+                        f"{overload.refusals} refused ({overload.bare_refusals} without "
+                        f"RetryInfo), peak RSS {overload_rss / (1 << 20):,.0f} MiB"
+                    )
                 stored = target.stored(signal) if isinstance(target, OtlpdTarget) else None
                 results.append(
                     Measurement(
@@ -129,6 +155,9 @@ def _run_target(
                         splits=(closed_split, sampler.split),
                         cpu_per_record=cpu_per_record,
                         stored=stored,
+                        overload=overload,
+                        overload_rate=args.overload * closed.records_per_second,
+                        overload_rss=overload_rss,
                     )
                 )
     finally:

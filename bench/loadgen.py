@@ -67,8 +67,6 @@ DEFAULT_RETRY_PAUSE: Final = 0.05
 MAX_RETRY_PAUSE: Final = 1.0
 CALL_TIMEOUT: Final = 30.0
 CONNECT_TIMEOUT: Final = 30.0
-# An open-loop request still refused this long after the run's end is abandoned.
-OPEN_LOOP_GIVE_UP: Final = 10.0
 _MAX_ERROR_SAMPLES: Final = 5
 
 _CHANNEL_OPTIONS: Final = [
@@ -111,6 +109,9 @@ class LoadResult:
     acked: int = 0
     rejected: int = 0
     refusals: int = 0
+    # Refusals that were not UNAVAILABLE with a RetryInfo trailer: the OTLP throttling
+    # contract otlpd promises (a client cannot tell how long to back off without it).
+    bare_refusals: int = 0
     failures: int = 0
     window_acked: int = 0
     window_seconds: float = 0.0
@@ -129,6 +130,7 @@ class LoadResult:
         self.acked += other.acked
         self.rejected += other.rejected
         self.refusals += other.refusals
+        self.bare_refusals += other.bare_refusals
         self.failures += other.failures
         self.window_acked += other.window_acked
         self.window_seconds = max(self.window_seconds, other.window_seconds)
@@ -152,6 +154,9 @@ class OpenLoop:
 
     rate: float = 20_000.0
     duration: float = 10.0
+    # How long after the run a refused request is still retried before it is abandoned
+    # (reported as "never"): an overload run leaves a backlog that needs longer.
+    give_up: float = 10.0
 
 
 class _Client:
@@ -211,15 +216,26 @@ class _Client:
                         result.errors.append(f"{code.name}: {exc.details()}")
                     return False
                 result.refusals += 1
+                trailers = exc.trailing_metadata()
+                pause = _retry_pause(trailers)
+                if code != grpc.StatusCode.UNAVAILABLE or not _has_retry_info(trailers):
+                    result.bare_refusals += 1
                 if stop_retrying_at is not None and time.monotonic() >= stop_retrying_at:
                     return False
-                await asyncio.sleep(_retry_pause(exc.trailing_metadata()))
+                await asyncio.sleep(pause)
                 continue
             rejected = self.rejected_of(response) if response else 0
             result.requests_ok += 1
             result.acked += pool.records[n] - rejected
             result.rejected += rejected
             return True
+
+
+def _has_retry_info(trailers: Iterable[object] | None) -> bool:
+    return any(
+        isinstance(item, tuple) and len(item) == 2 and item[0] == RETRY_INFO_KEY
+        for item in trailers or ()
+    )
 
 
 def _retry_pause(trailers: Iterable[object] | None) -> float:
@@ -280,7 +296,7 @@ async def _open(job: _Job, spec: OpenLoop) -> LoadResult:
     total = max(1, int(spec.duration / interval))
     begin = time.monotonic()
 
-    give_up = begin + spec.duration + OPEN_LOOP_GIVE_UP
+    give_up = begin + spec.duration + spec.give_up
 
     async def timed(i: int, due: float) -> None:
         if await client.export(i, stop_retrying_at=give_up):

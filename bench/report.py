@@ -24,7 +24,10 @@ it; "never" is a request still refused 10 s after the run. *peak RSS*: the serve
 process tree, sampled every 100 ms over both loops. *conns/process*: client connections
 held by each process listening on the gRPC port (closed loop ; open loop). *bytes/record*:
 heap, TOAST and indexes of every partition of the signal's tables per stored record.
-*stored = acked*: PostgreSQL row count equals the records acknowledged."""
+*stored = acked*: PostgreSQL row count equals the records acknowledged (all runs).
+*overload*: an open loop offering N x the closed-loop rate; refused requests are resent
+after the server's RetryInfo delay until accepted or 60 s past the run ("never landed").
+*achieved/s* there counts only what was acknowledged within the overload window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +43,15 @@ class Measurement:
     splits: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # closed, open
     cpu_per_record: float = 0.0  # server process tree, closed loop, seconds
     stored: Stored | None = None
+    overload: LoadResult | None = None
+    overload_rate: float = 0.0
+    overload_rss: int = 0
 
     @property
     def acked(self) -> int:
-        """Records acknowledged over both runs, warm-up included: what must be stored."""
-        return self.closed.acked + self.open.acked
+        """Records acknowledged over every run, warm-up included: what must be stored."""
+        extra = self.overload.acked if self.overload else 0
+        return self.closed.acked + self.open.acked + extra
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -59,7 +66,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 def _ms(seconds: float) -> str:
     if math.isnan(seconds):
         return "n/a"
-    # Infinite: a request that was never accepted (see loadgen.OPEN_LOOP_GIVE_UP).
+    # Infinite: a request that was never accepted (see loadgen.OpenLoop.give_up).
     return "never" if math.isinf(seconds) else f"{seconds * 1000:.1f}"
 
 
@@ -101,6 +108,22 @@ def table(target: str, rows: Sequence[Measurement]) -> str:
             f"| {_split(m.splits[0])} ; {_split(m.splits[1])} "
             f"| {f'{m.stored.bytes_per_row:,.0f}' if m.stored else 'n/a'} | {_store_check(m)} |"
         )
+    overloaded = [m for m in rows if m.overload is not None]
+    if overloaded:
+        head = (
+            "| signal | overload offered/s | achieved/s | refused | refused without RetryInfo "
+            "| never landed | p99 ms | peak RSS MiB |"
+        )
+        lines += ["", head, "|" + "---|" * (head.count("|") - 1)]
+        for m in overloaded:
+            o = m.overload
+            assert o is not None
+            never = sum(1 for x in o.latencies if math.isinf(x))
+            lines.append(
+                f"| {m.signal} | {_count(m.overload_rate)} | {_count(o.records_per_second)} "
+                f"| {o.refusals} | {o.bare_refusals} | {never} "
+                f"| {_ms(percentile(o.latencies, 99))} | {m.overload_rss / _MIB:,.0f} |"
+            )
     errors = [e for m in rows for e in (*m.closed.errors, *m.open.errors)]
     if errors:
         lines += ["", "Errors seen (first few):", *(f"- `{e}`" for e in errors[:5])]

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
 
 from otlpd.app import App
 from otlpd.config import load
@@ -122,3 +129,47 @@ def start_otlpd(database_url: str) -> Iterator[Callable[..., RunningOtlpd]]:
 def otlpd(start_otlpd: Callable[..., RunningOtlpd]) -> RunningOtlpd:
     """A running otlpd with default settings over a fresh database."""
     return start_otlpd()
+
+
+# --- shared builders --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free port below the kernel's ephemeral range, so no bind to port 0 (other tests,
+    benchmarks) can take it before our server does. otlpd's gRPC listener sets
+    SO_REUSEPORT with workers: a port taken by another such server would silently share
+    our traffic with it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 16000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def trace_request(
+    names: list[str], service: str = "raw"
+) -> trace_service_pb2.ExportTraceServiceRequest:
+    """One valid span per name, timed now, with random ids, under one ``service``."""
+    now = time.time_ns()
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    service_name = common_pb2.KeyValue(
+        key="service.name", value=common_pb2.AnyValue(string_value=service)
+    )
+    scope = request.resource_spans.add(
+        resource=resource_pb2.Resource(attributes=[service_name])
+    ).scope_spans.add()
+    for name in names:
+        scope.spans.add(
+            trace_id=os.urandom(16),
+            span_id=os.urandom(8),
+            name=name,
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + 1000,
+            kind=1,
+        )
+    return request

@@ -5,7 +5,6 @@ nothing once the store catches up."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import urllib.error
@@ -19,44 +18,16 @@ import grpc
 import psycopg
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tests.conftest import RunningOtlpd
+from tests.conftest import RunningOtlpd, trace_request
 
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 REFUSED = {"signal": "traces", "outcome": "refused"}
-
-
-def trace_request(names: list[str]) -> trace_service_pb2.ExportTraceServiceRequest:
-    """One span per name, each with a span id derived from its position (unique per call)."""
-    now = time.time_ns()
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add(
-        resource=resource_pb2.Resource(
-            attributes=[
-                common_pb2.KeyValue(
-                    key="service.name", value=common_pb2.AnyValue(string_value="raw")
-                )
-            ]
-        )
-    )
-    scope = resource_spans.scope_spans.add()
-    for name in names:
-        scope.spans.add(
-            trace_id=os.urandom(16),
-            span_id=os.urandom(8),
-            name=name,
-            start_time_unix_nano=now,
-            end_time_unix_nano=now + 1000,
-            kind=1,
-        )
-    return request
 
 
 def export_raw(target: str, names: list[str], timeout: float = 30) -> grpc.RpcError | None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,29 +21,12 @@ import psutil
 import psycopg
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port, trace_request
 
 GRACE = 10.0
 TABLES = {"spans", "logs", "metric_points", "metric_series", "sessions", "schema_migrations"}
-
-
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range, so no bind to port 0 (other tests,
-    benchmarks) can take it before our server does. otlpd's gRPC listener sets
-    SO_REUSEPORT with workers: a port taken by another such server would silently share
-    our traffic with it."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(100):
-        port = random.randrange(max(1024, low - 16000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def base_env(**variables: str) -> dict[str, str]:
@@ -69,30 +50,6 @@ def run_otlpd(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
     )
 
 
-def trace_request(names: list[str]) -> bytes:
-    now = time.time_ns()
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add(
-        resource=resource_pb2.Resource(
-            attributes=[
-                common_pb2.KeyValue(
-                    key="service.name", value=common_pb2.AnyValue(string_value="cli")
-                )
-            ]
-        )
-    )
-    scope = resource_spans.scope_spans.add()
-    for name in names:
-        scope.spans.add(
-            trace_id=os.urandom(16),
-            span_id=os.urandom(8),
-            name=name,
-            start_time_unix_nano=now,
-            end_time_unix_nano=now + 1000,
-        )
-    return request.SerializeToString()
-
-
 def export(channel: grpc.Channel, names: list[str], timeout: float) -> None:
     """Raw Export of pre-serialized bytes (the stub's serializer is not under test)."""
     call = channel.unary_unary(
@@ -100,7 +57,7 @@ def export(channel: grpc.Channel, names: list[str], timeout: float) -> None:
         request_serializer=None,
         response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString,
     )
-    response = call(trace_request(names), timeout=timeout)
+    response = call(trace_request(names, "cli").SerializeToString(), timeout=timeout)
     assert not response.partial_success.rejected_spans
 
 

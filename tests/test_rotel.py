@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import random
 import socket
 import subprocess
 import time
@@ -28,27 +27,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.conftest import RunningOtlpd
+from tests.conftest import RunningOtlpd, free_port
 
 RESOURCE = Resource.create({"service.name": "via-rotel", "deployment.environment": "ci"})
 DEADLINE = 20.0
-
-
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range, so no bind to port 0 (other tests,
-    benchmarks) can take it before our server does. otlpd's gRPC listener sets
-    SO_REUSEPORT with workers: a port taken by another such server would silently share
-    our traffic with it."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(100):
-        port = random.randrange(max(1024, low - 16000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def rotel_agent() -> Path:

@@ -140,6 +140,10 @@ class _Resource:
             resources[key] = (*row, time)
 
 
+# Completion.complete: (session, project, user, service, time) -> (project, user).
+Completer = Callable[[str, str | None, str | None, str | None, int], tuple[str, str | None]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Scope:
     """What the records of one instrumentation scope share, with inherited envelope values."""
@@ -152,6 +156,23 @@ class _Scope:
     session: str | None
     user: str | None
     project: str | None
+
+    def envelope(
+        self, found: Found | None, complete: Completer, time: int, default_project: str
+    ) -> tuple[str, str | None, str | None]:
+        """A good record's ``(project, session, user)``: its own values, else the scope's
+        (which fall back to the resource's), else its session owner's, else the default.
+        Records the session sighting at ``time``."""
+        if found is None:
+            session, user, project = self.session, self.user, self.project
+        else:
+            session = found[0] or self.session
+            user = found[1] or self.user
+            project = found[2] or self.project
+        if session is None:
+            return project or default_project, None, user
+        project, user = complete(session, project, user, self.resource.service, time)
+        return project, session, user
 
 
 class _Run:
@@ -509,10 +530,8 @@ class Decoder:
         scope_version = scope.version
         scope_attributes = scope.attributes
         scope_schema_url = scope.schema_url
-        scope_session = scope.session
-        scope_user = scope.user
-        scope_project = scope.project
-        default_project = scope_project or self._default_project
+        envelope = scope.envelope
+        default_project = self._default_project
         for k, s in spans:
             try:
                 trace_id = s.trace_id
@@ -557,19 +576,7 @@ class Decoder:
                     dropped_events = min(dropped_events, _MAX_INTEGER)
                     dropped_links = min(dropped_links, _MAX_INTEGER)
                 # The record is good: from here on it counts (sessions, cache).
-                if found is None:
-                    session = scope_session
-                    user = scope_user
-                    project = scope_project
-                else:
-                    session = found[0] or scope_session
-                    user = found[1] or scope_user
-                    project = found[2] or scope_project
-                if session is None:
-                    if project is None:
-                        project = default_project
-                else:
-                    project, user = complete(session, project, user, service, start)
+                project, session, user = envelope(found, complete, start, default_project)
                 if project != last_project:
                     refer(resources, project, start)
                     last_project = project
@@ -666,10 +673,8 @@ class Decoder:
         scope_version = scope.version
         scope_attributes = scope.attributes
         scope_schema_url = scope.schema_url
-        scope_session = scope.session
-        scope_user = scope.user
-        scope_project = scope.project
-        default_project = scope_project or self._default_project
+        envelope = scope.envelope
+        default_project = self._default_project
         for k, r in records:
             try:
                 time_unix_nano = r.time_unix_nano
@@ -699,21 +704,9 @@ class Decoder:
                     raise _nul("severity_text or event_name")
                 body = r.body
                 attributes, found = encode(r.attributes)
-                if found is None:
-                    session = scope_session
-                    user = scope_user
-                    project = scope_project
-                else:
-                    session = found[0] or scope_session
-                    user = found[1] or scope_user
-                    project = found[2] or scope_project
                 row_body = body_text(body, max_body) if body else None
                 # The record is good: from here on it counts (sessions, cache).
-                if session is None:
-                    if project is None:
-                        project = default_project
-                else:
-                    project, user = complete(session, project, user, service, time)
+                project, session, user = envelope(found, complete, time, default_project)
                 if project != last_project:
                     refer(resources, project, time)
                     last_project = project
@@ -825,10 +818,8 @@ class Decoder:
         lo = run.lo
         hi = run.hi
         service = scope.resource.service
-        scope_session = scope.session
-        scope_user = scope.user
-        scope_project = scope.project
-        default_project = scope_project or self._default_project
+        envelope = scope.envelope
+        default_project = self._default_project
         for p, point in enumerate(points):
             try:
                 time = point.time_unix_nano
@@ -846,19 +837,7 @@ class Decoder:
                 if exemplars:
                     exemplars_json, trace_id, span_id = self._exemplars(exemplars)
                 kind_values = values(point)
-                if found is None:
-                    session = scope_session
-                    user = scope_user
-                    project = scope_project
-                else:
-                    session = found[0] or scope_session
-                    user = found[1] or scope_user
-                    project = found[2] or scope_project
-                if session is None:
-                    if project is None:
-                        project = default_project
-                else:
-                    project, user = complete(session, project, user, service, time)
+                project, session, user = envelope(found, complete, time, default_project)
                 series_id = series_ids.get((project, attributes, identity))
                 if series_id is None:
                     series_id = _series_id(project, attributes, identity)
