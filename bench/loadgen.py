@@ -112,6 +112,9 @@ class LoadResult:
     # Refusals that were not UNAVAILABLE with a RetryInfo trailer: the OTLP throttling
     # contract otlpd promises (a client cannot tell how long to back off without it).
     bare_refusals: int = 0
+    # The longest single accepted call (one attempt, not the retries before it): how
+    # long the server held a request it went on to store.
+    slowest_ok: float = 0.0
     failures: int = 0
     window_acked: int = 0
     window_seconds: float = 0.0
@@ -131,6 +134,7 @@ class LoadResult:
         self.rejected += other.rejected
         self.refusals += other.refusals
         self.bare_refusals += other.bare_refusals
+        self.slowest_ok = max(self.slowest_ok, other.slowest_ok)
         self.failures += other.failures
         self.window_acked += other.window_acked
         self.window_seconds = max(self.window_seconds, other.window_seconds)
@@ -206,6 +210,7 @@ class _Client:
         call = self.calls[index % len(self.calls)]
         result = self.result
         while True:
+            sent = time.monotonic()
             try:
                 response: Any = await call(pool.requests[n], timeout=CALL_TIMEOUT)
             except grpc.aio.AioRpcError as exc:
@@ -225,6 +230,7 @@ class _Client:
                 await asyncio.sleep(pause)
                 continue
             rejected = self.rejected_of(response) if response else 0
+            result.slowest_ok = max(result.slowest_ok, time.monotonic() - sent)
             result.requests_ok += 1
             result.acked += pool.records[n] - rejected
             result.rejected += rejected

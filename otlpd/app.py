@@ -24,9 +24,10 @@ from otlpd.envelope import EnvelopeKeys, SessionCache
 from otlpd.instruments import Instruments
 from otlpd.ops import OpsServer
 from otlpd.pipeline.batcher import Batcher, BatcherSettings
+from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
-from otlpd.receiver.ingest import Ingest
+from otlpd.receiver.ingest import Ingest, Shedding
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PartitionManager
 from storage.postgres.sessions import PostgresSessionDirectory
@@ -122,7 +123,10 @@ class App:
         self._store_up = True
         batcher = Batcher(writer, _batcher_settings(config), metrics)
         sessions = SessionCache(config.session_cache_size)
-        ingest = Ingest(_decoder(config, sessions), sessions, directory, batcher, metrics)
+        lag = LoopLag(on_tick=metrics.loop_lag.set)
+        shedding = Shedding(lag, config.max_loop_lag, config.retry_after)
+        decoder = _decoder(config, sessions)
+        ingest = Ingest(decoder, sessions, directory, batcher, metrics, shedding=shedding)
 
         server = grpc.aio.server(
             options=[
@@ -141,6 +145,7 @@ class App:
         try:
             async with asyncio.TaskGroup() as group:
                 flushing = group.create_task(batcher.run())
+                ticking = group.create_task(lag.run())
                 await server.start()
                 if self._serve_ops:
                     await ops.start()
@@ -168,6 +173,7 @@ class App:
                 await flushing
                 probing.cancel()
                 maintaining.cancel()
+                ticking.cancel()
         finally:
             self._draining = True
             with contextlib.suppress(Exception):

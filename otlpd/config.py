@@ -133,6 +133,12 @@ class Config:
         128 * 1024 * 1024, "OTLPD_QUEUE_MAX_BYTES", parse_size, "request bytes queued or in flight"
     )
     writers: int = _setting(2, "OTLPD_WRITERS", int, "concurrent COPY transactions")
+    max_loop_lag: float = _setting(
+        0.25,
+        "OTLPD_MAX_LOOP_LAG",
+        parse_duration,
+        "shed new Exports past this event-loop lag",
+    )
     retry_after: float = _setting(
         1.0, "OTLPD_RETRY_AFTER", parse_duration, "RetryInfo delay told to refused clients"
     )
@@ -183,7 +189,13 @@ class Config:
             "must be whole minutes dividing a day (e.g. 15m, 1h, 6h) or whole days",
             interval,
         )
-        for name in ("accept_past", "accept_future", "retry_after", "store_timeout"):
+        for name in (
+            "accept_past",
+            "accept_future",
+            "retry_after",
+            "store_timeout",
+            "max_loop_lag",
+        ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.shutdown_grace > 0, "shutdown_grace", "must be > 0", self.shutdown_grace)

@@ -88,6 +88,12 @@ class Instruments:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.loop_lag = Gauge(
+            "otlpd_loop_lag_seconds",
+            "How late the event loop ran its last timer: decoding backlog.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.store_up = Gauge(
             "otlpd_store_up",
             "1 when PostgreSQL answered the last probe or write.",

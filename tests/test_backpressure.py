@@ -225,3 +225,41 @@ def test_full_queue_refuses_with_retry_info_and_retrying_clients_lose_nothing(
     ), "acknowledged raw requests exactly once, refused ones not at all"
     assert server.metric("otlpd_records_total", REFUSED) >= 200 * len(refused) + 4 * 300
     assert server.metric("otlpd_queue_rows") == 0
+
+
+def test_a_lagging_event_loop_sheds_exports_with_retry_info(
+    start_otlpd: Callable[..., RunningOtlpd],
+) -> None:
+    """Decoding backlog (the loop behind) answers UNAVAILABLE + RetryInfo at once, instead
+    of letting requests wait past their deadline; served again once the loop catches up."""
+    server = start_otlpd(max_loop_lag="100ms", retry_after="1s")
+    stalling = threading.Event()
+
+    def stall() -> None:  # what a flood of requests to decode does to the loop
+        stalling.set()
+        for _ in range(8):
+            server.loop.call_soon_threadsafe(time.sleep, 0.3)
+            time.sleep(0.32)
+        stalling.clear()
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    stalling.wait(5)
+    codes: list[grpc.StatusCode] = []
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        while stalling.is_set():
+            try:
+                stub.Export(trace_request(["maybe"]), timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                codes.append(exc.code())
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+                assert "behind on decoding" in (exc.details() or "")
+                info = dict(exc.trailing_metadata() or ())[RETRY_INFO_KEY]
+                assert error_details_pb2.RetryInfo.FromString(info).retry_delay.seconds == 1
+        staller.join()
+        time.sleep(0.2)
+        stub.Export(trace_request(["after"]), timeout=10)
+    assert grpc.StatusCode.UNAVAILABLE in codes
+    assert server.metric("otlpd_loop_lag_seconds") < 0.1

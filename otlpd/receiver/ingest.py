@@ -29,9 +29,28 @@ from otlpd.errors import (
     StoreUnavailable,
 )
 from otlpd.instruments import Instruments
+from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import Decoded, Decoder
 from storage.api import SessionDirectory
 from storage.model import RowBatch, Signal
+
+
+@dataclass(frozen=True, slots=True)
+class Shedding:
+    """Refuses new Exports while the event loop lags (see pipeline.looplag)."""
+
+    lag: LoopLag
+    max_lag: float
+    retry_after: float
+
+    def check(self) -> None:
+        """Raises Overloaded if decoding is more than ``max_lag`` seconds behind."""
+        lag = self.lag.seconds
+        if lag > self.max_lag:
+            raise Overloaded(
+                f"otlpd is {lag:.2f}s behind on decoding (limit {self.max_lag:g}s); retry later",
+                self.retry_after,
+            )
 
 
 class RowSink(Protocol):
@@ -64,7 +83,10 @@ class Ingest:
         directory: SessionDirectory,
         sink: RowSink,
         instruments: Instruments,
+        *,
+        shedding: Shedding,
     ) -> None:
+        self._shedding = shedding
         self._sessions = sessions
         self._directory = directory
         self._sink = sink
@@ -81,6 +103,7 @@ class Ingest:
         try:
             # Refuse before decoding: an overloaded server must not spend CPU on work it
             # is about to throw away.
+            self._shedding.check()
             self._sink.admit(1, len(payload))
         except RetryableError:
             records.labels(signal, "refused").inc(count_records(signal, payload))
