@@ -129,6 +129,12 @@ class SessionCache:
 
     def teach(self, session_id: str, project_id: str, user_id: str | None) -> None:
         """Records what a record said of its session; an absent user keeps a known one."""
+        # What records teach is nearly always known already (a session names the same
+        # owner in every request): a read without the lock answers that, as the locked
+        # read below would have at that instant.
+        known = self._entries.get(session_id)
+        if known is not None and known[0] == project_id and user_id in (None, known[1]):
+            return
         with self._lock:
             known = self._entries.get(session_id)
             if user_id is None and known is not None and known[0] == project_id:

@@ -92,6 +92,18 @@ def test_teach_without_user_keeps_the_known_user_of_the_same_project() -> None:
     assert cache.get("s") == ("q", None)
 
 
+def test_teaching_a_known_owner_changes_nothing() -> None:
+    cache = SessionCache(max_entries=2)
+    cache.learn({"a": ("p", "u"), "b": ("q", None)}, ["a", "b"])
+    cache.teach("a", "p", "u")  # known: not made the most recent
+    cache.teach("a", "p", None)  # an absent user keeps the known one
+    cache.teach("c", "r", None)
+    assert cache.get("a") is None
+    assert cache.get("b") == ("q", None)
+    cache.teach("b", "q", "v")  # a user where none was known is news
+    assert cache.get("b") == ("q", "v")
+
+
 def _completion(cache: SessionCache) -> Completion:
     return Completion(cache, "default", {})
 

@@ -192,7 +192,7 @@ class _Fragments(dict[bytes, str]):
     calls ``__missing__``, which makes the fragment and keeps it if it may repeat.
     """
 
-    __slots__ = ("_cacheable", "_entries", "_max_value", "_slots")
+    __slots__ = ("_cacheable", "_double_keys", "_entries", "_max_value", "_slots")
 
     def __init__(self, keys: EnvelopeKeys, max_value_bytes: int, entries: int) -> None:
         super().__init__()
@@ -200,12 +200,25 @@ class _Fragments(dict[bytes, str]):
         self._max_value = max_value_bytes
         self._cacheable = min(CACHEABLE_BYTES, max_value_bytes)
         self._entries = entries
+        # The bytes of a double attribute but its 8 value bytes -> its key's text and ":".
+        self._double_keys: dict[bytes, str] = {}
 
     def __missing__(self, raw: bytes) -> str:
         n = len(raw)
+        # A double is a measurement, a new value nearly every time, under a key that
+        # repeats: once its key is known (from a double in the layout read below, with no
+        # NUL in it), the fragment is the key's text and the number's. This halves the
+        # cost of the miss that nearly every record has.
+        if n >= 13 and raw[n - 9] == 0x21:
+            head = self._double_keys.get(raw[: n - 8])
+            if head is not None:
+                x = _unpack_double(raw, n - 8)[0]
+                if x - x == 0.0:  # finite
+                    return head + float.__repr__(x)
         key = ""
         value: JsonValue = None
         value_text = None
+        double_head = False
         # Most attributes are in the layout every SDK writes for short ones: the key, then
         # the value, each with a one-byte length, and a value that is a string (one-byte
         # length), an int or a double. Reading that layout here costs about half of
@@ -231,6 +244,7 @@ class _Fragments(dict[bytes, str]):
                             x = _unpack_double(raw, start)[0]
                             if x - x == 0.0:  # finite
                                 value, value_text = x, float.__repr__(x)
+                                double_head = True
                             else:
                                 value = finite(x)
                                 value_text = scalar_text(value)
@@ -248,6 +262,7 @@ class _Fragments(dict[bytes, str]):
                         key = raw[2:key_end].decode()
                 except UnicodeDecodeError:
                     value_text = None  # protobuf says where
+                    double_head = False
         if value_text is None:
             key, value, value_text = self._parse(raw)
         key_text = encode_basestring(key)
@@ -265,6 +280,12 @@ class _Fragments(dict[bytes, str]):
                 found = list(NOTHING_FOUND)
                 found[fragment.slot] = named
                 fragment.found = (found[0], found[1], found[2], found[3])
+        if double_head:
+            double_keys = self._double_keys
+            if len(double_keys) >= self._entries:
+                double_keys.clear()
+            double_keys[raw[: n - 8]] = f"{key_text}:"
+            return fragment
         # Doubles are measurements, nearly never repeated: caching them would only evict.
         if n <= self._cacheable and value.__class__ is not float:
             if len(self) >= self._entries:
@@ -328,6 +349,11 @@ class AttributeEncoder:
     ) -> None:
         self._ranks = len(keys.slots())
         self._fragment = _Fragments(keys, max_value_bytes, cache_entries).__getitem__
+        # The envelope values of a record's envelope fragments, when it has several (a
+        # session and a user, typically): merging them costs ~1 µs, a lookup ~0.1 µs.
+        # Equal fragment texts name the same key and value, so the key is sound.
+        self._combined: dict[tuple[str, ...], Found] = {}
+        self._combined_entries = cache_entries
 
     def encode(self, raws: Sequence[bytes]) -> tuple[str, Found | None]:
         """The JSON object of ``raws`` in their order, and the envelope values among them.
@@ -352,10 +378,20 @@ class AttributeEncoder:
         named = [f for f in fragments if f.__class__ is _EnvelopeFragment]
         if len(named) == 1:
             return named[0].found
+        key = tuple(named)
+        combined = self._combined
+        found = combined.get(key)
+        if found is None:
+            found = self._combine(named)
+            if len(combined) >= self._combined_entries:
+                combined.clear()
+            combined[key] = found
+        return found
+
+    def _combine(self, named: list[_EnvelopeFragment]) -> Found:
         found: list[str | None] = list(NOTHING_FOUND)
         ranks = [self._ranks] * len(found)
         for f in named:
-            assert isinstance(f, _EnvelopeFragment)
             if f.rank <= ranks[f.slot]:  # the last of a repeated key wins, as in jsonb
                 ranks[f.slot] = f.rank
                 found[f.slot] = f.found[f.slot]

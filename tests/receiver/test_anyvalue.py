@@ -100,6 +100,70 @@ def test_encode_finds_envelope_values_by_rank() -> None:
     )
 
 
+def test_combined_envelope_values_are_cached_per_order() -> None:
+    e = encoder()
+    end, user = raw("enduser.id", string_value="end"), raw("user.id", string_value="u")
+    session = raw("session.id", string_value="s")
+    for _ in range(2):  # made, then from the cache
+        assert e.encode([end, session, user])[1] == ("s", "u", None, None)
+        assert e.encode([user, end])[1] == (None, "u", None, None)
+        assert e.encode([raw("user.id", string_value="v"), user])[1] == (None, "u", None, None)
+        assert e.encode([user, raw("user.id", string_value="v")])[1] == (None, "v", None, None)
+
+
+def test_combined_envelope_cache_is_bounded() -> None:
+    e = encoder(entries=3)
+    for i in range(10):
+        raws = [raw("session.id", int_value=i), raw("user.id", int_value=i)]
+        assert e.encode(raws)[1] == (str(i), str(i), None, None)
+    assert 0 < len(e._combined) <= 3
+
+
+def test_a_double_under_a_known_key_is_made_from_the_key_alone() -> None:
+    e = encoder()
+    assert e.encode([raw("ms", double_value=1.5)])[0] == '{"ms":1.5}'
+    cache = e._fragment.__self__  # type: ignore[attr-defined]
+    assert list(cache._double_keys.values()) == ['"ms":'] and len(cache) == 0
+    for x, text in [(2.25, "2.25"), (-0.0, "-0.0"), (math.nan, '"NaN"'), (math.inf, '"Infinity"')]:
+        assert e.encode([raw("ms", double_value=x)])[0] == f'{{"ms":{text}}}'
+    # Neither a key with a NUL nor one that is not UTF-8 is learned.
+    with pytest.raises(RecordRejected, match="NUL"):
+        e.encode([raw("a\x00", double_value=1.0)])
+    with pytest.raises(RecordRejected, match="invalid UTF-8 in key"):
+        e.encode([b"\x0a\x02\xff\xfe\x12\x09\x21" + bytes(8)])
+    assert list(cache._double_keys.values()) == ['"ms":']
+
+
+_SHARED = encoder()  # one cache for every example: keys learned by one serve the next
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(["ms", "a\x00", "é", "x" * 127, "y" * 200, ""]),
+    st.floats() | st.sampled_from([0.0, 1.0]),
+)
+def test_double_fast_path_agrees_with_protobuf(key: str, x: float) -> None:
+    data = raw(key, double_value=x)
+    try:
+        text, _ = _SHARED.encode([data])
+        got = text[1:-1]
+    except RecordRejected:
+        got = "rejected"
+    assert got == reference(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=13, max_size=30), st.binary(min_size=8, max_size=8))
+def test_a_learned_double_key_never_reads_other_layouts(prefix: bytes, value: bytes) -> None:
+    _SHARED.encode([raw("ms", double_value=1.0)])
+    for data in (prefix, b"\x0a\x02ms\x12\x09\x21" + value, prefix + value):
+        try:
+            got = _SHARED.encode([data])[0][1:-1]
+        except RecordRejected:
+            got = "rejected"
+        assert got == reference(data)
+
+
 def test_cache_is_bounded() -> None:
     e = encoder(entries=3)
     for i in range(10):
