@@ -225,6 +225,10 @@ class _Client:
                 pause = _retry_pause(trailers)
                 if code != grpc.StatusCode.UNAVAILABLE or not _has_retry_info(trailers):
                     result.bare_refusals += 1
+                    if len(result.errors) < _MAX_ERROR_SAMPLES:
+                        result.errors.append(
+                            f"refused without RetryInfo: {code.name}: {exc.details()}"
+                        )
                 if stop_retrying_at is not None and time.monotonic() >= stop_retrying_at:
                     return False
                 await asyncio.sleep(pause)

@@ -127,7 +127,11 @@ def table(target: str, rows: Sequence[Measurement]) -> str:
                 f"| {_ms(percentile(o.latencies, 99))} | {_ms(o.slowest_ok)} "
                 f"| {m.overload_rss / _MIB:,.0f} |"
             )
-    errors = [e for m in rows for e in (*m.closed.errors, *m.open.errors)]
+    errors = [
+        e
+        for m in rows
+        for e in (*m.closed.errors, *m.open.errors, *(m.overload.errors if m.overload else ()))
+    ]
     if errors:
         lines += ["", "Errors seen (first few):", *(f"- `{e}`" for e in errors[:5])]
     return "\n".join(lines)

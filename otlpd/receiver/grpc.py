@@ -7,6 +7,7 @@ INVALID_ARGUMENT, or store the valid part of a request that is only partly broke
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -94,6 +95,12 @@ class OtlpGrpcReceiver:
                 requests.labels(signal, code.name).inc()
                 latency.observe(time.perf_counter() - started)
                 await context.abort(code, message, trailing_metadata=trailers)
+            except asyncio.CancelledError:
+                # The client cancelled, or its deadline passed, while the Export waited
+                # (for decoding or its commit); the rows may still commit (at-least-once).
+                requests.labels(signal, "CANCELLED").inc()
+                log.debug("export cancelled while waiting", extra={"signal": signal})
+                raise
             except Exception:
                 # Input must never crash the server; a bug still answers, and is logged.
                 log.exception("export failed unexpectedly", extra={"signal": signal})
