@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -30,28 +31,18 @@ METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 SERVICE_NAMES = (TRACE_SERVICE, LOGS_SERVICE, METRICS_SERVICE)
 
 
-def _traces_response(outcome: Outcome) -> bytes:
-    response = trace_service_pb2.ExportTraceServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_spans = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response.SerializeToString()
+def _responder(response_type: type[Message], rejected_field: str) -> Callable[[Outcome], bytes]:
+    """Serializes an Outcome as ``response_type``, with partial success when there is any."""
 
+    def respond(outcome: Outcome) -> bytes:
+        response = response_type()
+        if outcome.rejected or outcome.error_message:
+            partial = response.partial_success  # type: ignore[attr-defined]
+            setattr(partial, rejected_field, outcome.rejected)
+            partial.error_message = outcome.error_message
+        return response.SerializeToString()
 
-def _logs_response(outcome: Outcome) -> bytes:
-    response = logs_service_pb2.ExportLogsServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_log_records = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response.SerializeToString()
-
-
-def _metrics_response(outcome: Outcome) -> bytes:
-    response = metrics_service_pb2.ExportMetricsServiceResponse()
-    if outcome.rejected or outcome.error_message:
-        response.partial_success.rejected_data_points = outcome.rejected
-        response.partial_success.error_message = outcome.error_message
-    return response.SerializeToString()
+    return respond
 
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
@@ -67,9 +58,23 @@ class OtlpGrpcReceiver:
     def handlers(self) -> list[grpc.GenericRpcHandler[bytes, bytes]]:
         """Generic handlers for ``server.add_generic_rpc_handlers``."""
         table = (
-            (TRACE_SERVICE, Signal.TRACES, _traces_response),
-            (LOGS_SERVICE, Signal.LOGS, _logs_response),
-            (METRICS_SERVICE, Signal.METRICS, _metrics_response),
+            (
+                TRACE_SERVICE,
+                Signal.TRACES,
+                _responder(trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
+            ),
+            (
+                LOGS_SERVICE,
+                Signal.LOGS,
+                _responder(logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
+            ),
+            (
+                METRICS_SERVICE,
+                Signal.METRICS,
+                _responder(
+                    metrics_service_pb2.ExportMetricsServiceResponse, "rejected_data_points"
+                ),
+            ),
         )
         return [
             grpc.method_handlers_generic_handler(
