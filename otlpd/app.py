@@ -29,7 +29,7 @@ from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
 from storage.postgres.migrate import migrate
-from storage.postgres.partitions import PartitionManager
+from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.sessions import PostgresSessionDirectory
 from storage.postgres.writer import PostgresWriter
 
@@ -74,6 +74,13 @@ def _decoder(config: Config, sessions: SessionCache) -> Decoder:
     return Decoder(keys, limits, config.default_project, sessions)
 
 
+def _missing_partitions(partitions: PartitionManager, config: Config, now: int) -> int:
+    """Partitions of the accepted window, in every table, not known to exist."""
+    past, future = int(config.accept_past * 1e9), int(config.accept_future * 1e9)
+    window = partitions.window(now, past, future, config.partitions_ahead)
+    return sum(len(partitions.unknown(table, window)) for table in PARTITIONED_TABLES)
+
+
 class App:
     """One otlpd process: the OTLP/gRPC receiver, its pipeline and its store."""
 
@@ -109,9 +116,13 @@ class App:
         partitions = PartitionManager(
             self.database_url,
             interval_seconds=int(config.partition_interval),
+            lock_timeout=config.partition_lock_timeout,
             on_created=lambda names: metrics.partitions_created.inc(len(names)),
         )
-        await asyncio.to_thread(partitions.maintain, time.time_ns(), config.partitions_ahead)
+        # The partitions needed soonest before the port opens; the rest of the accepted
+        # window in the background (_maintain), newest first, within a second or so.
+        await asyncio.to_thread(partitions.maintain, time.time_ns(), 0, 0, config.partitions_ahead)
+        metrics.partitions_missing.set(_missing_partitions(partitions, config, time.time_ns()))
         writer = PostgresWriter(
             self.database_url,
             partitions,
@@ -122,7 +133,11 @@ class App:
         await directory.open()
         self._store_up = True
         batcher = Batcher(writer, _batcher_settings(config), metrics)
-        sessions = SessionCache(config.session_cache_size)
+        sessions = SessionCache(
+            config.session_cache_size,
+            ttl=config.session_cache_ttl,
+            negative_ttl=config.session_negative_ttl,
+        )
         lag = LoopLag(on_tick=metrics.loop_lag.set)
         shedding = Shedding(lag, config.max_loop_lag, config.retry_after)
         decoder = _decoder(config, sessions)
@@ -214,13 +229,24 @@ class App:
             await asyncio.sleep(_PROBE_SECONDS)
 
     async def _maintain(self, partitions: PartitionManager) -> None:
-        """Creates partitions ahead of time, so the ingest path rarely has to."""
-        period = min(300.0, self.config.partition_interval / 4)
+        """Keeps every partition of the accepted window made ahead of time, so the ingest
+        path never has to make one (it can: see Batcher._prepare)."""
+        config = self.config
+        period = min(300.0, config.partition_interval / 4)
+        retry = min(period, 5.0)
+        past, future = int(config.accept_past * 1e9), int(config.accept_future * 1e9)
+        missing = self.instruments.partitions_missing
         while True:
-            await asyncio.sleep(period)
+            now = time.time_ns()
+            missing.set(_missing_partitions(partitions, config, now))
             try:
                 await asyncio.to_thread(
-                    partitions.maintain, time.time_ns(), self.config.partitions_ahead
+                    partitions.maintain, now, past, future, config.partitions_ahead
                 )
             except Exception:
                 log.exception("partition maintenance failed; will retry")
+                missing.set(_missing_partitions(partitions, config, now))
+                await asyncio.sleep(retry)
+                continue
+            missing.set(0)
+            await asyncio.sleep(period)

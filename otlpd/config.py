@@ -121,6 +121,12 @@ class Config:
     partition_interval: float = _setting(
         3600.0, "OTLPD_PARTITION_INTERVAL", parse_duration, "width of a time partition"
     )
+    partition_lock_timeout: float = _setting(
+        5.0,
+        "OTLPD_PARTITION_LOCK_TIMEOUT",
+        parse_duration,
+        "making a partition waits this long for its lock",
+    )
     partitions_ahead: int = _setting(
         2, "OTLPD_PARTITIONS_AHEAD", int, "partitions created before they are needed"
     )
@@ -147,6 +153,15 @@ class Config:
     )
     session_cache_size: int = _setting(
         100_000, "OTLPD_SESSION_CACHE_SIZE", int, "sessions remembered in memory"
+    )
+    session_cache_ttl: float = _setting(
+        600.0, "OTLPD_SESSION_CACHE_TTL", parse_duration, "a remembered session owner expires"
+    )
+    session_negative_ttl: float = _setting(
+        5.0,
+        "OTLPD_SESSION_NEGATIVE_TTL",
+        parse_duration,
+        "an unknown session is asked about again",
     )
     shutdown_grace: float = _setting(
         20.0, "OTLPD_SHUTDOWN_GRACE", parse_duration, "SIGTERM drain deadline"
@@ -195,11 +210,19 @@ class Config:
             "retry_after",
             "store_timeout",
             "max_loop_lag",
+            "partition_lock_timeout",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.shutdown_grace > 0, "shutdown_grace", "must be > 0", self.shutdown_grace)
-        need(self.session_cache_size > 0, "session_cache_size", "must be > 0", 0)
+        need(
+            self.session_cache_size > 0,
+            "session_cache_size",
+            "must be > 0",
+            self.session_cache_size,
+        )
+        for name in ("session_cache_ttl", "session_negative_ttl"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(
             self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
             "log_level",

@@ -11,6 +11,7 @@ the ``storage.api.SessionDirectory``.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,26 +94,42 @@ class SessionCache:
 
     Shared by every request of a process and safe to use from several threads. Entries
     come from the directory (``learn``) and from records that name a session together
-    with its project (``teach``).
+    with its project (``teach``). Both kinds expire, so that what another replica
+    committed meanwhile is seen: a negative entry after ``negative_ttl`` seconds (a
+    session's first records often reach one replica before another replica commits the
+    record that names its owner), a positive one after ``ttl`` seconds (an owner that
+    changed elsewhere); at most ``max_entries`` are kept, least recently used first out.
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, max_entries: int = 100_000, *, ttl: float = 600.0, negative_ttl: float = 5.0
+    ) -> None:
         if max_entries <= 0:
             raise ValueError(f"max_entries must be > 0, got {max_entries}")
+        if ttl <= 0 or negative_ttl <= 0:
+            raise ValueError(f"ttl and negative_ttl must be > 0, got {ttl}, {negative_ttl}")
         self._max = max_entries
-        self._entries: OrderedDict[str, Owner] = OrderedDict()
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        # session id -> (owner, monotonic expiry)
+        self._entries: OrderedDict[str, tuple[Owner, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, session_id: str) -> Owner | None:
-        """The owner of ``session_id``; ``NOT_FOUND`` if known unknown; None if never seen."""
+        """The owner of ``session_id``; ``NOT_FOUND`` if known unknown; None if never seen
+        or no longer known (expired)."""
         with self._lock:
-            owner = self._entries.get(session_id)
-            if owner is not None:
-                self._entries.move_to_end(session_id)
-            return owner
+            entry = self._entries.get(session_id)
+            if entry is None:
+                return None
+            if entry[1] <= time.monotonic():
+                del self._entries[session_id]
+                return None
+            self._entries.move_to_end(session_id)
+            return entry[0]
 
     def learn(self, found: Mapping[str, tuple[str, str | None]], asked: Iterable[str]) -> None:
         """Records a directory answer: ``found`` owners, and ``asked`` ids it did not know.
@@ -120,31 +137,38 @@ class SessionCache:
         An id the directory did not know keeps a positive entry that a record taught in
         the meantime: that record knows better than a directory that has not stored it yet.
         """
+        now = time.monotonic()
         with self._lock:
             for session_id in asked:
-                if session_id not in found and self._entries.get(session_id) is None:
-                    self._put(session_id, NOT_FOUND)
+                if session_id in found:
+                    continue
+                entry = self._entries.get(session_id)
+                if entry is None or entry[0] is NOT_FOUND or entry[1] <= now:
+                    self._put(session_id, NOT_FOUND, now + self._negative_ttl)
             for session_id, owner in found.items():
-                self._put(session_id, (owner[0], owner[1]))
+                self._put(session_id, (owner[0], owner[1]), now + self._ttl)
 
     def teach(self, session_id: str, project_id: str, user_id: str | None) -> None:
         """Records what a record said of its session; an absent user keeps a known one."""
         # What records teach is nearly always known already (a session names the same
         # owner in every request): a read without the lock answers that, as the locked
         # read below would have at that instant.
-        known = self._entries.get(session_id)
-        if known is not None and known[0] == project_id and user_id in (None, known[1]):
-            return
+        entry = self._entries.get(session_id)
+        if entry is not None:
+            owner = entry[0]
+            if owner[0] == project_id and user_id in (None, owner[1]):
+                return
         with self._lock:
-            known = self._entries.get(session_id)
+            entry = self._entries.get(session_id)
+            known = entry[0] if entry is not None else None
             if user_id is None and known is not None and known[0] == project_id:
                 user_id = known[1]
             if known != (project_id, user_id):
-                self._put(session_id, (project_id, user_id))
+                self._put(session_id, (project_id, user_id), time.monotonic() + self._ttl)
 
-    def _put(self, session_id: str, owner: Owner) -> None:
+    def _put(self, session_id: str, owner: Owner, expires: float) -> None:
         entries = self._entries
-        entries[session_id] = owner
+        entries[session_id] = (owner, expires)
         entries.move_to_end(session_id)
         while len(entries) > self._max:
             entries.popitem(last=False)

@@ -7,9 +7,16 @@ and ``http_status`` only, so the OTLP retry rules (which codes a client retries,
 
 from __future__ import annotations
 
+import logging
+import secrets
+
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from storage.api import StorageDataError, StorageError
+
+log = logging.getLogger(__name__)
 
 # The OTLP spec has clients read the throttle delay from google.rpc.RetryInfo; the Python
 # SDK's gRPC exporter reads it from this trailing metadata key, other clients from the
@@ -45,12 +52,42 @@ class StoreUnavailable(RetryableError):
     """PostgreSQL is unreachable or failing; nothing of the request was kept."""
 
 
+class InternalFault(RetryableError):
+    """Our own trouble (a bug, an exception nobody expected): nothing of the request was kept.
+
+    Retryable like every fault of ours: the OTLP spec has clients drop data answered with a
+    permanent code, and the data was not at fault.
+    """
+
+
 class ShuttingDown(RetryableError):
     """The server is draining; another replica (or this one, restarted) will take it."""
 
 
 class RejectedByStore(OtlpdError):
     """PostgreSQL refused this request's rows themselves; retrying would fail again."""
+
+
+def from_storage(exc: StorageError, retry_after: float) -> OtlpdError:
+    """The one seam where a store's error (``storage.api``) becomes otlpd's.
+
+    A store's own words name tables, partitions, indexes and SQLSTATEs: they go to the
+    server log under a short reference, and the client is told the reference only.
+    Anything that is not demonstrably the data's fault is retryable.
+    """
+    reference = secrets.token_hex(4)
+    if isinstance(exc, StorageDataError):
+        log.warning("the store refused records [%s]: %s", reference, exc)
+        return RejectedByStore(f"the store refused these records (reference {reference})")
+    log.warning("the store is unavailable [%s]: %s", reference, exc)
+    return StoreUnavailable(
+        f"storage is unavailable; retry later (reference {reference})", retry_after
+    )
+
+
+def internal_fault(retry_after: float) -> InternalFault:
+    """The answer to an exception nobody expected; the caller logs it with its traceback."""
+    return InternalFault("otlpd could not process the request; retry later", retry_after)
 
 
 def _retry_info(retry_after: float) -> error_details_pb2.RetryInfo:
@@ -77,7 +114,8 @@ def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         return grpc.StatusCode.UNAVAILABLE, message, trailers
     if isinstance(error, InvalidRequest | RejectedByStore):
         return grpc.StatusCode.INVALID_ARGUMENT, message, ()
-    return grpc.StatusCode.INTERNAL, message, ()
+    # An OtlpdError of a kind this function does not know yet: ours, so retryable.
+    return grpc_status(RetryableError(message, 1.0))
 
 
 def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
@@ -86,4 +124,4 @@ def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
         return 503, {"Retry-After": str(max(1, round(error.retry_after)))}
     if isinstance(error, InvalidRequest | RejectedByStore):
         return 400, {}
-    return 500, {}
+    return 503, {"Retry-After": "1"}

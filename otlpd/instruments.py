@@ -109,6 +109,13 @@ class Instruments:
         self.partitions_created = Counter(
             "otlpd_partitions_created", "Time partitions created by this process.", registry=r
         )
+        self.partitions_missing = Gauge(
+            "otlpd_partitions_missing",
+            "Time partitions of the accepted window (every table) not made yet; 0 in steady "
+            "state. Records that need a missing one wait for it to be made.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         for signal in ("traces", "logs", "metrics"):
             for outcome in OUTCOMES:
                 self.records.labels(signal, outcome)

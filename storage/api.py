@@ -54,10 +54,25 @@ class Writer(Protocol):
     ``write`` blocks (it is called from a writer thread so that the event loop keeps
     serving while libpq waits on the network) and is safe to call from several threads
     at once. It returns only after the transaction that holds *every* row of *every*
-    batch has committed; if it raises, none of them was kept. It creates any time
-    partition the rows need. Writing the same batch twice stores its records twice:
-    deduplication, where wanted, happens at query time.
+    batch has committed; if it raises, none of them was kept. Writing the same batch
+    twice stores its records twice: deduplication, where wanted, happens at query time.
+
+    What a batch needs besides the transaction (time partitions) is made by ``prepare``,
+    one batch at a time, before the batch joins a group commit: a problem there (a lock
+    not granted in time) fails that batch alone and never stalls the others. ``write``
+    still makes anything missing, for what changed behind the writer's back.
     """
+
+    def ready(self, batch: RowBatch) -> bool:
+        """True when ``prepare(batch)`` has nothing to do. Cheap; never blocks."""
+        ...
+
+    def prepare(self, batch: RowBatch) -> None:
+        """Makes what ``batch`` needs before it is written; blocking, may wait for locks.
+
+        Raises ``StorageUnavailable`` when that cannot be done now (retry later).
+        """
+        ...
 
     def write(self, batches: Sequence[RowBatch]) -> WriteStats: ...
 

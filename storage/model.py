@@ -52,6 +52,7 @@ SPAN_COLUMNS: Final = (
     "scope_version",  # text or null
     "scope_attributes",  # jsonb object or null
     "scope_schema_url",  # text or null
+    "scope_dropped_attributes_count",  # integer (migration 0002)
 )
 
 LOG_COLUMNS: Final = (
@@ -76,6 +77,7 @@ LOG_COLUMNS: Final = (
     "scope_version",
     "scope_attributes",
     "scope_schema_url",
+    "scope_dropped_attributes_count",  # integer (migration 0002)
 )
 
 # One row per data point of every kind. Columns that a kind does not use are null, which
@@ -91,7 +93,8 @@ POINT_COLUMNS: Final = (
     "span_id",  # bytea(8) or null
     "session_id",
     "user_id",
-    "flags",  # bigint: DataPointFlags
+    "flags",  # bigint: DataPointFlags; bit 1 (FLAG_NO_RECORDED_VALUE) marks a staleness
+    # marker, whose value columns (value .. quantiles) are all null: not a zero
     "value",  # double precision: gauge/sum value (as_int converted), else null
     "value_int",  # bigint: the exact as_int of a gauge/sum, else null
     "count",  # bigint: histogram, exponential histogram, summary
@@ -112,8 +115,9 @@ POINT_COLUMNS: Final = (
 )
 
 # A series is stored once and points refer to it by id (as Prometheus and Promscale do),
-# so a point row carries no labels. series_id is a 63-bit hash of everything below but
-# first_seen, so every replica computes the same id for the same series without asking.
+# so a point row carries no labels. series_id is a 63-bit hash of its identity (see
+# storage.ids: everything below but description, metadata, first_seen and the dropped
+# counts), so every replica computes the same id for the same series without asking.
 SERIES_COLUMNS: Final = (
     "project_id",
     "series_id",  # bigint
@@ -130,6 +134,12 @@ SERIES_COLUMNS: Final = (
     "scope_version",
     "metadata",  # jsonb object (Metric.metadata) or null
     "first_seen",  # timestamptz: int nanoseconds, like time
+    # migration 0002: what OTLP says of the resource and scope beyond the above
+    "resource_schema_url",  # text or null
+    "resource_dropped_attributes_count",  # integer
+    "scope_attributes",  # jsonb object or null
+    "scope_schema_url",  # text or null
+    "scope_dropped_attributes_count",  # integer
 )
 
 # A resource is stored once per project and spans and logs refer to it by id, as points

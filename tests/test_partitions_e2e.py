@@ -1,16 +1,21 @@
-"""Time partitions seen from a client: records exported over OTLP/gRPC land in the hourly
-partition that covers their time, late records get theirs made on demand, and records
-outside the accepted window are refused through partial success, the rest stored."""
+"""Time partitions seen from a client: the whole accepted window is made ahead of time,
+records exported over OTLP/gRPC land in the hourly partition that covers their time, a
+partition dropped by hand is made again on demand, neither a long read nor a partition
+that cannot be made stalls current ingest, and records outside the accepted window are
+refused through partial success, the rest stored."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import psycopg
+import pytest
+from google.rpc import error_details_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -18,6 +23,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from otlpd.errors import RETRY_INFO_KEY
 from tests.conftest import RunningOtlpd
 
 SECOND = 10**9
@@ -84,47 +90,68 @@ def stored_spans(server: RunningOtlpd) -> dict[str, tuple[int, str]]:
     return {name: (start, partition) for name, start, partition in found}
 
 
+def window_made(server: RunningOtlpd, timeout: float = 30.0) -> None:
+    """Waits until the server has made every partition of its accepted window."""
+    deadline = time.monotonic() + timeout
+    while server.metric("otlpd_partitions_missing") > 0 or not partitions(
+        server.database_url, "metric_points"
+    ):
+        assert time.monotonic() < deadline, "the accepted window was not made in time"
+        time.sleep(0.05)
+
+
+def test_the_whole_accepted_window_is_made_ahead_of_time(
+    start_otlpd: Callable[..., RunningOtlpd],
+) -> None:
+    server = start_otlpd()  # hourly partitions, 2 ahead, accepting 24 h back, 1 h ahead
+    window_made(server)
+    now = time.time_ns()
+    for table in TABLES:
+        bounds = partitions(server.database_url, table)
+        # Every hour from 24 h ago to 1 h ahead, plus the 2 after it: 28 or 29 hours.
+        for hours in range(-24, 4):
+            assert len(covering(bounds, now + hours * HOUR)) == 1, (table, hours)
+        assert len(bounds) in (28, 29), table
+        for low, high in bounds.values():
+            assert high - low == timedelta(hours=1)
+            assert low.minute == low.second == low.microsecond == 0
+    made = sum(len(partitions(server.database_url, table)) for table in TABLES)
+    assert server.metric("otlpd_partitions_created_total") == made
+
+
 def test_spans_land_in_the_partition_of_their_hour(
     start_otlpd: Callable[..., RunningOtlpd],
 ) -> None:
-    server = start_otlpd()  # hourly partitions, 2 ahead, accepting 24 h into the past
+    server = start_otlpd()
+    window_made(server)
     now = time.time_ns()
     before = partitions(server.database_url, "spans")
-    # Made at start: the current hour and the two after it, nothing in the past.
-    assert len(before) == 3
-    assert covering(before, now) and covering(before, now + 2 * HOUR)
-    late = now - 20 * HOUR
-    assert not covering(before, now - HOUR) and not covering(before, late)
+    starts = {f"hours-ago-{h}": now - h * HOUR for h in range(6)} | {"late-20h": now - 20 * HOUR}
 
-    starts = {f"hours-ago-{h}": now - h * HOUR for h in range(6)} | {"late-20h": late}
     response = export_spans(
         server, [span(name, start, n) for n, (name, start) in enumerate(starts.items())]
     )
 
     assert response.partial_success.rejected_spans == 0, response
-    after = partitions(server.database_url, "spans")
     stored = stored_spans(server)
     assert {name: start for name, (start, _) in stored.items()} == starts
     for name, (start, partition) in stored.items():
-        # The row is in the one partition whose range covers its time, an hour wide.
-        assert covering(after, start) == [partition], name
-        low, high = after[partition]
-        assert high - low == timedelta(hours=1)
-        assert low.minute == low.second == low.microsecond == 0
+        # The row is in the one partition whose range covers its time.
+        assert covering(before, start) == [partition], name
     assert len({partition for _, partition in stored.values()}) == 7
-    # The past hours, the late one among them, were made on demand, and nothing else.
-    made = {partition for start, partition in stored.values() if not covering(before, start)}
-    assert len(made) == 6
-    assert set(after) - set(before) == made
+    assert partitions(server.database_url, "spans") == before  # none made on the way
 
 
-def test_late_logs_and_points_get_partitions_on_demand(
+def test_a_partition_dropped_behind_our_back_is_made_again(
     start_otlpd: Callable[..., RunningOtlpd],
 ) -> None:
     server = start_otlpd()
+    window_made(server)
     late = time.time_ns() - 20 * HOUR
-    for table in ("logs", "metric_points"):
-        assert not covering(partitions(server.database_url, table), late)
+    for table in ("spans", "logs", "metric_points"):
+        (name,) = covering(partitions(server.database_url, table), late)
+        with psycopg.connect(server.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {name}")
 
     logs = logs_service_pb2.ExportLogsServiceRequest()
     scope_logs = logs.resource_logs.add(resource=resource()).scope_logs.add()
@@ -133,13 +160,14 @@ def test_late_logs_and_points_get_partitions_on_demand(
     scope_metrics = metrics.resource_metrics.add(resource=resource()).scope_metrics.add()
     metric = scope_metrics.metrics.add(name="late.gauge")
     metric.gauge.data_points.add(time_unix_nano=late, as_double=1.0)
+    assert export_spans(server, [span("late", late, 0)]).partial_success.rejected_spans == 0
     with grpc.insecure_channel(server.grpc_target) as channel:
         answer = logs_service_pb2_grpc.LogsServiceStub(channel).Export(logs, timeout=10)
         assert answer.partial_success.rejected_log_records == 0, answer
         answered = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(metrics, timeout=10)
         assert answered.partial_success.rejected_data_points == 0, answered
 
-    for table in ("logs", "metric_points"):
+    for table in TABLES:
         bounds = partitions(server.database_url, table)
         with psycopg.connect(server.database_url) as conn:
             (row,) = conn.execute(f"SELECT tableoid::regclass::text FROM {table}").fetchall()
@@ -150,6 +178,7 @@ def test_times_outside_the_window_are_rejected_and_the_rest_stored(
     start_otlpd: Callable[..., RunningOtlpd],
 ) -> None:
     server = start_otlpd()  # accept_past=24h, accept_future=1h
+    window_made(server)
     now = time.time_ns()
     starts = {
         "month-ago": now - 30 * DAY,
@@ -176,15 +205,68 @@ def test_times_outside_the_window_are_rejected_and_the_rest_stored(
         assert covering(after, start) == [partition]
     # A refused record makes no partition.
     assert not covering(after, starts["month-ago"]) and not covering(after, starts["day-ahead"])
-    assert len(after) == len(before["spans"]) + 1  # the one for 23 h ago
-    for table in ("logs", "metric_points"):
+    for table in TABLES:
         assert partitions(server.database_url, table) == before[table]
 
 
-def test_partitions_created_are_counted(start_otlpd: Callable[..., RunningOtlpd]) -> None:
-    server = start_otlpd()
-    export_spans(server, [span("late", time.time_ns() - 20 * HOUR, 0)])
+def drop_partition(server: RunningOtlpd, table: str, at: int) -> None:
+    (name,) = covering(partitions(server.database_url, table), at)
+    with psycopg.connect(server.database_url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {name}")
 
-    made = sum(len(partitions(server.database_url, table)) for table in TABLES)
-    assert made == 3 * 3 + 1  # 3 hours per table at start, then the late one
-    assert server.metric("otlpd_partitions_created_total") == made
+
+def test_a_long_read_stalls_neither_late_nor_current_spans(
+    start_otlpd: Callable[..., RunningOtlpd],
+) -> None:
+    server = start_otlpd()
+    window_made(server)
+    now = time.time_ns()
+    late = now - 20 * HOUR
+    drop_partition(server, "spans", late)  # so that the late spans' partition is made anew
+
+    with psycopg.connect(server.database_url) as reader:
+        # A long query of the query service holds ACCESS SHARE on spans until it ends.
+        reader.execute("SELECT count(*) FROM spans")
+        with ThreadPoolExecutor(2) as pool:
+            late_call = pool.submit(export_spans, server, [span("late", late, 0)])
+            current_call = pool.submit(export_spans, server, [span("current", now, 1)])
+            assert current_call.result(timeout=10).partial_success.rejected_spans == 0
+            assert late_call.result(timeout=10).partial_success.rejected_spans == 0
+        reader.rollback()
+
+    assert set(stored_spans(server)) == {"late", "current"}
+
+
+def test_a_partition_that_cannot_be_made_fails_only_the_records_that_need_it(
+    start_otlpd: Callable[..., RunningOtlpd],
+) -> None:
+    first = start_otlpd()
+    window_made(first)
+    first.stop()
+    now = time.time_ns()
+    late = now - 20 * HOUR
+    drop_partition(first, "spans", late)
+
+    with psycopg.connect(first.database_url) as blocker:
+        # Another ATTACH, or a manual ALTER, holds the lock that making a partition needs.
+        blocker.execute("LOCK TABLE spans IN SHARE UPDATE EXCLUSIVE MODE")
+        server = start_otlpd(partition_lock_timeout="1s", retry_after="3s")
+        with ThreadPoolExecutor(2) as pool:
+            late_call = pool.submit(export_spans, server, [span("late", late, 0)])
+            current = export_spans(server, [span("current", now, 1)])
+            assert current.partial_success.rejected_spans == 0
+            assert not late_call.done()  # still waiting for its partition
+            with pytest.raises(grpc.RpcError) as raised:
+                late_call.result(timeout=30)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        trailers = dict(raised.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+        assert (
+            error_details_pb2.RetryInfo.FromString(trailers[RETRY_INFO_KEY]).retry_delay.seconds
+            == 3
+        )
+        assert server.app.ready  # PostgreSQL is fine, and so is the rest of ingest
+        assert server.metric("otlpd_partitions_missing") >= 1
+        blocker.rollback()
+
+    assert export_spans(server, [span("late", late, 0)]).partial_success.rejected_spans == 0
+    assert sorted(stored_spans(server)) == ["current", "late"]

@@ -1,10 +1,11 @@
 """Group commit: concurrent Export requests share one transaction, and wait for its commit.
 
 An Export is acknowledged only after the transaction that holds its rows has committed
-(DEVELOPERS.md, principle 1), so a request's latency is the time until the next commit.
-Committing per request costs a WAL flush per request (NOTES.md: ~38k spans/s against ~64k
-with group commit); here a flusher takes *everything* queued when it becomes free, so
-batches grow exactly as fast as load does and no timer adds latency when idle.
+("acknowledged means durable"), so a request's latency is the time until the next commit.
+Committing per request costs a WAL flush per request (~38k spans/s against ~64k with group
+commit: docs/benchmarks.md, "Reference measurements"); here a flusher takes *everything*
+queued when it becomes free, so batches grow exactly as fast as load does and no timer
+adds latency when idle.
 
 Memory is bounded by admission, not by hope: rows and request bytes admitted and not yet
 committed are counted, and a request that would pass either limit is refused at once with
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 from otlpd.errors import (
     OtlpdError,
     Overloaded,
-    RejectedByStore,
     ShuttingDown,
     StoreUnavailable,
+    from_storage,
+    internal_fault,
 )
 from otlpd.instruments import Instruments
-from storage.api import StorageDataError, StorageUnavailable, Writer, WriteStats
+from storage.api import StorageDataError, StorageError, Writer, WriteStats
 from storage.model import RowBatch
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Batcher:
         # connection timeouts. The probe sets it back.
         self.store_up = True
         self._executor = ThreadPoolExecutor(settings.flushers, thread_name_prefix="otlpd-writer")
+        self._preparer = ThreadPoolExecutor(1, thread_name_prefix="otlpd-prepare")
 
     @property
     def depth(self) -> tuple[int, int]:
@@ -117,6 +120,8 @@ class Batcher:
         """
         rows = batch.row_count
         self.admit(rows, size)
+        await self._prepare(batch)
+        self.admit(rows, size)  # others may have been admitted while this one waited
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(batch, rows, size, future))
         self._queued_rows += rows
@@ -127,6 +132,21 @@ class Batcher:
             self._work.notify()
         await future
 
+    async def _prepare(self, batch: RowBatch) -> None:
+        """Makes what ``batch`` needs (late data: its time partition) before it is queued.
+
+        On a thread of its own, so that a creation waiting for a lock holds up only the
+        requests that need it, never a group commit; a failure here fails this request
+        alone and says nothing about PostgreSQL's health.
+        """
+        try:
+            if self._writer.ready(batch):
+                return
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._preparer, self._writer.prepare, batch)
+        except StorageError as exc:
+            raise from_storage(exc, self._settings.retry_after) from exc
+
     async def run(self) -> None:
         """Runs the flushers until ``close`` is called and the queue is drained."""
         try:
@@ -135,6 +155,7 @@ class Batcher:
                     group.create_task(self._flusher())
         finally:
             self._executor.shutdown(wait=True)
+            self._preparer.shutdown(wait=True)
 
     async def close(self) -> None:
         """Stops admitting; the flushers finish what is queued, then ``run`` returns."""
@@ -188,7 +209,7 @@ class Batcher:
             stats = await self._write([p.batch for p in taken])
         except StorageDataError as exc:
             if len(taken) == 1:
-                self._finish(taken, RejectedByStore(f"PostgreSQL refused the records: {exc}"))
+                self._finish(taken, from_storage(exc, self._settings.retry_after))
                 return
             # One request's rows poisoned the shared transaction: retry each alone, so only
             # the culprit is refused and the others are stored.
@@ -199,18 +220,13 @@ class Batcher:
             for pending in taken:
                 await self._flush([pending])
             return
-        except StorageUnavailable as exc:
+        except StorageError as exc:
             self.store_up = False
-            self._finish(
-                taken,
-                StoreUnavailable(f"PostgreSQL unavailable: {exc}", self._settings.retry_after),
-            )
+            self._finish(taken, from_storage(exc, self._settings.retry_after))
             return
-        except Exception as exc:  # a bug must fail the requests, never strand them
+        except Exception:  # a bug must fail the requests, never strand them
             log.exception("unexpected error in the writer")
-            self._finish(
-                taken, StoreUnavailable(f"write failed: {exc}", self._settings.retry_after)
-            )
+            self._finish(taken, internal_fault(self._settings.retry_after))
             return
         self._observe(stats, len(taken))
         self._finish(taken, None)

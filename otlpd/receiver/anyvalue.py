@@ -31,6 +31,7 @@ from otlpd.receiver.rejections import RecordRejected
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 
 _INF: Final = float("inf")
+_UNLIMITED: Final = 1 << 62
 _NUL_ESCAPE: Final = "\\u0000"
 
 # Fragments of attributes up to this size are cached: short values (methods, routes, status
@@ -192,11 +193,25 @@ class _Fragments(dict[bytes, str]):
     calls ``__missing__``, which makes the fragment and keeps it if it may repeat.
     """
 
-    __slots__ = ("_cacheable", "_double_keys", "_entries", "_max_value", "_slots")
+    __slots__ = (
+        "_cacheable",
+        "_double_keys",
+        "_entries",
+        "_envelope_limits",
+        "_max_value",
+        "_slots",
+    )
 
-    def __init__(self, keys: EnvelopeKeys, max_value_bytes: int, entries: int) -> None:
+    def __init__(
+        self,
+        keys: EnvelopeKeys,
+        max_value_bytes: int,
+        entries: int,
+        envelope_limits: tuple[int, int, int, int],
+    ) -> None:
         super().__init__()
         self._slots = keys.slots()
+        self._envelope_limits = envelope_limits
         self._max_value = max_value_bytes
         self._cacheable = min(CACHEABLE_BYTES, max_value_bytes)
         self._entries = entries
@@ -275,6 +290,15 @@ class _Fragments(dict[bytes, str]):
         if slot is not None:
             named = envelope_value(value)
             if named is not None:
+                # An envelope value lands in indexed columns, which PostgreSQL limits:
+                # refused here, once per distinct value (a refused one is not cached).
+                limit = self._envelope_limits[slot[0]]
+                if len(named) > limit // 4 and len(named.encode()) > limit:
+                    raise RecordRejected(
+                        "value too long",
+                        f"attribute {_short(key)} is {len(named.encode())} bytes, "
+                        f"limit {limit} for an indexed value",
+                    )
                 fragment = _EnvelopeFragment(f"{key_text}:\t{value_text}")
                 fragment.slot, fragment.rank = slot
                 found = list(NOTHING_FOUND)
@@ -345,10 +369,16 @@ class AttributeEncoder:
     """
 
     def __init__(
-        self, keys: EnvelopeKeys, max_value_bytes: int, cache_entries: int = CACHE_ENTRIES
+        self,
+        keys: EnvelopeKeys,
+        max_value_bytes: int,
+        cache_entries: int = CACHE_ENTRIES,
+        *,
+        envelope_limits: tuple[int, int, int, int] = (_UNLIMITED,) * 4,
     ) -> None:
         self._ranks = len(keys.slots())
-        self._fragment = _Fragments(keys, max_value_bytes, cache_entries).__getitem__
+        fragments = _Fragments(keys, max_value_bytes, cache_entries, envelope_limits)
+        self._fragment = fragments.__getitem__
         # The envelope values of a record's envelope fragments, when it has several (a
         # session and a user, typically): merging them costs ~1 µs, a lookup ~0.1 µs.
         # Equal fragment texts name the same key and value, so the key is sound.
@@ -358,7 +388,9 @@ class AttributeEncoder:
     def encode(self, raws: Sequence[bytes]) -> tuple[str, Found | None]:
         """The JSON object of ``raws`` in their order, and the envelope values among them.
 
-        Raises ``RecordRejected`` if an attribute is malformed, too large or holds a NUL.
+        Raises ``RecordRejected`` if an attribute is malformed, too large or holds a NUL,
+        or if an envelope value is longer than its slot's limit (``envelope_limits``, in
+        ``Found`` order: session, user, project, service).
         """
         fragments = list(map(self._fragment, raws))
         text = ",".join(fragments)

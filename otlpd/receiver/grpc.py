@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from otlpd.errors import OtlpdError, grpc_status
+from otlpd.errors import OtlpdError, grpc_status, internal_fault
 from otlpd.instruments import Instruments
 from otlpd.receiver.ingest import Ingest, Outcome
 from storage.model import Signal
@@ -107,10 +107,13 @@ class OtlpGrpcReceiver:
                 log.debug("export cancelled while waiting", extra={"signal": signal})
                 raise
             except Exception:
-                # Input must never crash the server; a bug still answers, and is logged.
+                # Input must never crash the server; a bug still answers, retryably (the
+                # fault is ours, and a permanent code makes clients drop the data).
                 log.exception("export failed unexpectedly", extra={"signal": signal})
-                requests.labels(signal, "INTERNAL").inc()
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                code, message, trailers = grpc_status(internal_fault(1.0))
+                requests.labels(signal, code.name).inc()
+                latency.observe(time.perf_counter() - started)
+                await context.abort(code, message, trailing_metadata=trailers)
             requests.labels(signal, "OK").inc()
             latency.observe(time.perf_counter() - started)
             return respond(outcome)

@@ -7,6 +7,7 @@ an ``otlpd.errors`` exception that ``otlpd.errors`` maps to a status.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,17 +23,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otlpd.envelope import SessionCache
 from otlpd.errors import (
     InvalidRequest,
+    OtlpdError,
     Overloaded,
-    RejectedByStore,
     RetryableError,
     ShuttingDown,
-    StoreUnavailable,
+    from_storage,
+    internal_fault,
 )
 from otlpd.instruments import Instruments
 from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import Decoded, Decoder
-from storage.api import SessionDirectory
+from storage.api import SessionDirectory, StorageError
 from storage.model import RowBatch, Signal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,12 @@ class Ingest:
         }
 
     async def export(self, signal: str, payload: bytes) -> Outcome:
-        """Stores what is valid in ``payload`` and says what was rejected and why."""
+        """Stores what is valid in ``payload`` and says what was rejected and why.
+
+        Raises an ``OtlpdError`` only: a fault of the input is ``InvalidRequest`` or
+        ``RejectedByStore``; every fault of ours (PostgreSQL, a bug) is retryable. Every
+        record of a refused or failed request is counted in ``otlpd_records_total``.
+        """
         records = self._metrics.records
         try:
             # Refuse before decoding: an overloaded server must not spend CPU on work it
@@ -108,19 +117,13 @@ class Ingest:
         except RetryableError:
             records.labels(signal, "refused").inc(count_records(signal, payload))
             raise
-        decode = self._decoders[signal]
-        now = time.time_ns()
         try:
-            decoded = decode(payload, now)
-            if decoded.unresolved_sessions:
-                # Records that name only a session: ask PostgreSQL once who owns those
-                # sessions, then decode again with the cache warm (rare, so simple).
-                asked = decoded.unresolved_sessions
-                found = await self._directory.lookup(asked)
-                self._sessions.learn(found, asked)
-                decoded = decode(payload, now)
+            decoded = await self._decode(signal, payload)
         except InvalidRequest:
             records.labels(signal, "rejected").inc()
+            raise
+        except RetryableError:
+            records.labels(signal, "failed").inc(count_records(signal, payload))
             raise
         if decoded.rejected:
             records.labels(signal, "rejected").inc(decoded.rejected)
@@ -132,18 +135,45 @@ class Ingest:
             except (Overloaded, ShuttingDown):
                 records.labels(signal, "refused").inc(count)
                 raise
-            except (StoreUnavailable, RejectedByStore):
+            except OtlpdError:
                 records.labels(signal, "failed").inc(count)
                 raise
+            except Exception as exc:  # a bug must answer retryably, never strand the call
+                log.exception("storing an export failed unexpectedly", extra={"signal": signal})
+                records.labels(signal, "failed").inc(count)
+                raise internal_fault(self._shedding.retry_after) from exc
             records.labels(signal, "accepted").inc(count)
         return Outcome(decoded.rejected, decoded.error_message)
+
+    async def _decode(self, signal: str, payload: bytes) -> Decoded:
+        """Decodes ``payload``, completing its sessions from the directory when needed."""
+        decode = self._decoders[signal]
+        now = time.time_ns()
+        try:
+            decoded = decode(payload, now)
+            if decoded.unresolved_sessions:
+                # Records that name only a session: ask PostgreSQL once who owns those
+                # sessions, then decode again with the cache warm (rare, so simple).
+                asked = decoded.unresolved_sessions
+                found = await self._directory.lookup(asked)
+                self._sessions.learn(found, asked)
+                decoded = decode(payload, now)
+        except StorageError as exc:
+            raise from_storage(exc, self._shedding.retry_after) from exc
+        except OtlpdError:
+            raise
+        except Exception as exc:  # input must never crash us, and a bug is ours: retryable
+            log.exception("decoding an export failed unexpectedly", extra={"signal": signal})
+            raise internal_fault(self._shedding.retry_after) from exc
+        return decoded
 
 
 def count_records(signal: str, payload: bytes) -> int:
     """Records in a request we refuse undecoded, so the refusal metric counts records.
 
-    A parse costs ~0.6 µs a span against ~10 µs for the full decode (NOTES.md), so an
-    overloaded server can afford it; an unparsable payload counts as zero.
+    A parse costs ~0.6 µs a span against ~10 µs for the full decode (docs/benchmarks.md,
+    "Reference measurements"), so an overloaded server can afford it; an unparsable
+    payload counts as zero.
     """
     request: Message
     try:

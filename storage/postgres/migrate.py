@@ -26,6 +26,14 @@ MIGRATION_LOCK_KEY = 0x6F746C706401
 
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
+# Earlier texts of amended migrations that a database may have recorded: an amendment
+# changes comments only, never what the schema is (a later migration brings databases
+# that applied the old text to the same catalog comments).
+_AMENDED: dict[int, frozenset[str]] = {
+    # 0.1.0 cited a file that the decoder package replaced, in a COMMENT ON COLUMN.
+    1: frozenset({"9ad4053ceff6f0c07b2d81e98fb879e85b612ac1df956b4f3a8774217a4c9af3"}),
+}
+
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version integer PRIMARY KEY,
@@ -99,7 +107,9 @@ def _apply(conn: psycopg.Connection[TupleRow], migrations: list[Migration]) -> N
     for migration in migrations:
         recorded = applied.get(migration.version)
         if recorded is not None:
-            if recorded != migration.sha256:
+            if recorded != migration.sha256 and recorded not in _AMENDED.get(
+                migration.version, frozenset()
+            ):
                 raise MigrationError(
                     f"{migration.name} was edited after it was applied; add a new migration instead"
                 )

@@ -140,12 +140,12 @@ def configure_connection(conn: psycopg.Connection[TupleRow]) -> None:
 SPAN_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "int8", "bytea", "bytea", "bytea", "text",
     "int8", "text", "text", "text", "text", "int2", "int2", "text", "jsonb", "jsonb",
-    "jsonb", "int4", "int4", "int4", "int8", "text", "text", "jsonb", "text",
+    "jsonb", "int4", "int4", "int4", "int8", "text", "text", "jsonb", "text", "int4",
 )  # fmt: skip
 LOG_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "bytea", "bytea", "int8", "text", "text",
     "text", "int2", "text", "jsonb", "jsonb", "text", "int4", "int8", "text", "text",
-    "jsonb", "text",
+    "jsonb", "text", "int4",
 )  # fmt: skip
 POINT_TYPES: Final = (
     "text", "timestamptz", "int8", "int8", "int8", "text", "bytea", "bytea", "text",
@@ -155,7 +155,7 @@ POINT_TYPES: Final = (
 )  # fmt: skip
 SERIES_TYPES: Final = (
     "text", "int8", "text", "int2", "text", "text", "int2", "bool", "text", "jsonb",
-    "jsonb", "text", "text", "jsonb", "timestamptz",
+    "jsonb", "text", "text", "jsonb", "timestamptz", "text", "int4", "jsonb", "text", "int4",
 )  # fmt: skip
 RESOURCE_TYPES: Final = ("text", "int8", "jsonb", "text", "int4", "timestamptz")
 SESSION_TYPES: Final = ("text", "text", "text", "text", "timestamptz", "timestamptz")
@@ -434,6 +434,37 @@ class PostgresWriter:
             kwargs=connection_kwargs("otlpd-writer", connect_timeout),
         )
 
+    def ready(self, batch: RowBatch) -> bool:
+        """True when every time partition ``batch``'s rows need is known to exist."""
+        return not self._missing(batch)
+
+    def prepare(self, batch: RowBatch) -> None:
+        """Makes the time partitions ``batch`` needs (``storage.api.Writer``)."""
+        try:
+            for table, starts in self._missing(batch).items():
+                self.partitions.ensure(table, starts)
+        except psycopg.Error as exc:  # ensure translates its own; this is belt and braces
+            raise translate(exc) from exc
+
+    def _missing(self, batch: RowBatch) -> dict[str, list[int]]:
+        """The bucket starts of ``batch``'s rows that are not known to exist, per table."""
+        width = self.partitions.interval_ns
+        missing: dict[str, list[int]] = {}
+        for table, rows in (
+            ("spans", batch.spans),
+            ("logs", batch.logs),
+            ("metric_points", batch.points),
+        ):
+            if rows:
+                try:
+                    starts = {row[1] // width * width for row in rows}  # row[1] is time
+                except ENCODING_ERRORS as exc:  # a time that is not an int
+                    raise translate_encoding(exc) from exc
+                unknown = self.partitions.unknown(table, starts)
+                if unknown:
+                    missing[table] = unknown
+        return missing
+
     def write(self, batches: Sequence[RowBatch]) -> WriteStats:
         """Stores every row of ``batches`` in one transaction; see ``storage.api.Writer``.
 
@@ -522,6 +553,14 @@ class PostgresWriter:
         conn.execute(
             "SELECT set_config('statement_timeout', %s, false)",
             (str(self._statement_timeout_ms),),
+        )
+        # Acknowledged means durable: a commit must return only once its WAL is flushed.
+        # Every synchronous_commit level but off does that locally (the stronger ones
+        # also wait for standbys, as the operator chose); a database or role configured
+        # with off would turn every acknowledgement into a maybe, so off becomes on.
+        conn.execute(
+            "SELECT set_config('synchronous_commit', 'on', false) "
+            "WHERE current_setting('synchronous_commit') = 'off'"
         )
         conn.commit()  # the pool wants configured connections idle
 

@@ -208,7 +208,12 @@ def test_span_row_has_every_column() -> None:
     rs.resource.dropped_attributes_count = 6
     ss = rs.scope_spans.add(schema_url="https://scope/1")
     ss.scope.CopyFrom(
-        InstrumentationScope(name="lib", version="1.0", attributes=attrs({"lib.flag": True}))
+        InstrumentationScope(
+            name="lib",
+            version="1.0",
+            attributes=attrs({"lib.flag": True}),
+            dropped_attributes_count=4,
+        )
     )
     ss.spans.append(
         Span(
@@ -283,6 +288,7 @@ def test_span_row_has_every_column() -> None:
             "scope_version": "1.0",
             "scope_attributes": '{"lib.flag":true}',
             "scope_schema_url": "https://scope/1",
+            "scope_dropped_attributes_count": 4,
         }
     ]
     assert resources_of(decoded) == [
@@ -325,6 +331,7 @@ def test_minimal_span_has_nulls_where_nothing_was_sent() -> None:
         "scope_version": None,
         "scope_attributes": None,
         "scope_schema_url": None,
+        "scope_dropped_attributes_count": 0,
     }
 
 
@@ -557,7 +564,7 @@ def test_log_row_has_every_column() -> None:
     rl = request.resource_logs.add(schema_url="https://res")
     rl.resource.attributes.extend(attrs({"service.name": "svc", "session.id": "s"}))
     sl = rl.scope_logs.add(schema_url="https://scope")
-    sl.scope.CopyFrom(InstrumentationScope(name="logger", version="3"))
+    sl.scope.CopyFrom(InstrumentationScope(name="logger", version="3", dropped_attributes_count=9))
     sl.log_records.append(
         LogRecord(
             time_unix_nano=T0,
@@ -598,6 +605,7 @@ def test_log_row_has_every_column() -> None:
             "scope_version": "3",
             "scope_attributes": None,
             "scope_schema_url": "https://scope",
+            "scope_dropped_attributes_count": 9,
         }
     ]
     assert decoded.batch.sessions == {("p", "s"): SessionSighting("u", "svc", T0, T0)}
@@ -798,6 +806,11 @@ def series_row(series_id: int, **values: Any) -> dict[str, Any]:
         "scope_version": "2",
         "metadata": None,
         "first_seen": T0,
+        "resource_schema_url": None,
+        "resource_dropped_attributes_count": 0,
+        "scope_attributes": None,
+        "scope_schema_url": None,
+        "scope_dropped_attributes_count": 0,
     } | values
 
 
@@ -811,7 +824,7 @@ def test_gauge_points_and_series() -> None:
                 start_time_unix_nano=T0 - 60,
                 time_unix_nano=T0,
                 as_double=21.5,
-                flags=1,
+                flags=2,  # not FLAG_NO_RECORDED_VALUE: stored as sent
                 exemplars=[
                     Exemplar(time_unix_nano=T0 - 5, as_double=math.nan),
                     Exemplar(
@@ -838,7 +851,7 @@ def test_gauge_points_and_series() -> None:
     assert second["series_id"] == series_id
     assert first == point_row(
         series_id,
-        flags=1,
+        flags=2,
         value=21.5,
         trace_id=TRACE,
         span_id=SPAN,

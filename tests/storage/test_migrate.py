@@ -91,36 +91,45 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("spans", "btree (project_id, trace_id)"),
         ("spans", 'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)'),
         ("spans", 'btree (project_id, service_name, "time")'),
-        ("spans", 'brin ("time")'),
+        ("spans", 'brin (project_id, "time")'),
         ("logs", "btree (project_id, trace_id) WHERE (trace_id IS NOT NULL)"),
         ("logs", 'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)'),
         ("logs", 'btree (project_id, service_name, "time")'),
-        ("logs", 'brin ("time")'),
+        ("logs", 'brin (project_id, "time")'),
         ("metric_points", 'btree (project_id, series_id, "time")'),
-        ("metric_points", 'brin ("time")'),
+        ("metric_points", 'brin (project_id, "time")'),
         ("metric_series", "btree (project_id, series_id)"),
         ("metric_series", "btree (project_id, metric_name)"),
         ("resources", "btree (project_id, resource_id)"),
         ("sessions", "btree (project_id, session_id)"),
-        ("sessions", "btree (session_id)"),
+        ("sessions", "btree (session_id, project_id)"),
         ("schema_migrations", "btree (version)"),
     }
 
 
-def test_every_unique_key_includes_project_id(database_url: str) -> None:
+def test_every_index_includes_project_id(database_url: str) -> None:
+    """Unique or not, on every table (partitions included), but the migrations ledger."""
     migrate(database_url)
     with psycopg.connect(database_url) as conn:
         keys = conn.execute(
-            "SELECT i.indrelid::regclass::text, array_agg(a.attname::text) "
-            "FROM pg_index i JOIN pg_attribute a "
-            "  ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-            "WHERE i.indisunique AND i.indrelid::regclass::text = ANY(%s) "
-            "GROUP BY i.indexrelid, i.indrelid",
-            (list(_TABLES),),
+            "SELECT i.indexrelid::regclass::text, i.indrelid::regclass::text, i.indisunique,"
+            " array_agg(a.attname::text) "
+            "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            "WHERE n.nspname = 'public' AND c.relname <> 'schema_migrations' "
+            "GROUP BY i.indexrelid, i.indrelid, i.indisunique",
         ).fetchall()
-    assert {table for table, _ in keys} == {"metric_series", "resources", "sessions"}
-    for table, columns in keys:
-        assert "project_id" in columns, table
+    tables = {table for _, table, _, _ in keys}
+    assert set(_TABLES) <= tables
+    assert {table for _, table, unique, _ in keys if unique} == {
+        "metric_series",
+        "resources",
+        "sessions",
+    }
+    assert len([k for k in keys if k[1] == "resources"]) == 1
+    for index, table, _, columns in keys:
+        assert "project_id" in columns, f"{index} on {table} lacks project_id: {columns}"
 
 
 def test_concurrent_migrations_apply_once(database_url: str) -> None:

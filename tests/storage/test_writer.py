@@ -346,7 +346,33 @@ def test_several_batches_are_one_transaction(url: str, writer: PostgresWriter) -
             " UNION ALL SELECT xmin FROM resources UNION ALL SELECT xmin FROM sessions"
             ") AS all_rows"
         ).fetchall()
+    # Every row of every batch was written by one transaction: one xid, six tables.
     assert len(xids) == 1
+    assert sum(counts(url).values()) == 7
+
+
+def test_a_failed_commit_keeps_no_batch_of_the_group(url: str, writer: PostgresWriter) -> None:
+    # A deferred trigger refuses the last batch's log row at COMMIT, after every COPY of
+    # the group succeeded: if the batches were committed one by one, the first would stay.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN IF NEW.project_id = 'refused' THEN"
+            "   RAISE EXCEPTION 'refused at commit' USING ERRCODE = '40001'; END IF;"
+            " RETURN NULL; END $$;"
+            " CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON logs"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()"
+        )
+    batches = [
+        RowBatch(spans=[FULL_SPAN]),
+        RowBatch(points=[GAUGE], series={("p1", 1): FULL_SERIES}),
+        RowBatch(logs=[log(project_id="refused")]),
+    ]
+    with pytest.raises(StorageUnavailable):
+        writer.write(batches)
+    assert sum(counts(url).values()) == 0
+    writer.write(batches[:2])  # nothing was learned from the rolled-back write
+    assert counts(url)["spans"] == 1 and counts(url)["metric_series"] == 1
 
 
 # --- errors ----------------------------------------------------------------------------

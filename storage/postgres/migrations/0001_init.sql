@@ -202,7 +202,7 @@ COMMENT ON TABLE resources IS
     'small, and tiering is to export the resources a partition refers to alongside it.';
 COMMENT ON COLUMN resources.resource_id IS
     '63-bit hash of attributes, schema_url and dropped_attributes_count, computed by the '
-    'decoder (see otlpd/receiver/decode.py), so every replica derives the same id without '
+    'decoder (see storage/ids.py), so every replica derives the same id without '
     'a round trip. It does not depend on the project: a resource whose records belong to '
     'several projects has one row per project, with the same id.';
 COMMENT ON COLUMN resources.first_seen IS
