@@ -7,10 +7,8 @@ a flag wins over the variable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -19,11 +17,6 @@ from otlpd import __version__, embedded, logformat
 from otlpd.config import Config, ConfigError, load, settings
 
 log = logging.getLogger("otlpd")
-
-# The writer threads must get the GIL back promptly when libpq returns, or COPY waits on
-# decoding. Measured (NOTES.md): one process with the COPY in a writer thread went from
-# ~43k to ~64k spans/s with a 0.2 ms switch interval instead of the default 5 ms.
-_SWITCH_INTERVAL = 0.0002
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,24 +42,6 @@ def _database_url(config: Config) -> str:
     return config.database_url or embedded.start(config.data_dir)
 
 
-def run_app(config: Config, database_url: str, *, serve_ops: bool = True) -> int:
-    """Runs one App in this process until SIGTERM or SIGINT; returns the exit code."""
-    from otlpd.app import App
-
-    logformat.configure(config.log_level, config.log_json)
-    sys.setswitchinterval(_SWITCH_INTERVAL)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await App(config, database_url, serve_ops=serve_ops).serve(stop)
-
-    asyncio.run(main())
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``otlpd`` console script."""
     args = _parser().parse_args(argv)
@@ -90,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from otlpd.supervisor import Supervisor
 
         return Supervisor(config, database_url).run()
+    from otlpd.runner import run_app
+
     return run_app(config, database_url)
 
 

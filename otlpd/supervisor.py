@@ -136,6 +136,6 @@ def _check_port_free(address: str) -> None:
 
 def _worker_main(config: Config, database_url: str) -> None:
     """Entry point of a worker process: one App, without an ops port of its own."""
-    from otlpd.__main__ import run_app
+    from otlpd.runner import run_app
 
     raise SystemExit(run_app(config, database_url, serve_ops=False))
