@@ -19,10 +19,23 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/otlpd serve
 
-# The suite talks to the machine's PostgreSQL; start it when it is down.
+# The suite talks to a PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), or to the
+# server OTLPD_TEST_PG names. When the local one is down, start the Debian cluster that
+# listens on 5432, whichever version it is and however many clusters are installed.
 postgres:
-	@$(PG_UP) || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
-	@for i in $$(seq 1 30); do $(PG_UP) && exit 0; sleep 1; done; echo "PostgreSQL did not come up"; exit 1
+	@if [ -n "$$OTLPD_TEST_PG" ]; then exit 0; fi; \
+	if command -v pg_isready >/dev/null && $(PG_UP); then exit 0; fi; \
+	if ! command -v pg_lsclusters >/dev/null; then \
+	  echo "make test needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), or"; \
+	  echo "OTLPD_TEST_PG=postgresql://user@host:port naming one. On Debian or Ubuntu:"; \
+	  echo "  apt-get install postgresql   (its cluster listens on 5432)"; exit 1; fi; \
+	cluster=$$(pg_lsclusters -h | awk '$$3 == 5432 { print $$1, $$2; exit }'); \
+	if [ -z "$$cluster" ]; then \
+	  echo "no PostgreSQL cluster listens on port 5432 (see pg_lsclusters);"; \
+	  echo "create one (pg_createcluster VERSION main --port 5432) or set OTLPD_TEST_PG"; exit 1; fi; \
+	pg_ctlcluster --skip-systemctl-redirect $$cluster start || exit 1; \
+	for i in $$(seq 1 30); do $(PG_UP) && exit 0; sleep 1; done; \
+	echo "PostgreSQL cluster $$cluster did not come up on 127.0.0.1:5432"; exit 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
