@@ -49,8 +49,9 @@ unit: $(STAMP) postgres
 
 test: lint typecheck unit
 
+# BENCH_ARGS: e.g. `make bench BENCH_ARGS=--quick` or `BENCH_ARGS='--cases logs --workers 1'`.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Regenerates our own API stubs from proto/ into otlpd/_gen (never edited by hand).
 proto: $(STAMP)

@@ -255,6 +255,11 @@ class OtlpdTarget:
         return f"{self._pg_server}/{self._db}"
 
     @property
+    def database(self) -> str:
+        """The name of the database this run writes to."""
+        return self._db
+
+    @property
     def pid(self) -> int:
         return self._process.pid
 
@@ -442,6 +447,62 @@ class ServerSampler:
         """Connections per listening process, the fullest sample since ``reset_split``."""
         with self._lock:
             return self._split
+
+
+class PostgresCpu:
+    """CPU time of the PostgreSQL server processes that work for one database.
+
+    The postmaster is found as the parent of a backend (``pg_backend_pid()``); a sample
+    maps each process of its tree (the postmaster, checkpointer, WAL writer, background
+    writer, autovacuum, the backends) to its user + system CPU seconds, leaving out client
+    backends of other databases (``pg_stat_activity``), so that a test suite using the same
+    server does not land in the figure. Processes that exit between two samples lose
+    their time (short-lived autovacuum workers). Samples are None when the server does not
+    run on this machine.
+    """
+
+    def __init__(self, pg_server: str, database: str) -> None:
+        self._admin_url = f"{pg_server.rstrip('/')}/postgres"
+        self._database = database
+
+    def sample(self) -> dict[int, float] | None:
+        """CPU seconds so far per counted PostgreSQL process; None if they cannot be seen."""
+        try:
+            with psycopg.connect(self._admin_url, autocommit=True) as conn:
+                row = conn.execute("SELECT pg_backend_pid()").fetchone()
+                others = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname IS NOT NULL AND datname <> %s",
+                    (self._database,),
+                ).fetchall()
+                if row is None:
+                    return None
+                me = int(row[0])
+                # Our own backend: its parent is the postmaster (if the server is local).
+                try:
+                    postmaster = psutil.Process(me).parent()
+                    if postmaster is None or not postmaster.name().startswith("postgres"):
+                        return None
+                    procs = [postmaster, *postmaster.children(recursive=True)]
+                except psutil.Error:
+                    return None
+        except psycopg.Error:
+            return None
+        skip = {int(pid) for (pid,) in others} | {me}
+        cpu: dict[int, float] = {}
+        for proc in procs:
+            if proc.pid in skip:
+                continue
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                cpu[proc.pid] = float(times.user + times.system)
+        return cpu
+
+    @staticmethod
+    def used(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+        """CPU seconds between two samples: processes alive at ``after``, new ones in full."""
+        if before is None or after is None:
+            return None
+        return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
 def workdir() -> Path:

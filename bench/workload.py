@@ -10,6 +10,18 @@ Replaying the pool stores the same span and log ids more than once: otlpd keeps
 duplicates (deduplication is a query-time concern), so that changes nothing in what
 is measured. Metric series, on the other hand, are *meant* to repeat: the points cycle
 over a bounded set of series so that otlpd's series deduplication does real work.
+
+A *case* (:data:`CASES`) is a signal and a *variant* of who the records belong to:
+
+* ``sessions``: every record carries ``session.id`` (one of 1,000 live sessions) and the
+  ``user.id`` of that session (every session has a user), the RUM-heavy shape;
+* ``churn``: every record carries ``session.id`` and a random ``user.id`` of its own, so
+  nearly every record names a user never seen before;
+* ``plain``: no ``session.id`` and no ``user.id``, backend-only telemetry;
+* ``scrape`` (metrics only): the earlier metrics workload, 1,280 series with exponential
+  histograms and summaries and no session attributes.
+
+Everything else (resources, the other attributes, sizes) is the same in every variant.
 """
 
 from __future__ import annotations
@@ -39,6 +51,13 @@ _SECOND: Final = 1_000_000_000
 _SESSIONS: Final = 1000
 _USERS: Final = 400
 
+VARIANTS: Final = ("sessions", "churn", "plain", "scrape")
+
+# The session-heavy metrics: 10 pods x 4 blocks x 128 series = 5,120 series; a resource
+# of a request is one block of one pod (32 sums, 32 histograms, 64 gauges).
+_METRIC_PODS: Final = 10
+_METRIC_BLOCKS: Final = 4
+
 _BACKEND_SERVICES: Final = ("checkout", "cart", "payments", "catalog", "auth")
 _CLIENT_APPS: Final = (
     ("web-frontend", "browser"),
@@ -65,6 +84,55 @@ _DB_STATEMENTS: Final = (
 
 
 @dataclass(frozen=True, slots=True)
+class Case:
+    """A benchmark case: which signal, in which :data:`VARIANTS` variant."""
+
+    name: str
+    signal: str
+    variant: str
+    about: str
+
+
+CASES: Final = {
+    c.name: c
+    for c in (
+        Case(
+            "spans-sessions",
+            "traces",
+            "sessions",
+            "every span: session.id (1,000 live sessions) and that session's user.id",
+        ),
+        Case(
+            "spans-churn",
+            "traces",
+            "churn",
+            "every span: session.id and a random user.id (a new user nearly every span)",
+        ),
+        Case("spans-plain", "traces", "plain", "no session.id, no user.id"),
+        Case(
+            "logs",
+            "logs",
+            "sessions",
+            "every record: session.id (1,000 live sessions) and that session's user.id",
+        ),
+        Case(
+            "metrics",
+            "metrics",
+            "sessions",
+            "gauges, sums, histograms over 5,120 series; every point: session.id, user.id",
+        ),
+        Case(
+            "metrics-scrape",
+            "metrics",
+            "scrape",
+            "1,280 series incl. exponential histograms and summaries; no session attributes",
+        ),
+    )
+}
+DEFAULT_CASES: Final = ("spans-sessions", "spans-churn", "spans-plain", "logs", "metrics")
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A pool of serialized Export requests for one signal, replayed round robin.
 
@@ -75,6 +143,7 @@ class Workload:
     signal: str
     requests: Sequence[bytes]
     records: Sequence[int]
+    variant: str = "sessions"
 
     @property
     def mean_records(self) -> float:
@@ -87,8 +156,22 @@ class Workload:
         return sum(len(r) for r in self.requests) / len(self.requests)
 
 
-def build(signal: str, requests: int, now_ns: int, seed: int = 1) -> Workload:
+def build_case(case: str, requests: int, now_ns: int, seed: int = 1) -> Workload:
+    """Builds the requests of one of :data:`CASES`."""
+    if case not in CASES:
+        raise ValueError(f"unknown case {case!r}; expected one of {', '.join(CASES)}")
+    c = CASES[case]
+    return build(c.signal, requests, now_ns, seed, c.variant)
+
+
+def build(
+    signal: str, requests: int, now_ns: int, seed: int = 1, variant: str = "sessions"
+) -> Workload:
     """Builds ``requests`` serialized Export requests of ``signal`` (traces|logs|metrics)."""
+    # Metrics have no churn: a new user per point would be a new series per point.
+    allowed = ("sessions", "scrape") if signal == "metrics" else VARIANTS[:3]
+    if variant not in allowed:
+        raise ValueError(f"unknown variant {variant!r} of {signal}; expected one of {allowed}")
     builders: dict[str, Callable[[_Gen, int], tuple[bytes, int]]] = {
         "traces": _Gen.traces,
         "logs": _Gen.logs,
@@ -96,12 +179,15 @@ def build(signal: str, requests: int, now_ns: int, seed: int = 1) -> Workload:
     }
     if signal not in builders:
         raise ValueError(f"unknown signal {signal!r}; expected one of {', '.join(SIGNALS)}")
-    gen = _Gen(random.Random(seed), now_ns)
+    gen = _Gen(random.Random(seed), now_ns, variant)
     built = [builders[signal](gen, i) for i in range(requests)]
-    return Workload(signal, [b for b, _ in built], [n for _, n in built])
+    return Workload(signal, [b for b, _ in built], [n for _, n in built], variant)
 
 
-def _kv(key: str, value: str | bool | int | float | list[str]) -> common_pb2.KeyValue:
+_Value = str | bool | int | float | list[str]
+
+
+def _kv(key: str, value: _Value) -> common_pb2.KeyValue:
     # bool before int: bool is a subclass of int.
     if isinstance(value, bool):
         any_value = common_pb2.AnyValue(bool_value=value)
@@ -117,27 +203,35 @@ def _kv(key: str, value: str | bool | int | float | list[str]) -> common_pb2.Key
     return common_pb2.KeyValue(key=key, value=any_value)
 
 
-def _attrs(pairs: dict[str, str | bool | int | float | list[str]]) -> list[common_pb2.KeyValue]:
+def _attrs(pairs: dict[str, _Value]) -> list[common_pb2.KeyValue]:
     return [_kv(k, v) for k, v in pairs.items()]
 
 
 class _Gen:
     """Deterministic generator state: the RNG, the time base and the pools ids come from."""
 
-    def __init__(self, rng: random.Random, now_ns: int) -> None:
+    def __init__(self, rng: random.Random, now_ns: int, variant: str = "sessions") -> None:
         self.rng = rng
         self.now_ns = now_ns
+        self.variant = variant
         self.sessions = [f"sess-{rng.randbytes(8).hex()}" for _ in range(_SESSIONS)]
-        # A session belongs to one user; some sessions are anonymous.
-        self.session_user = [
-            f"user-{rng.randrange(_USERS):04d}" if rng.random() < 0.8 else None
-            for _ in range(_SESSIONS)
-        ]
+        # A session belongs to one user (a user has a few sessions).
+        self.session_user = [f"user-{rng.randrange(_USERS):04d}" for _ in range(_SESSIONS)]
         self.scope = common_pb2.InstrumentationScope(
             name="io.opentelemetry.instrumentation.http", version="2.9.0"
         )
         # Cumulative counters keep growing from one request to the next.
         self.counters: dict[tuple[str, int, int], int] = {}
+
+    def who(self, session: int) -> dict[str, _Value]:
+        """The ``session.id`` and ``user.id`` a record of ``session`` carries in the variant."""
+        if self.variant in ("plain", "scrape"):
+            return {}
+        if self.variant == "churn":
+            user = f"user-{self.rng.randbytes(8).hex()}"
+        else:
+            user = self.session_user[session]
+        return {"session.id": self.sessions[session], "user.id": user}
 
     # Resources ----------------------------------------------------------------------
 
@@ -171,7 +265,7 @@ class _Gen:
     def client_resource(self, index: int) -> tuple[resource_pb2.Resource, str]:
         """A browser or mobile app install, with device attributes."""
         service, platform = _CLIENT_APPS[index % len(_CLIENT_APPS)]
-        pairs: dict[str, str | bool | int | float | list[str]] = {
+        pairs: dict[str, _Value] = {
             "project.id": "shop-apps",
             "service.name": service,
             "service.version": "3.12.0",
@@ -230,7 +324,6 @@ class _Gen:
         rng = self.rng
         trace_id = rng.randbytes(16)
         session = rng.randrange(_SESSIONS)
-        user = self.session_user[session]
         method, route = rng.choice(_ROUTES)
         status = rng.choice(_STATUSES)
         start = self.now_ns - rng.randrange(60 * _SECOND)
@@ -249,19 +342,17 @@ class _Gen:
                     (trace_pb2.Span.SPAN_KIND_INTERNAL, trace_pb2.Span.SPAN_KIND_CLIENT)
                 )
             )
-            pairs: dict[str, str | bool | int | float | list[str]] = {
+            pairs: dict[str, _Value] = {
                 "http.request.method": method,
                 "http.route": route,
                 "http.response.status_code": status,
                 "url.path": route.replace("{id}", str(rng.randrange(100_000))),
                 "net.peer.name": f"{service}.shop.svc.cluster.local",
-                "session.id": self.sessions[session],
+                **self.who(session),
                 "app.cache_hit": rng.random() < 0.3,
                 "app.queue_ms": round(rng.expovariate(1 / 3.0), 3),
                 "thread.id": rng.randrange(1, 64),
             }
-            if user is not None:
-                pairs["user.id"] = user
             if kind == trace_pb2.Span.SPAN_KIND_CLIENT:
                 pairs["db.system"] = "postgresql"
                 pairs["db.statement"] = rng.choice(_DB_STATEMENTS)
@@ -323,18 +414,15 @@ class _Gen:
                 method, route = rng.choice(_ROUTES)
                 millis = round(rng.expovariate(1 / 40.0), 2)
                 t = self.now_ns - rng.randrange(60 * _SECOND)
-                pairs: dict[str, str | bool | int | float | list[str]] = {
+                pairs: dict[str, _Value] = {
                     "log.logger": f"{service}.handlers",
                     "code.function": rng.choice(("handle", "load", "save", "authorize")),
                     "http.route": route,
-                    "session.id": self.sessions[session],
+                    **self.who(session),
                     "thread.id": rng.randrange(1, 64),
                     "duration_ms": millis,
                     "retry": rng.random() < 0.05,
                 }
-                user = self.session_user[session]
-                if user is not None:
-                    pairs["user.id"] = user
                 record = logs_pb2.LogRecord(
                     time_unix_nano=t,
                     observed_time_unix_nano=t + rng.randrange(1_000_000, 50_000_000),
@@ -357,6 +445,41 @@ class _Gen:
     # Metrics ------------------------------------------------------------------------
 
     def metrics(self, request: int) -> tuple[bytes, int]:
+        """One Export of 512 points: the session-heavy set, or the ``scrape`` variant's."""
+        if self.variant == "scrape":
+            return self.scrape_metrics(request)
+        return self.session_metrics(request)
+
+    def session_metrics(self, request: int) -> tuple[bytes, int]:
+        """One Export of 512 points over 5,120 series, each with a session and its user.
+
+        A series is one of 10 pods x 4 blocks x 128: per block 32 sums, 32 histograms (10
+        buckets) and 64 gauges, every point tagged with the ``session.id`` and ``user.id``
+        of the session its series belongs to (a session has a few series). A request
+        carries 4 (pod, block) resources; after 10 requests every series has been sent.
+        """
+        msg = metrics_service_pb2.ExportMetricsServiceRequest()
+        points = 0
+        for slot in range(RESOURCES_PER_REQUEST):
+            index = request * RESOURCES_PER_REQUEST + slot
+            pod = index % _METRIC_PODS
+            group = pod * _METRIC_BLOCKS + (index // _METRIC_PODS) % _METRIC_BLOCKS
+            resource, _ = self.backend_resource(pod)
+            t = self.now_ns - 60 * _SECOND + (request % 60) * _SECOND
+            start = self.now_ns - 3600 * _SECOND
+            rm = msg.resource_metrics.add(resource=resource)
+            sm = rm.scope_metrics.add(scope=self.scope)
+            points += self._http_metrics(sm, group, start, t, tagged=True)
+            points += self._gauges(sm, t, queues=38, group=group)
+        return msg.SerializeToString(), points
+
+    def _tags(self, group: int | None, series: int) -> dict[str, _Value]:
+        """The session attributes of the ``series``-th attribute set of ``group`` (if any)."""
+        if group is None:
+            return {}
+        return self.who((group * 96 + series) % _SESSIONS)
+
+    def scrape_metrics(self, request: int) -> tuple[bytes, int]:
         """One Export of ~512 points over a bounded set of series (10 pods x 128 series).
 
         Per resource: 32 sums, 32 histograms (10 buckets), 60 gauges, 2 exponential
@@ -377,8 +500,12 @@ class _Gen:
             points += self._summaries(sm, start, t)
         return msg.SerializeToString(), points
 
-    def _http_metrics(self, sm: metrics_pb2.ScopeMetrics, pod: int, start: int, t: int) -> int:
+    def _http_metrics(
+        self, sm: metrics_pb2.ScopeMetrics, pod: int, start: int, t: int, tagged: bool = False
+    ) -> int:
+        """Sums and histograms per route and status; ``tagged``: ``pod`` is a series group."""
         rng = self.rng
+        group = pod if tagged else None
         cumulative = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
         count = sm.metrics.add(name="http.server.request.count", unit="{request}")
         count.sum.aggregation_temporality = cumulative
@@ -396,6 +523,7 @@ class _Gen:
                         "http.request.method": method,
                         "http.route": route,
                         "http.response.status_code": status,
+                        **self._tags(group, n // 2),
                     }
                 )
                 key = ("http", pod, r * 1000 + status)
@@ -419,14 +547,23 @@ class _Gen:
                 n += 2
         return n
 
-    def _gauges(self, sm: metrics_pb2.ScopeMetrics, t: int) -> int:
+    def _gauges(
+        self, sm: metrics_pb2.ScopeMetrics, t: int, queues: int = 34, group: int | None = None
+    ) -> int:
+        """CPU, pool, queue and memory gauges; with ``group``, tagged with sessions."""
         rng = self.rng
         n = 0
         cpu = sm.metrics.add(name="system.cpu.utilization", unit="1")
         for core in range(4):
             for state in ("user", "system", "idle", "iowait"):
                 cpu.gauge.data_points.add(
-                    attributes=_attrs({"cpu.logical_number": core, "cpu.mode": state}),
+                    attributes=_attrs(
+                        {
+                            "cpu.logical_number": core,
+                            "cpu.mode": state,
+                            **self._tags(group, 32 + n),
+                        }
+                    ),
                     time_unix_nano=t,
                     as_double=rng.random(),
                 )
@@ -435,15 +572,23 @@ class _Gen:
         for name in ("primary", "replica-1", "replica-2", "analytics"):
             for state in ("idle", "used"):
                 pool.gauge.data_points.add(
-                    attributes=_attrs({"db.client.connection.pool.name": name, "state": state}),
+                    attributes=_attrs(
+                        {
+                            "db.client.connection.pool.name": name,
+                            "state": state,
+                            **self._tags(group, 32 + n),
+                        }
+                    ),
                     time_unix_nano=t,
                     as_int=rng.randrange(0, 20),
                 )
                 n += 1
         queue = sm.metrics.add(name="messaging.queue.depth", unit="{message}")
-        for q in range(34):
+        for q in range(queues):
             queue.gauge.data_points.add(
-                attributes=_attrs({"messaging.destination.name": f"orders-{q:02d}"}),
+                attributes=_attrs(
+                    {"messaging.destination.name": f"orders-{q:02d}", **self._tags(group, 32 + n)}
+                ),
                 time_unix_nano=t,
                 as_int=rng.randrange(0, 10_000),
             )
@@ -451,7 +596,7 @@ class _Gen:
         mem = sm.metrics.add(name="process.memory.usage", unit="By")
         for kind in ("rss", "heap"):
             mem.gauge.data_points.add(
-                attributes=_attrs({"memory.type": kind}),
+                attributes=_attrs({"memory.type": kind, **self._tags(group, 32 + n)}),
                 time_unix_nano=t,
                 as_int=rng.randrange(100 << 20, 900 << 20),
             )
