@@ -189,6 +189,12 @@ class Completion:
     _owners: dict[str, Owner | None] = field(default_factory=dict)
     _taught: dict[str, Owner] = field(default_factory=dict)
 
+    def finish(self) -> None:
+        """Teaches the cache what this request's records said of their sessions."""
+        teach = self.cache.teach
+        for session, (project, user) in self._taught.items():
+            teach(session, project, user)
+
     def complete(
         self,
         session: str,
@@ -220,10 +226,11 @@ class Completion:
             project = self.default_project
         elif named_project and self._taught.get(session) != (project, user):
             # The record named its project: later records of the session are completed
-            # from it, in this request and the next.
-            self._taught[session] = (project, user)
-            self.cache.teach(session, project, user)
-            self._owners.pop(session, None)
+            # from it, in this request (here) and the next (``finish`` teaches the cache
+            # once per session, not once per record: users churn within a session).
+            owner = (project, user)
+            self._taught[session] = owner
+            self._owners[session] = owner
         key = (project, session)
         sighting = self.sessions.get(key)
         if sighting is None:

@@ -133,8 +133,10 @@ def test_complete_from_a_known_session() -> None:
 def test_a_record_naming_another_project_teaches_it() -> None:
     completion = _known("s", "p", "u")
     completion.complete("s", "other", None, None, 1)
-    assert completion.cache.get("s") == ("other", None)
     assert completion.complete("s", None, None, None, 2) == ("other", None)
+    assert completion.cache.get("s") == ("p", "u")  # taught once the request is decoded
+    completion.finish()
+    assert completion.cache.get("s") == ("other", None)
 
 
 def test_complete_negative_entry_uses_defaults_without_asking() -> None:
@@ -151,6 +153,7 @@ def test_explicit_record_teaches_later_records() -> None:
     assert completion.complete("s", "p", "u", None, 1) == ("p", "u")
     assert completion.unresolved == set()
     assert completion.complete("s", None, None, None, 2) == ("p", "u")
+    completion.finish()
     assert cache.get("s") == ("p", "u")
 
 

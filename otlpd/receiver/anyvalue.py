@@ -199,6 +199,7 @@ class _Fragments(dict[bytes, str]):
         "_entries",
         "_envelope_limits",
         "_max_value",
+        "_old",
         "_slots",
     )
 
@@ -217,8 +218,23 @@ class _Fragments(dict[bytes, str]):
         self._entries = entries
         # The bytes of a double attribute but its 8 value bytes -> its key's text and ":".
         self._double_keys: dict[bytes, str] = {}
+        # The previous generation: when the cache fills it becomes this, and what is still
+        # used moves back on its next hit. Clearing instead made every fragment miss at
+        # once after each fill, which values unique per record (user ids under churn,
+        # URL paths) caused every few thousand records (bench "spans, user churn").
+        self._old: dict[bytes, str] = {}
+
+    def _keep(self, raw: bytes, fragment: str) -> None:
+        if len(self) >= self._entries:
+            self._old = dict(self)
+            self.clear()
+        self[raw] = fragment
 
     def __missing__(self, raw: bytes) -> str:
+        known = self._old.get(raw)
+        if known is not None:
+            self._keep(raw, known)
+            return known
         n = len(raw)
         # A double is a measurement, a new value nearly every time, under a key that
         # repeats: once its key is known (from a double in the layout read below, with no
@@ -312,9 +328,7 @@ class _Fragments(dict[bytes, str]):
             return fragment
         # Doubles are measurements, nearly never repeated: caching them would only evict.
         if n <= self._cacheable and value.__class__ is not float:
-            if len(self) >= self._entries:
-                self.clear()
-            self[raw] = fragment
+            self._keep(raw, fragment)
         return fragment
 
     def _parse(self, raw: bytes) -> tuple[str, JsonValue, str]:
@@ -364,8 +378,8 @@ def _varint64(data: bytes, start: int) -> int | None:
 class AttributeEncoder:
     """Attribute lists (raw ``KeyValue`` bytes) to JSON object text, plus envelope values.
 
-    One per ``Decoder``; the cache is bounded and safe to share between threads (plain
-    dict operations, cleared when full).
+    One per ``Decoder``; the cache is bounded (two generations of ``cache_entries``
+    fragments each) and safe to share between threads (plain dict operations).
     """
 
     def __init__(
@@ -410,6 +424,13 @@ class AttributeEncoder:
         named = [f for f in fragments if f.__class__ is _EnvelopeFragment]
         if len(named) == 1:
             return named[0].found
+        if len(named) == 2:
+            # A session and a user, typically: merged directly, without the cache, whose
+            # key would be new for every record when users churn.
+            a, b = named
+            if a.slot != b.slot:
+                x, y = a.found, b.found
+                return (x[0] or y[0], x[1] or y[1], x[2] or y[2], x[3] or y[3])
         key = tuple(named)
         combined = self._combined
         found = combined.get(key)

@@ -19,6 +19,7 @@ psycopg releases the GIL while libpq talks to the server.
 from __future__ import annotations
 
 import logging
+import operator
 import struct
 import threading
 from collections import OrderedDict
@@ -50,6 +51,8 @@ from storage.postgres.errors import ENCODING_ERRORS, translate, translate_encodi
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
 
 logger = logging.getLogger(__name__)
+
+_TIME: Final = operator.itemgetter(1)  # every record row has its time second
 
 # --- Encoding ------------------------------------------------------------------------
 
@@ -250,11 +253,14 @@ class SessionLedger:
     """What this writer last stored of each session, at most ``max_size`` (LRU).
 
     Every record of a session is a sighting, but the sessions table only needs to learn
-    something new: a session, a user, a service, an earlier first_seen, or a last_seen
-    more than ``resolution_ns`` past the stored one. Upserting every session of every
-    batch cost a third of the writer's time and a new row version per session per
+    something new: a session, its first user or service, an earlier first_seen, or a
+    last_seen more than ``resolution_ns`` past the stored one. Upserting every session of
+    every batch cost a third of the writer's time and a new row version per session per
     commit (bench, logs with 1000 live sessions); with this, a live session is written
-    about once per resolution. So ``last_seen`` lags by at most ``resolution_ns``.
+    about once per resolution. So ``last_seen`` lags by at most ``resolution_ns``, and so
+    does a change of user (the upsert that moves last_seen carries the latest one): a
+    session whose user changes from record to record (bench "spans, user churn") cost a
+    quarter of the writer's time when each change was written at once.
     Learned only after commit, like KeyCache.
     """
 
@@ -280,7 +286,7 @@ class SessionLedger:
                     known is None
                     or seen.first_seen < known.first_seen
                     or seen.last_seen > known.last_seen + resolution
-                    or (seen.user_id is not None and seen.user_id != known.user_id)
+                    or (seen.user_id is not None and known.user_id is None)
                     or (known.service_name is None and seen.service_name is not None)
                 ):
                     news[key] = seen
@@ -456,11 +462,7 @@ class PostgresWriter:
             ("metric_points", batch.points),
         ):
             if rows:
-                try:
-                    starts = {row[1] // width * width for row in rows}  # row[1] is time
-                except ENCODING_ERRORS as exc:  # a time that is not an int
-                    raise translate_encoding(exc) from exc
-                unknown = self.partitions.unknown(table, starts)
+                unknown = self.partitions.unknown(table, _buckets([rows], width))
                 if unknown:
                     missing[table] = unknown
         return missing
@@ -494,6 +496,8 @@ class PostgresWriter:
                 # retention, or by hand): learn the catalog afresh and try once more.
                 logger.warning("%s; reloading the partition catalog", exc.diag.message_primary)
                 self.partitions.forget()
+                for batch in batches:
+                    self.prepare(batch)
                 stats = self._write_once(
                     spans, logs, points, series=series, resources=resources, sessions=sessions
                 )
@@ -514,12 +518,10 @@ class PostgresWriter:
         resources: dict[tuple[str, int], Row],
         sessions: dict[tuple[str, str], SessionSighting],
     ) -> WriteStats:
-        try:
-            self._ensure_partitions("spans", spans)
-            self._ensure_partitions("logs", logs)
-            self._ensure_partitions("metric_points", points)
-        except ENCODING_ERRORS as exc:  # a time that is not an int, or out of range
-            raise translate_encoding(exc) from exc
+        # What prepare() made sure of, normally: cheap when every bucket is known.
+        self._ensure_partitions("spans", spans)
+        self._ensure_partitions("logs", logs)
+        self._ensure_partitions("metric_points", points)
         with self._pool.connection() as conn:
             started = perf_counter()
             with conn.cursor() as cursor:
@@ -571,13 +573,21 @@ class PostgresWriter:
         logger.error("%s: cannot reconnect to PostgreSQL; retrying on the next write", pool.name)
 
     def _ensure_partitions(self, table: str, row_lists: list[list[Row]]) -> None:
-        if not row_lists:
-            return
-        width = self.partitions.interval_ns
-        buckets: set[int] = set()
-        for rows in row_lists:
-            buckets.update({row[1] // width for row in rows})  # row[1] is time
-        self.partitions.ensure(table, [bucket * width for bucket in buckets])
+        if row_lists:
+            self.partitions.ensure(table, _buckets(row_lists, self.partitions.interval_ns))
+
+
+def _buckets(row_lists: list[list[Row]], width: int) -> range:
+    """Every bucket start from the earliest row's to the latest's (rows carry ``time``
+    second): two C-level passes over the rows instead of a bucket per row, and nearly
+    always one or two buckets. Raises a data error for a time that is not an int."""
+    try:
+        times = [time for rows in row_lists for time in map(_TIME, rows)]
+        first = min(times) // width * width
+        last = max(times) // width * width
+    except ENCODING_ERRORS as exc:
+        raise translate_encoding(exc) from exc
+    return range(first, last + width, width)
 
 
 def _is_missing_partition(exc: psycopg.errors.CheckViolation) -> bool:

@@ -114,9 +114,21 @@ def test_combined_envelope_values_are_cached_per_order() -> None:
 def test_combined_envelope_cache_is_bounded() -> None:
     e = encoder(entries=3)
     for i in range(10):
-        raws = [raw("session.id", int_value=i), raw("user.id", int_value=i)]
-        assert e.encode(raws)[1] == (str(i), str(i), None, None)
+        raws = [
+            raw("session.id", int_value=i),
+            raw("user.id", int_value=i),
+            raw("project.id", int_value=i),
+        ]
+        assert e.encode(raws)[1] == (str(i), str(i), str(i), None)
     assert 0 < len(e._combined) <= 3
+
+
+def test_two_envelope_values_merge_without_the_cache() -> None:
+    e = encoder()
+    for i in range(10):  # a user per record: the combined cache would only churn
+        raws = [raw("session.id", string_value="s"), raw("user.id", int_value=i)]
+        assert e.encode(raws)[1] == ("s", str(i), None, None)
+    assert len(e._combined) == 0
 
 
 def test_a_double_under_a_known_key_is_made_from_the_key_alone() -> None:

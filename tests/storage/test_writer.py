@@ -592,11 +592,16 @@ def test_a_live_session_is_written_once_per_resolution(url: str) -> None:
             last_seen()
             == expected("sessions", [("p1", "s1", None, None, T, T + 101 * second)])[0][5]
         )
+        # A changed user waits for the resolution too (users may churn within a session).
+        assert writer.write(sighting(102 * second, "bob")).sessions == 0
+        assert stored(url, "sessions")[0][2] == "alice"
         # A write that did not commit teaches the ledger nothing.
-        bad = RowBatch(spans=[span(name=None)], sessions={key: SessionSighting("bob", "web", T, T)})
+        seen = SessionSighting("bob", "web", T + 170 * second, T + 170 * second)
+        bad = RowBatch(spans=[span(name=None)], sessions={key: seen})
         with pytest.raises(StorageDataError):
             writer.write([bad])
-        assert writer.write(sighting(102 * second, "bob")).sessions == 1
+        assert writer.write(sighting(171 * second, "bob")).sessions == 1
+        assert stored(url, "sessions")[0][2] == "bob"
     finally:
         writer.close()
 

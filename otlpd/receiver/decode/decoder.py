@@ -250,6 +250,7 @@ class Decoder:
 
 
 def _result(run: Run) -> Decoded:
+    run.completion.finish()
     return Decoded(
         run.batch, run.rejections.count, run.rejections.message(), run.completion.unresolved
     )
