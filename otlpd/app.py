@@ -24,6 +24,7 @@ from otlpd.envelope import EnvelopeKeys, SessionCache
 from otlpd.instruments import Instruments
 from otlpd.ops import OpsServer
 from otlpd.pipeline.batcher import Batcher, BatcherSettings
+from otlpd.pipeline.budget import DecodeBudget
 from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
@@ -56,6 +57,38 @@ def _batcher_settings(config: Config) -> BatcherSettings:
         flushers=config.writers,
         retry_after=config.retry_after,
     )
+
+
+def _grpc_options(config: Config) -> list[tuple[str, int]]:
+    """The OTLP/gRPC server's channel arguments: its part of the memory bound.
+
+    grpcio offers Python no memory quota (``grpc.resource_quota`` takes a pointer to a
+    C object that grpcio cannot make), so what grpc holds is bounded by how many calls it
+    lets in and how much of an unread call's body it accepts.
+    """
+    options = [
+        ("grpc.max_receive_message_length", config.max_request_bytes),
+        ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
+        # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: Exports beyond this many on one
+        # connection wait in the client (grpc clients queue them) instead of failing.
+        ("grpc.max_concurrent_streams", config.grpc_max_streams),
+        # grpc core's "overload protection" (on by default) counts a stream until
+        # grpc.aio has freed its call, not until HTTP/2 closes it, and refuses the
+        # client's next stream with RST_STREAM(REFUSED_STREAM): UNAVAILABLE without
+        # RetryInfo. Counting as HTTP/2 does keeps the excess waiting in the client.
+        ("grpc.http.overload_protection", 0),
+        # With bandwidth-delay probing, grpc raises the initial stream window until a
+        # stream may send its whole request before anything reads it (measured: 128
+        # unread 8 MiB Exports held 1 GiB). Without, a stream whose body is not read yet
+        # holds its initial window (64 KiB; measured ~0.1 MiB); a read still opens the
+        # window to the whole message at once (one round trip).
+        ("grpc.http2.bdp_probe", 0),
+    ]
+    if config.grpc_max_connections:
+        # Connections beyond are closed at once: the client sees UNAVAILABLE (retryable
+        # in OTLP) without RetryInfo, which a socket cannot carry. Off by default.
+        options.append(("grpc.max_allowed_incoming_connections", config.grpc_max_connections))
+    return options
 
 
 def _decoder(config: Config, sessions: SessionCache) -> Decoder:
@@ -141,14 +174,25 @@ class App:
         lag = LoopLag(on_tick=metrics.loop_lag.set)
         shedding = Shedding(lag, config.max_loop_lag, config.retry_after)
         decoder = _decoder(config, sessions)
-        ingest = Ingest(decoder, sessions, directory, batcher, metrics, shedding=shedding)
-
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", config.max_request_bytes),
-                ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
-            ],
+        budget = DecodeBudget(
+            config.decode_budget,
+            config.max_request_bytes,
+            config.decode_wait,
+            config.retry_after,
+            metrics,
         )
+        ingest = Ingest(
+            decoder,
+            sessions,
+            directory,
+            batcher,
+            metrics,
+            shedding=shedding,
+            budget=budget,
+            receive_timeout=config.receive_timeout,
+        )
+
+        server = grpc.aio.server(options=_grpc_options(config))
         server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, metrics).handlers())
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -136,7 +136,40 @@ class Config:
     )
     queue_max_rows: int = _setting(65536, "OTLPD_QUEUE_MAX_ROWS", int, "rows queued or in flight")
     queue_max_bytes: int = _setting(
-        128 * 1024 * 1024, "OTLPD_QUEUE_MAX_BYTES", parse_size, "request bytes queued or in flight"
+        128 * 1024 * 1024,
+        "OTLPD_QUEUE_MAX_BYTES",
+        parse_size,
+        "decoded rows (estimated memory) queued or in flight",
+    )
+    grpc_max_streams: int = _setting(
+        32,
+        "OTLPD_GRPC_MAX_STREAMS",
+        int,
+        "concurrent Exports per gRPC connection; clients queue the rest",
+    )
+    grpc_max_connections: int = _setting(
+        0,
+        "OTLPD_GRPC_MAX_CONNECTIONS",
+        int,
+        "gRPC connections per process (0: unlimited); more are closed: UNAVAILABLE",
+    )
+    decode_budget: int = _setting(
+        128 * 1024 * 1024,
+        "OTLPD_DECODE_BUDGET",
+        parse_size,
+        "request bytes being received or decoded at once",
+    )
+    receive_timeout: float = _setting(
+        30.0,
+        "OTLPD_RECEIVE_TIMEOUT",
+        parse_duration,
+        "a request body being read must arrive within this, or UNAVAILABLE",
+    )
+    decode_wait: float = _setting(
+        1.0,
+        "OTLPD_DECODE_WAIT",
+        parse_duration,
+        "an Export waits this long for the decode budget, then UNAVAILABLE",
     )
     writers: int = _setting(2, "OTLPD_WRITERS", int, "concurrent COPY transactions")
     max_loop_lag: float = _setting(
@@ -177,10 +210,24 @@ class Config:
             if not ok:
                 problems.append(f"{_env_of(name)} {rule}, got {value!r}")
 
-        for name in ("workers", "batch_max_rows", "queue_max_rows", "writers"):
+        for name in ("workers", "batch_max_rows", "queue_max_rows", "writers", "grpc_max_streams"):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         for name in ("queue_max_bytes", "max_request_bytes", "max_attribute_value_bytes"):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        need(self.decode_budget > 0, "decode_budget", "must be > 0", self.decode_budget)
+        need(self.decode_wait >= 0, "decode_wait", "must be >= 0", self.decode_wait)
+        need(
+            self.grpc_max_connections >= 0,
+            "grpc_max_connections",
+            "must be >= 0 (0: unlimited)",
+            self.grpc_max_connections,
+        )
+        need(
+            self.grpc_max_streams <= 2**31 - 1,
+            "grpc_max_streams",
+            "must be at most 2147483647 (HTTP/2)",
+            self.grpc_max_streams,
+        )
         need(self.max_body_bytes > 0, "max_body_bytes", "must be > 0", self.max_body_bytes)
         need(
             self.workers == 1 or not self.grpc_addr.endswith(":0"),
@@ -211,6 +258,7 @@ class Config:
             "store_timeout",
             "max_loop_lag",
             "partition_lock_timeout",
+            "receive_timeout",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)

@@ -78,9 +78,38 @@ class Instruments:
         )
         self.queue_bytes = Gauge(
             "otlpd_queue_bytes",
-            "Request bytes admitted and not yet committed.",
+            "Estimated memory of the decoded rows admitted and not yet committed (plus the"
+            " request bytes a transport still holds).",
             registry=r,
             multiprocess_mode="livesum",
+        )
+        self.exports_active = Gauge(
+            "otlpd_exports_active",
+            "Export calls being handled: waiting to be read, read, decoded or committed"
+            " (at most connections x OTLPD_GRPC_MAX_STREAMS).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.decode_bytes = Gauge(
+            "otlpd_decode_bytes",
+            "Request bytes charged to the decode budget: bodies being received (charged at"
+            " OTLPD_MAX_REQUEST_BYTES until their size is known) or decoded.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.decode_waiting = Gauge(
+            "otlpd_decode_waiting",
+            "Exports waiting for room in the decode budget before their body is read.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.refused_unread = Counter(
+            "otlpd_refused_unread",
+            "Exports refused before their body was read (no room in the decode budget"
+            " within OTLPD_DECODE_WAIT, or the body did not arrive within"
+            " OTLPD_RECEIVE_TIMEOUT); their records are unknown, so not in otlpd_records.",
+            ["signal"],
+            registry=r,
         )
         self.writers_busy = Gauge(
             "otlpd_writers_busy",
@@ -117,5 +146,6 @@ class Instruments:
             multiprocess_mode="livemax",
         )
         for signal in ("traces", "logs", "metrics"):
+            self.refused_unread.labels(signal)
             for outcome in OUTCOMES:
                 self.records.labels(signal, outcome)

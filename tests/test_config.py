@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from otlpd.app import _grpc_options
 from otlpd.config import Config, ConfigError, load, parse_duration, parse_size, settings
 
 
@@ -106,3 +107,63 @@ def test_several_workers_need_a_fixed_port() -> None:
         load({"OTLPD_WORKERS": "2", "OTLPD_GRPC_ADDR": "127.0.0.1:0"})
     assert caught.value.problems[0].startswith("OTLPD_GRPC_ADDR must name a fixed port")
     assert load({"OTLPD_WORKERS": "1", "OTLPD_GRPC_ADDR": "127.0.0.1:0"}).workers == 1
+
+
+# --- the settings that bound memory before admission ------------------------------------
+
+
+def test_memory_bound_defaults() -> None:
+    config = load({})
+    assert config.grpc_max_streams == 32  # a Collector's 16-32 Exports in flight fit
+    assert config.grpc_max_connections == 0  # unlimited
+    assert config.decode_budget == 128 * 2**20
+    assert config.decode_wait == 1.0
+    assert config.receive_timeout == 30.0
+    assert config.queue_max_bytes == 128 * 2**20
+
+
+def test_memory_bound_settings_are_parsed() -> None:
+    config = load(
+        {
+            "OTLPD_GRPC_MAX_STREAMS": "16",
+            "OTLPD_GRPC_MAX_CONNECTIONS": "100",
+            "OTLPD_DECODE_BUDGET": "32MiB",
+            "OTLPD_DECODE_WAIT": "250ms",
+            "OTLPD_RECEIVE_TIMEOUT": "1m",
+        }
+    )
+    assert config.grpc_max_streams == 16
+    assert config.grpc_max_connections == 100
+    assert config.decode_budget == 32 * 2**20
+    assert config.decode_wait == pytest.approx(0.25)
+    assert config.receive_timeout == 60
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTLPD_GRPC_MAX_STREAMS", "0"),
+        ("OTLPD_GRPC_MAX_STREAMS", "2147483648"),
+        ("OTLPD_GRPC_MAX_CONNECTIONS", "-1"),
+        ("OTLPD_DECODE_BUDGET", "0"),
+        ("OTLPD_DECODE_WAIT", "-1"),
+        ("OTLPD_RECEIVE_TIMEOUT", "0"),
+    ],
+)
+def test_invalid_memory_bound_values_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises((ConfigError, ValueError)) as error:
+        load({variable: value})
+    assert variable in str(error.value)
+
+
+def test_the_grpc_server_options() -> None:
+    options = dict(_grpc_options(load({"OTLPD_GRPC_MAX_STREAMS": "24"})))
+    assert options["grpc.max_concurrent_streams"] == 24
+    # Excess calls wait in the client instead of RST_STREAM(REFUSED_STREAM).
+    assert options["grpc.http.overload_protection"] == 0
+    # A stream not read yet holds its initial window, not its whole message.
+    assert options["grpc.http2.bdp_probe"] == 0
+    assert options["grpc.max_receive_message_length"] == 64 * 2**20
+    assert "grpc.max_allowed_incoming_connections" not in options
+    limited = dict(_grpc_options(load({"OTLPD_GRPC_MAX_CONNECTIONS": "8"})))
+    assert limited["grpc.max_allowed_incoming_connections"] == 8

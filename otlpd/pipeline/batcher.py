@@ -7,9 +7,11 @@ commit: docs/benchmarks.md, "Reference measurements"); here a flusher takes *eve
 queued when it becomes free, so batches grow exactly as fast as load does and no timer
 adds latency when idle.
 
-Memory is bounded by admission, not by hope: rows and request bytes admitted and not yet
-committed are counted, and a request that would pass either limit is refused at once with
-``Overloaded`` (UNAVAILABLE + RetryInfo), before any work is queued.
+Memory is bounded by admission, not by hope: rows, and the memory they take (the size
+the caller gives: ``receiver.ingest.decoded_size``), admitted and not yet committed are
+counted from admission on (while a batch waits for its partition too), and a request that
+would pass either limit is refused at once with ``Overloaded`` (UNAVAILABLE + RetryInfo),
+before any work is queued.
 
 The writer blocks (libpq I/O), so each flush runs in a thread of a pool sized to the
 number of flushers; psycopg releases the GIL while it waits on the network, and the event
@@ -91,13 +93,11 @@ class Batcher:
 
         Called before decoding so an overloaded server spends no CPU on work it will
         refuse; ``submit`` checks again because other requests may have been admitted
-        in between.
+        in between. ``size`` is the memory the request's rows hold (an estimate made
+        from its request bytes before it is decoded).
         """
-        if self._closing:
-            raise ShuttingDown("otlpd is shutting down", self._settings.retry_after)
+        self._check_open()
         s = self._settings
-        if not self.store_up:
-            raise StoreUnavailable("PostgreSQL is unreachable; retry later", s.retry_after)
         # An empty queue admits any one request, however large: a request above the
         # limits would otherwise be refused forever (max size is enforced by the receiver).
         if self._queued_rows and (
@@ -120,17 +120,34 @@ class Batcher:
         """
         rows = batch.row_count
         self.admit(rows, size)
-        await self._prepare(batch)
-        self.admit(rows, size)  # others may have been admitted while this one waited
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(batch, rows, size, future))
+        pending = _Pending(batch, rows, size, future)
+        # Counted from here on: a batch that waits for its partition holds its rows too.
+        self._count(rows, size)
+        try:
+            await self._prepare(batch)
+            self._check_open()  # the store may have gone, or a drain begun, meanwhile
+        except BaseException:
+            self._release(pending)
+            raise
+        self._queue.append(pending)
+        async with self._work:
+            self._work.notify()
+        await future
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ShuttingDown("otlpd is shutting down", self._settings.retry_after)
+        if not self.store_up:
+            raise StoreUnavailable(
+                "PostgreSQL is unreachable; retry later", self._settings.retry_after
+            )
+
+    def _count(self, rows: int, size: int) -> None:
         self._queued_rows += rows
         self._queued_bytes += size
         self._metrics.queue_rows.set(self._queued_rows)
         self._metrics.queue_bytes.set(self._queued_bytes)
-        async with self._work:
-            self._work.notify()
-        await future
 
     async def _prepare(self, batch: RowBatch) -> None:
         """Makes what ``batch`` needs (late data: its time partition) before it is queued.
@@ -260,7 +277,4 @@ class Batcher:
                 pending.future.set_exception(error)
 
     def _release(self, pending: _Pending) -> None:
-        self._queued_rows -= pending.rows
-        self._queued_bytes -= pending.size
-        self._metrics.queue_rows.set(self._queued_rows)
-        self._metrics.queue_bytes.set(self._queued_bytes)
+        self._count(-pending.rows, -pending.size)
