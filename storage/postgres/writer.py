@@ -34,7 +34,7 @@ from psycopg import pq
 from psycopg.adapt import Dumper
 from psycopg.rows import TupleRow
 from psycopg.types.string import BytesBinaryDumper
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.api import StorageDataError, WriteStats
 from storage.model import (
@@ -482,9 +482,21 @@ class PostgresWriter:
             return WriteStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
         try:
             try:
-                stats = self._write_once(
-                    spans, logs, points, series=series, resources=resources, sessions=sessions
-                )
+                try:
+                    stats = self._write_once(
+                        spans, logs, points, series=series, resources=resources, sessions=sessions
+                    )
+                except psycopg.OperationalError as exc:
+                    if not _lost_connection(exc):
+                        raise
+                    # A pooled connection that PostgreSQL closed (a restart, a failover,
+                    # an administrator) fails on its next use; the pool drops it. Once
+                    # more on a fresh one, rather than failing the write and flipping
+                    # every request to UNAVAILABLE until the probe sees PostgreSQL again.
+                    logger.info("a pooled connection was lost (%s); writing again", exc)
+                    stats = self._write_once(
+                        spans, logs, points, series=series, resources=resources, sessions=sessions
+                    )
             except psycopg.errors.CheckViolation as exc:
                 if not _is_missing_partition(exc):
                     raise
@@ -590,6 +602,19 @@ def _buckets(row_lists: list[list[Row]], width: int) -> range:
     except ENCODING_ERRORS as exc:
         raise translate_encoding(exc) from exc
     return range(first, last + width, width)
+
+
+def _lost_connection(exc: psycopg.OperationalError) -> bool:
+    """True if ``exc`` says the connection is gone (not that the server is unreachable).
+
+    Class 08 is a connection exception, 57P01-57P03 a server or administrator shutdown
+    of this backend; no SQLSTATE at all is libpq's own "server closed the connection".
+    A pool timeout is not: no connection was had at all.
+    """
+    if isinstance(exc, PoolTimeout):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def _is_missing_partition(exc: psycopg.errors.CheckViolation) -> bool:

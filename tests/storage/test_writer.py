@@ -680,3 +680,21 @@ def test_an_empty_write_touches_nothing() -> None:
         assert writer.write([RowBatch(), RowBatch()]).spans == 0
     finally:
         writer.close()
+
+
+def test_a_pooled_connection_lost_meanwhile_costs_no_write(url: str) -> None:
+    """A restart or failover closes the pool's connections; the next write must not fail
+    for it (it would make every client retry and the store look down)."""
+    writer = PostgresWriter(url, pool_size=1)
+    try:
+        writer.write([RowBatch(spans=[FULL_SPAN])])
+        with psycopg.connect(url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'otlpd-writer'"
+            ).fetchone()
+        assert killed == (1,)
+        assert writer.write([RowBatch(spans=[NULL_SPAN])]).spans == 1
+        assert counts(url)["spans"] == 2
+    finally:
+        writer.close()
