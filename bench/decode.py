@@ -209,7 +209,8 @@ def _naive_attributes(attributes: Iterable[KeyValue]) -> str:
 def naive_traces(payload: bytes, now_ns: int) -> Decoded:
     """The reference: a plain walk of the real protobuf classes, no validation, no envelope.
 
-    What NOTES.md measured at ~10 µs a span; the decoder is timed against it in the same
+    What a prototype measured at ~10 µs a span (docs/benchmarks.md, "Reference
+    measurements"); the decoder is timed against it in the same
     run, which makes the comparison robust to a busy machine.
     """
     batch = RowBatch()

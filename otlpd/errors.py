@@ -24,6 +24,20 @@ log = logging.getLogger(__name__)
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
+# The codes an OTLP client retries (OTLP specification, "OTLP/gRPC Throttling" and
+# "Failures"); RESOURCE_EXHAUSTED only when the status carries RetryInfo. Every other
+# code makes the client drop the data: a fault of ours must answer one of these.
+OTLP_RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
 
 class OtlpdError(Exception):
     """Base of otlpd's own errors."""

@@ -23,6 +23,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from otlpd.errors import OTLP_RETRYABLE_CODES
 from tests.conftest import free_port, trace_request
 
 GRACE = 10.0
@@ -294,17 +295,6 @@ def test_sigterm_drains_in_flight_exports(
     assert codes <= {grpc.StatusCode.UNAVAILABLE}, f"refused with {codes}"
 
 
-# The OTLP codes a client retries (the spec's list; RESOURCE_EXHAUSTED needs RetryInfo).
-RETRYABLE = {
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS,
-}
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_under_continuous_load_loses_nothing_acknowledged(
     serve: Callable[..., OtlpdProcess], database_url: str, workers: str
@@ -327,7 +317,7 @@ def test_sigterm_under_continuous_load_loses_nothing_acknowledged(
     # period before stopping the server). A call still in transit at the instant grpc.aio
     # stops is answered CANCELLED by grpc core; clients retry both, so nothing is lost.
     # What must never appear is a permanent code such as INTERNAL.
-    assert codes <= RETRYABLE, f"refused with {codes}"
+    assert codes <= OTLP_RETRYABLE_CODES, f"refused with {codes}"
 
 
 def test_bad_configuration_names_every_variable() -> None:

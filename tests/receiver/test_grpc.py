@@ -35,6 +35,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from otlpd.errors import OTLP_RETRYABLE_CODES
 from otlpd.receiver.ingest import count_records
 from tests.conftest import PG_SERVER, RunningOtlpd, start_otlpd_thread
 
@@ -1172,17 +1173,6 @@ def _reframe(data: bytes, at: int, edit: Callable[[bytes, int], bytes], depth: i
     return edit(data, at)
 
 
-# What a client may be answered, whatever it sends: OK (maybe partial), INVALID_ARGUMENT
-# for bytes that are not OTLP, or a code the OTLP spec has clients retry. Never INTERNAL,
-# UNKNOWN or RESOURCE_EXHAUSTED without RetryInfo: a client drops the data on those.
-RETRYABLE = {
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DATA_LOSS,
-}
 RECORD_TABLES = {TRACES: "spans", LOGS: "logs", METRICS: "metric_points"}
 
 
@@ -1202,15 +1192,17 @@ def _stored(db: psycopg.Connection[tuple[Any, ...]], signal: str) -> int:
 def _survives(
     db: psycopg.Connection[tuple[Any, ...]], channel: grpc.Channel, signal: str, payload: bytes
 ) -> None:
-    """Any bytes get an acceptable answer; a request that parses is accounted for, record by
-    record (stored + rejected = sent); and the server is still serving afterwards."""
+    """Any bytes get an acceptable answer: OK (maybe partial), INVALID_ARGUMENT for bytes
+    that are not OTLP, or a code the OTLP spec has clients retry, never one on which a
+    client drops the data (INTERNAL, UNKNOWN, ...). A request that parses is accounted for,
+    record by record (stored + rejected = sent), and the server is still serving after."""
     sent = count_records(signal, payload) if _parses(signal, payload) else None
     before = _stored(db, signal)
     try:
         response = export(channel, signal, payload)
     except grpc.RpcError as error:
         code = error.code()  # type: ignore[attr-defined]
-        assert code == grpc.StatusCode.INVALID_ARGUMENT or code in RETRYABLE, (
+        assert code == grpc.StatusCode.INVALID_ARGUMENT or code in OTLP_RETRYABLE_CODES, (
             f"{signal} answered {code} ({error.details()}) to {payload.hex()}"  # type: ignore[attr-defined]
         )
         if sent is not None:
