@@ -318,3 +318,17 @@ def test_body_fast_path_agrees_with_protobuf(data: bytes, max_bytes: int) -> Non
 def test_string_bodies_of_every_length(size: int) -> None:
     data = AnyValue(string_value="é" * size).SerializeToString()
     assert body_fast(data, 10**6) == body_reference(data, 10**6) == json_text("é" * size)
+
+
+def test_sorted_lists_are_cached_whole_and_bounded() -> None:
+    e = encoder(entries=4)  # two generations of 2 lists each
+    labels = [raw("room", string_value="a"), raw("floor", int_value=1)]
+    first = e.encode_sorted(labels)
+    assert first == ('{"floor":1,"room":"a"}', None)
+    assert e.encode_sorted(list(labels)) is first  # equal bytes: the cached answer
+    for i in range(20):
+        assert e.encode_sorted([raw("n", int_value=i), *labels])[0].startswith('{"floor":1,"n"')
+    assert len(e._sorted) <= 2 and len(e._old_sorted) <= 2
+    big = [raw("sql", string_value="x" * 2000)]
+    assert e.encode_sorted(big) == e.encode_sorted(big)
+    assert tuple(big) not in e._sorted and tuple(big) not in e._old_sorted
