@@ -151,15 +151,12 @@ class Ingest:
         instruments: Instruments,
         *,
         shedding: Shedding,
-        budget: DecodeBudget | None = None,
-        receive_timeout: float = 30.0,
+        budget: DecodeBudget,
+        receive_timeout: float,
     ) -> None:
         self._shedding = shedding
         self._receive_timeout = receive_timeout
-        # Without one (tests, tools): otlpd.config's defaults.
-        self._budget = budget or DecodeBudget(
-            128 * 2**20, 64 * 2**20, 1.0, shedding.retry_after, instruments
-        )
+        self._budget = budget
         self._sessions = sessions
         self._directory = directory
         self._sink = sink

@@ -559,9 +559,7 @@ class PostgresWriter:
                 # A partition this process knew of was dropped behind its back (by
                 # retention, or by hand): learn the catalog afresh and try once more.
                 logger.warning("%s; reloading the partition catalog", exc.diag.message_primary)
-                self.partitions.forget()
-                for batch in batches:
-                    self.prepare(batch)
+                self.partitions.forget()  # _write_once makes the missing ones again
                 stats = self._write_once(
                     spans, logs, points, series=series, resources=resources, sessions=sessions
                 )
