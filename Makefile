@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PG_UP  := pg_isready -q -h 127.0.0.1 -p 5432
 
-.PHONY: run test lint typecheck unit bench proto install postgres clean
+.PHONY: run test lint typecheck unit bench bench-query proto install postgres clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,13 +53,21 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# Regenerates our own API stubs from proto/ into otlpd/_gen (never edited by hand).
+# The query benchmark: loads 10M spans and 10M log records, then times every RPC.
+bench-query: $(STAMP) postgres
+	$(BIN)/python -m bench.query $(BENCH_QUERY_ARGS)
+
+# Regenerates our own API stubs from proto/ into otlpd/_gen (never edited by hand). protoc
+# writes imports as `from otlpd.query.v1 import ...`, which would resolve against our own
+# otlpd package: they are rewritten to the package the stubs live in.
 proto: $(STAMP)
 	@files=$$(find proto -name '*.proto'); \
-	if [ -n "$$files" ]; then \
-	  $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=otlpd/_gen --pyi_out=otlpd/_gen \
-	    --grpc_python_out=otlpd/_gen $$files; \
-	else echo "no .proto files under proto/"; fi
+	if [ -z "$$files" ]; then echo "no .proto files under proto/"; exit 0; fi; \
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=otlpd/_gen --pyi_out=otlpd/_gen \
+	  --grpc_python_out=otlpd/_gen $$files || exit 1; \
+	find otlpd/_gen/otlpd -type d -exec touch {}/__init__.py \; ; \
+	find otlpd/_gen/otlpd -name '*.py*' -exec sed -i -E \
+	  's/^from otlpd\.([a-z0-9_.]+) import/from otlpd._gen.otlpd.\1 import/' {} +
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

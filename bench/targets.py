@@ -239,6 +239,7 @@ class OtlpdTarget:
         self._db = f"otlpd_bench_{uuid.uuid4().hex[:10]}"
         self._grpc_port = 0
         self._metrics_port = 0
+        self._query_port = 0
         self._process = _Process(f"otlpd-w{workers}", workdir)
 
     @property
@@ -272,6 +273,7 @@ class OtlpdTarget:
             "OTLPD_DATABASE_URL": self.database_url,
             "OTLPD_GRPC_ADDR": self.grpc_addr,
             "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
+            "OTLPD_QUERY_ADDR": f"127.0.0.1:{self._query_port}",
         }
         return env
 
@@ -288,6 +290,7 @@ class OtlpdTarget:
             conn.execute(f'CREATE DATABASE "{self._db}"')
         self._grpc_port = free_port()
         self._metrics_port = free_port()
+        self._query_port = free_port()
         migrate = subprocess.run(
             [sys.executable, "-m", "otlpd", "migrate"],
             env=self._env(),

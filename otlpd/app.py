@@ -29,8 +29,15 @@ from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
+from query.grpc import QueryServicer
+from query.proto import SERVICE_NAME as QUERY_SERVICE_NAME
+from query.proto import pb_grpc as query_grpc
+from query.scope import HeaderScope
+from query.settings import QuerySettings
+from query.tail import LogTail
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
+from storage.postgres.reading import ReadPool
 from storage.postgres.sessions import PostgresSessionDirectory
 from storage.postgres.writer import PostgresWriter
 
@@ -46,6 +53,7 @@ class Ports:
 
     grpc: int
     ops: int | None
+    query: int = 0
 
 
 def _batcher_settings(config: Config) -> BatcherSettings:
@@ -105,6 +113,29 @@ def _decoder(config: Config, sessions: SessionCache) -> Decoder:
         accept_future_ns=int(config.accept_future * 1e9),
     )
     return Decoder(keys, limits, config.default_project, sessions)
+
+
+def _query_settings(config: Config) -> QuerySettings:
+    return QuerySettings(
+        budget=config.query_budget,
+        max_limit=config.query_max_limit,
+        retry_after=config.retry_after,
+        partition_interval_s=int(config.partition_interval),
+        tail_max_streams=config.tail_max_streams,
+        tail_buffer=config.tail_buffer,
+    )
+
+
+def _health_and_reflection(
+    server: grpc.aio.Server, services: tuple[str, ...]
+) -> health_aio.HealthServicer:
+    """gRPC health and reflection on a port, listing ``services``."""
+    servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection(
+        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    return servicer
 
 
 def _missing_partitions(partitions: PartitionManager, config: Config, now: int) -> int:
@@ -194,22 +225,43 @@ class App:
 
         server = grpc.aio.server(options=_grpc_options(config))
         server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, metrics).handlers())
-        health_servicer = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        health_servicer = _health_and_reflection(server, SERVICE_NAMES)
         grpc_port = server.add_insecure_port(config.grpc_addr)
+
+        # The query API has a port, a pool and a health service of its own: a heavy query
+        # never takes a connection or a stream from ingest.
+        query_settings = _query_settings(config)
+        read_pool = ReadPool(
+            self.database_url,
+            max_size=config.query_connections,
+            connect_timeout=config.store_timeout,
+        )
+        await read_pool.open()
+        tail = LogTail(self.database_url, query_settings, metrics)
+        query_server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 1 if config.workers > 1 else 0)]
+        )
+        query_grpc.add_QueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            QueryServicer(
+                read_pool, HeaderScope(config.default_project), query_settings, tail, metrics
+            ),
+            query_server,
+        )
+        query_health = _health_and_reflection(query_server, (QUERY_SERVICE_NAME,))
+        query_port = query_server.add_insecure_port(config.query_addr)
         ops = OpsServer(config.metrics_addr, lambda: metrics.registry, lambda: self.ready)
         try:
             async with asyncio.TaskGroup() as group:
                 flushing = group.create_task(batcher.run())
                 ticking = group.create_task(lag.run())
+                tailing = group.create_task(tail.run())
                 await server.start()
+                await query_server.start()
                 if self._serve_ops:
                     await ops.start()
-                self.ports = Ports(grpc_port, ops.port if self._serve_ops else None)
+                self.ports = Ports(grpc_port, ops.port if self._serve_ops else None, query_port)
                 await self._set_serving(health_servicer, True)
+                await self._set_query_serving(query_health, True)
                 probing = group.create_task(self._probe(batcher))
                 maintaining = group.create_task(self._maintain(partitions))
                 self.started.set()
@@ -222,6 +274,7 @@ class App:
                 log.info("draining", extra={"grace_seconds": config.shutdown_grace})
                 self._draining = True
                 await self._set_serving(health_servicer, False)
+                await self._set_query_serving(query_health, False)
                 # Refuse new Exports ourselves (UNAVAILABLE + RetryInfo) while the queued
                 # ones commit, and keep dispatching for a moment: grpc.aio's stop() would
                 # answer calls it has received but not yet handed over with CANCELLED.
@@ -230,6 +283,8 @@ class App:
                 await asyncio.sleep(settle)
                 await server.stop(config.shutdown_grace - settle)  # in-flight Exports finish
                 await flushing
+                tailing.cancel()
+                await query_server.stop(1.0)
                 probing.cancel()
                 maintaining.cancel()
                 ticking.cancel()
@@ -237,7 +292,10 @@ class App:
             self._draining = True
             with contextlib.suppress(Exception):
                 await server.stop(0)
+            with contextlib.suppress(Exception):
+                await query_server.stop(0)
             await ops.stop()
+            await read_pool.close()
             await directory.close()
             await asyncio.to_thread(writer.close)
             log.info("otlpd stopped")
@@ -251,6 +309,15 @@ class App:
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
         self.instruments.ready.set(1 if serving else 0)
+
+    async def _set_query_serving(self, servicer: health_aio.HealthServicer, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", QUERY_SERVICE_NAME):
+            await servicer.set(name, status)
 
     async def _probe(self, batcher: Batcher) -> None:
         """Keeps readiness and admission in step with PostgreSQL's reachability."""

@@ -199,6 +199,30 @@ class Config:
     shutdown_grace: float = _setting(
         20.0, "OTLPD_SHUTDOWN_GRACE", parse_duration, "SIGTERM drain deadline"
     )
+    query_addr: str = _setting(
+        "0.0.0.0:4319", "OTLPD_QUERY_ADDR", _address, "query API (gRPC) address"
+    )
+    query_budget: float = _setting(
+        10.0,
+        "OTLPD_QUERY_BUDGET",
+        parse_duration,
+        "SQL time one query may take before RESOURCE_EXHAUSTED",
+    )
+    query_max_limit: int = _setting(
+        10_000, "OTLPD_QUERY_MAX_LIMIT", int, "largest limit a list request may ask for"
+    )
+    query_connections: int = _setting(
+        4, "OTLPD_QUERY_CONNECTIONS", int, "PostgreSQL connections of the query API"
+    )
+    tail_max_streams: int = _setting(
+        64, "OTLPD_TAIL_MAX_STREAMS", int, "concurrent TailLogs streams per process"
+    )
+    tail_buffer: int = _setting(
+        256, "OTLPD_TAIL_BUFFER", int, "commits a tail stream may fall behind before it lags"
+    )
+    text_index: bool = _setting(
+        True, "OTLPD_TEXT_INDEX", _bool, "index log bodies of closed partitions for search"
+    )
     log_level: str = _setting("INFO", "OTLPD_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING, ERROR")
     log_json: bool = _setting(True, "OTLPD_LOG_JSON", _bool, "one JSON object per log line")
 
@@ -210,7 +234,17 @@ class Config:
             if not ok:
                 problems.append(f"{_env_of(name)} {rule}, got {value!r}")
 
-        for name in ("workers", "batch_max_rows", "queue_max_rows", "writers", "grpc_max_streams"):
+        for name in (
+            "workers",
+            "batch_max_rows",
+            "queue_max_rows",
+            "writers",
+            "grpc_max_streams",
+            "query_max_limit",
+            "query_connections",
+            "tail_max_streams",
+            "tail_buffer",
+        ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         for name in ("queue_max_bytes", "max_request_bytes", "max_attribute_value_bytes"):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
@@ -259,6 +293,7 @@ class Config:
             "max_loop_lag",
             "partition_lock_timeout",
             "receive_timeout",
+            "query_budget",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)

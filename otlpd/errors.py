@@ -82,6 +82,27 @@ class RejectedByStore(OtlpdError):
     """PostgreSQL refused this request's rows themselves; retrying would fail again."""
 
 
+class BadArgument(OtlpdError):
+    """A query request field is invalid; the message names the field. Permanent."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class NotFound(OtlpdError):
+    """A query named an id (a trace, a record, a session) the project does not have."""
+
+
+class QueryTooCostly(OtlpdError):
+    """A query ran past the server's budget (OTLPD_QUERY_BUDGET); the message says how
+    to narrow it. Retrying the same query would fail again."""
+
+
+class QueryDeadline(OtlpdError):
+    """The client's deadline passed before the query finished; its SQL was cancelled."""
+
+
 def from_storage(exc: StorageError, retry_after: float) -> OtlpdError:
     """The one seam where a store's error (``storage.api``) becomes otlpd's.
 
@@ -126,8 +147,14 @@ def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[st
             (STATUS_DETAILS_KEY, status.SerializeToString()),
         )
         return grpc.StatusCode.UNAVAILABLE, message, trailers
-    if isinstance(error, InvalidRequest | RejectedByStore):
+    if isinstance(error, InvalidRequest | RejectedByStore | BadArgument):
         return grpc.StatusCode.INVALID_ARGUMENT, message, ()
+    if isinstance(error, NotFound):
+        return grpc.StatusCode.NOT_FOUND, message, ()
+    if isinstance(error, QueryTooCostly):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, message, ()
+    if isinstance(error, QueryDeadline):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, message, ()
     # An OtlpdError of a kind this function does not know yet: ours, so retryable.
     return grpc_status(RetryableError(message, 1.0))
 
@@ -136,6 +163,8 @@ def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
     """The OTLP/HTTP status and headers for ``error`` (503 + Retry-After when retryable)."""
     if isinstance(error, RetryableError):
         return 503, {"Retry-After": str(max(1, round(error.retry_after)))}
-    if isinstance(error, InvalidRequest | RejectedByStore):
+    if isinstance(error, InvalidRequest | RejectedByStore | BadArgument):
         return 400, {}
+    if isinstance(error, NotFound):
+        return 404, {}
     return 503, {"Retry-After": "1"}

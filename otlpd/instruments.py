@@ -145,6 +145,35 @@ class Instruments:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.query_requests = Counter(
+            "otlpd_query_requests",
+            "Query API calls answered, by RPC and gRPC status code.",
+            ["rpc", "code"],
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            "otlpd_query_seconds",
+            "Time to answer a query API call (a TailLogs stream: until it ends), by RPC.",
+            ["rpc"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.tail_streams = Gauge(
+            "otlpd_tail_streams",
+            "TailLogs streams open.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.tail_lagged = Counter(
+            "otlpd_tail_lagged_records",
+            "Records a TailLogs stream skipped because its client read too slowly.",
+            registry=r,
+        )
+        self.text_indexed = Counter(
+            "otlpd_text_indexed_partitions",
+            "Closed log partitions whose bodies this process indexed for full-text search.",
+            registry=r,
+        )
         for signal in ("traces", "logs", "metrics"):
             self.refused_unread.labels(signal)
             for outcome in OUTCOMES:

@@ -34,6 +34,14 @@ class StorageDataError(StorageError):
     """
 
 
+class StorageTimeout(StorageError):
+    """A read ran past the time it was given and was cancelled in the store.
+
+    The query layer decides what that means to the client: its own deadline passed, or the
+    query is too costly for the server's budget.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class WriteStats:
     """What one committed transaction held, for metrics."""

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -82,7 +83,12 @@ class RunningOtlpd:
 
 def start_otlpd_thread(database_url: str, **settings: str) -> RunningOtlpd:
     """Starts otlpd with ``settings`` (Config field names) on port 0, ready to serve."""
-    overrides = {"grpc_addr": "127.0.0.1:0", "metrics_addr": "127.0.0.1:0", **settings}
+    overrides = {
+        "grpc_addr": "127.0.0.1:0",
+        "metrics_addr": "127.0.0.1:0",
+        "query_addr": "127.0.0.1:0",
+        **settings,
+    }
     config = load({}, overrides)
     app = App(config, database_url)
     started = threading.Event()
@@ -173,3 +179,17 @@ def trace_request(
             kind=1,
         )
     return request
+
+
+# --- the query API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def query(otlpd: RunningOtlpd) -> Iterator[Any]:
+    """A QueryService stub on the running otlpd's query port (a sync gRPC channel)."""
+    import grpc
+
+    from query.proto import pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{otlpd.app.ports.query}") as channel:
+        yield pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]

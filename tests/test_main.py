@@ -37,7 +37,9 @@ def base_env(**variables: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("OTLPD_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
-    return {**env, "OTLPD_LOG_JSON": "false", **variables}
+    # The query API's port: free, so tests (and a developer's own otlpd) never collide.
+    query = {"OTLPD_QUERY_ADDR": f"127.0.0.1:{free_port()}"}
+    return {**env, "OTLPD_LOG_JSON": "false", **query, **variables}
 
 
 def run_otlpd(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

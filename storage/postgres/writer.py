@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
 import operator
 import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any, Final
 
 import psycopg
@@ -257,6 +258,40 @@ _UPSERT_SESSIONS: Final = (
     "OR s.service_name IS NULL AND excluded.service_name IS NOT NULL"
 ).encode()
 
+_SPAN_SERVICE: Final = SPAN_COLUMNS.index("service_name")
+_SPAN_NAME: Final = SPAN_COLUMNS.index("name")
+_SPAN_KIND: Final = SPAN_COLUMNS.index("kind")
+_LOG_SERVICE: Final = LOG_COLUMNS.index("service_name")
+_LOG_TIME: Final = LOG_COLUMNS.index("time")
+_POINT_SERVICE: Final = POINT_COLUMNS.index("service_name")
+
+# Sorted input, one lock order: concurrent writers cannot deadlock on the catalog.
+_UPSERT_SERVICES: Final = (
+    b"INSERT INTO services AS c (project_id, service_name, first_seen, last_seen) "
+    b"SELECT p, s, now(), now() FROM unnest(%s::text[], %s::text[]) AS u(p, s) "
+    b"ON CONFLICT (project_id, service_name) DO UPDATE SET last_seen = excluded.last_seen "
+    b"WHERE c.last_seen < excluded.last_seen"
+)
+_UPSERT_OPERATIONS: Final = (
+    b"INSERT INTO operations AS c "
+    b"(project_id, service_name, span_name, span_kind, first_seen, last_seen) "
+    b"SELECT p, s, n, k, now(), now() "
+    b"FROM unnest(%s::text[], %s::text[], %s::text[], %s::int2[]) AS u(p, s, n, k) "
+    b"ON CONFLICT (project_id, service_name, span_name, span_kind) "
+    b"DO UPDATE SET last_seen = excluded.last_seen WHERE c.last_seen < excluded.last_seen"
+)
+
+# Live tail (query.tail) learns of committed log rows from this notification, delivered
+# at commit to every listener on the database: which transaction (xmin of its rows, the
+# 32-bit form txid_current() extends) and, per project, the time range and count of its
+# records; never the rows (a payload is limited to 8000 bytes).
+LOGS_CHANNEL: Final = "otlpd_logs"
+_NOTIFY_PROJECTS_MAX: Final = 64
+_NOTIFY_LOGS: Final = (
+    b"SELECT pg_notify('" + LOGS_CHANNEL.encode() + b"', "
+    b"json_build_object('x', txid_current() %% 4294967296, 'p', %s::json)::text)"
+)
+
 
 # --- The writer ----------------------------------------------------------------------
 
@@ -425,6 +460,69 @@ class IdTable:
         self.cache.learn(rows)
 
 
+class Catalog:
+    """Services and operations seen, upserted into ``services`` and ``operations``.
+
+    An entry is written when this process first sees it, then again (for last_seen) only
+    once ``resolution_ns`` has passed, so a steady stream of known services costs a set
+    lookup per distinct key per batch, not a write. ``max_size`` bounds what is
+    remembered; a forgotten entry is simply written again.
+    """
+
+    def __init__(self, max_size: int, resolution_ns: int) -> None:
+        self._services = _Recency(max_size, resolution_ns)
+        self._operations = _Recency(max_size, resolution_ns)
+
+    def news(
+        self, spans: list[list[Row]], logs: list[list[Row]], points: list[list[Row]], now: int
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]]:
+        """The services and operations of these rows due to be written at ``now``."""
+        operations = {
+            (row[0], row[_SPAN_SERVICE] or "", row[_SPAN_NAME], row[_SPAN_KIND] or 0)
+            for rows in spans
+            for row in rows
+        }
+        services = {(project, service) for project, service, _, _ in operations if service}
+        for rows in logs:
+            services.update((row[0], row[_LOG_SERVICE]) for row in rows if row[_LOG_SERVICE])
+        for rows in points:
+            services.update((row[0], row[_POINT_SERVICE]) for row in rows if row[_POINT_SERVICE])
+        return self._services.due(services, now), self._operations.due(operations, now)
+
+    def learn(
+        self,
+        services: list[tuple[str, str]],
+        operations: list[tuple[str, str, str, int]],
+        now: int,
+    ) -> None:
+        """Remembers what was written at ``now``; only after its transaction committed."""
+        self._services.learn(services, now)
+        self._operations.learn(operations, now)
+
+
+class _Recency:
+    """Keys and when they were last written, LRU-bounded."""
+
+    def __init__(self, max_size: int, resolution_ns: int) -> None:
+        self._written: OrderedDict[Any, int] = OrderedDict()
+        self._max = max_size
+        self._resolution = resolution_ns
+        self._lock = threading.Lock()
+
+    def due(self, keys: Iterable[Any], now: int) -> list[Any]:
+        written, stale = self._written, now - self._resolution
+        with self._lock:
+            return sorted(key for key in keys if written.get(key, stale) <= stale)
+
+    def learn(self, keys: Iterable[Any], now: int) -> None:
+        with self._lock:
+            for key in keys:
+                self._written[key] = now
+                self._written.move_to_end(key)
+            while len(self._written) > self._max:
+                self._written.popitem(last=False)
+
+
 class PostgresWriter:
     """``storage.api.Writer`` for PostgreSQL: binary COPY, one transaction per ``write``.
 
@@ -452,6 +550,8 @@ class PostgresWriter:
         resource_cache_size: int = 10_000,
         session_cache_size: int = 100_000,
         session_resolution: float = 60.0,
+        catalog_cache_size: int = 100_000,
+        catalog_resolution: float = 300.0,
     ) -> None:
         if pool_size <= 0:
             raise ValueError(f"pool_size must be > 0, got {pool_size}")
@@ -473,6 +573,7 @@ class PostgresWriter:
             resource_cache_size,
         )
         self.sessions = SessionLedger(session_cache_size, int(session_resolution * 1e9))
+        self.catalog = Catalog(catalog_cache_size, int(catalog_resolution * 1e9))
         self.reconnect_failures = 0
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
@@ -532,16 +633,28 @@ class PostgresWriter:
             series = self.series.unknown(batches)
             resources = self.resources.unknown(batches)
             sessions = self.sessions.news(_merge_sessions(batches))
+            now = time_ns()
+            catalog = self.catalog.news(spans, logs, points, now)
+            notice = _logs_notice(logs)
         except ENCODING_ERRORS as exc:  # e.g. a first_seen that is not an int
             raise translate_encoding(exc) from exc
         if not (spans or logs or points or series or resources or sessions):
             return WriteStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
+        attempt = functools.partial(
+            self._write_once,
+            spans,
+            logs,
+            points,
+            series=series,
+            resources=resources,
+            sessions=sessions,
+            catalog=catalog,
+            notice=notice,
+        )
         try:
             try:
                 try:
-                    stats = self._write_once(
-                        spans, logs, points, series=series, resources=resources, sessions=sessions
-                    )
+                    stats = attempt()
                 except psycopg.OperationalError as exc:
                     if not _lost_connection(exc):
                         raise
@@ -550,9 +663,7 @@ class PostgresWriter:
                     # more on a fresh one, rather than failing the write and flipping
                     # every request to UNAVAILABLE until the probe sees PostgreSQL again.
                     logger.info("a pooled connection was lost (%s); writing again", exc)
-                    stats = self._write_once(
-                        spans, logs, points, series=series, resources=resources, sessions=sessions
-                    )
+                    stats = attempt()
             except psycopg.errors.CheckViolation as exc:
                 if not _is_missing_partition(exc):
                     raise
@@ -560,14 +671,13 @@ class PostgresWriter:
                 # retention, or by hand): learn the catalog afresh and try once more.
                 logger.warning("%s; reloading the partition catalog", exc.diag.message_primary)
                 self.partitions.forget()  # _write_once makes the missing ones again
-                stats = self._write_once(
-                    spans, logs, points, series=series, resources=resources, sessions=sessions
-                )
+                stats = attempt()
         except psycopg.Error as exc:
             raise translate(exc) from exc
         self.series.learn(series)
         self.resources.learn(resources)
         self.sessions.learn(sessions)
+        self.catalog.learn(*catalog, now)
         return stats
 
     def _write_once(
@@ -579,6 +689,8 @@ class PostgresWriter:
         series: dict[tuple[str, int], Row],
         resources: dict[tuple[str, int], Row],
         sessions: dict[tuple[str, str], SessionSighting],
+        catalog: tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]],
+        notice: str | None,
     ) -> WriteStats:
         # What prepare() made sure of, normally: cheap when every bucket is known.
         self._ensure_partitions("spans", spans)
@@ -594,6 +706,9 @@ class PostgresWriter:
                 n_series = self.series.insert(cursor, series)
                 n_resources = self.resources.insert(cursor, resources)
                 n_sessions = _upsert_sessions(cursor, sessions)
+                _upsert_catalog(cursor, *catalog)
+                if notice is not None:
+                    cursor.execute(_NOTIFY_LOGS, (notice,))
             copied = perf_counter()
             conn.commit()
             committed = perf_counter()
@@ -748,3 +863,41 @@ def _upsert_sessions(
         raise translate_encoding(exc) from exc
     cursor.execute(_UPSERT_SESSIONS, params)
     return len(keys)
+
+
+def _upsert_catalog(
+    cursor: psycopg.Cursor[TupleRow],
+    services: list[tuple[str, str]],
+    operations: list[tuple[str, str, str, int]],
+) -> None:
+    if services:
+        cursor.execute(_UPSERT_SERVICES, [list(column) for column in zip(*services, strict=True)])
+    if operations:
+        cursor.execute(
+            _UPSERT_OPERATIONS, [list(column) for column in zip(*operations, strict=True)]
+        )
+
+
+def _logs_notice(logs: list[list[Row]]) -> str | None:
+    """The per-project part of the live-tail notification: ``{project: [min_us, max_us,
+    count]}``, or null for "every project" when there are too many to fit a payload."""
+    if not logs:
+        return None
+    spans: dict[str, list[int]] = {}
+    for rows in logs:
+        for row in rows:
+            moment = row[_LOG_TIME]
+            seen = spans.get(row[0])
+            if seen is None:
+                spans[row[0]] = [moment, moment, 1]
+            else:
+                if moment < seen[0]:
+                    seen[0] = moment
+                elif moment > seen[1]:
+                    seen[1] = moment
+                seen[2] += 1
+    if len(spans) > _NOTIFY_PROJECTS_MAX or sum(len(p) for p in spans) > 4000:
+        return "null"
+    return json.dumps(
+        {project: [lo // 1000, hi // 1000 + 1, n] for project, (lo, hi, n) in spans.items()}
+    )

@@ -98,6 +98,12 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("logs", 'brin (project_id, "time")'),
         ("metric_points", 'btree (project_id, series_id, "time")'),
         ("metric_points", 'brin (project_id, "time")'),
+        (
+            "metric_points",
+            'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)',
+        ),
+        ("services", "btree (project_id, service_name)"),
+        ("operations", "btree (project_id, service_name, span_name, span_kind)"),
         ("metric_series", "btree (project_id, series_id)"),
         ("metric_series", "btree (project_id, metric_name)"),
         ("resources", "btree (project_id, resource_id)"),
@@ -126,6 +132,8 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "metric_series",
         "resources",
         "sessions",
+        "services",
+        "operations",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 1
     for index, table, _, columns in keys:

@@ -698,3 +698,99 @@ def test_a_pooled_connection_lost_meanwhile_costs_no_write(url: str) -> None:
         assert counts(url)["spans"] == 2
     finally:
         writer.close()
+
+
+# --- the query side's catalog and live-tail notice ----------------------------------------
+
+
+def _catalog(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with psycopg.connect(url) as conn:
+        services = conn.execute(
+            "SELECT project_id, service_name FROM services ORDER BY 1, 2"
+        ).fetchall()
+        operations = conn.execute(
+            "SELECT project_id, service_name, span_name, span_kind FROM operations ORDER BY 1, 2, 3"
+        ).fetchall()
+    return services, operations
+
+
+def test_services_and_operations_are_catalogued_from_every_signal(url: str) -> None:
+    writer = PostgresWriter(url, pool_size=1)
+    try:
+        writer.write(
+            [
+                RowBatch(
+                    spans=[
+                        span(service_name="api", name="GET /", kind=2),
+                        span(service_name="api", name="GET /", kind=2),
+                        span(service_name=None, name="orphan", kind=None),
+                    ],
+                    logs=[log(project_id="p2", service_name="worker")],
+                    points=[
+                        row(
+                            "metric_points",
+                            project_id="p3",
+                            time=T,
+                            series_id=1,
+                            service_name="db",
+                        )
+                    ],
+                )
+            ]
+        )
+        services, operations = _catalog(url)
+        assert services == [("p1", "api"), ("p2", "worker"), ("p3", "db")]
+        assert operations == [("p1", "", "orphan", 0), ("p1", "api", "GET /", 2)]
+    finally:
+        writer.close()
+
+
+def test_a_catalog_entry_is_rewritten_only_after_the_resolution(url: str) -> None:
+    writer = PostgresWriter(url, pool_size=1, catalog_resolution=3600)
+    try:
+        writer.write([RowBatch(spans=[span(service_name="api")])])
+        first = stored_last_seen(url)
+        writer.write([RowBatch(spans=[span(service_name="api")])])
+        assert stored_last_seen(url) == first  # known and fresh: not written again
+        # A failed write teaches the catalog nothing: the entry is written next time.
+        with pytest.raises(StorageDataError):
+            writer.write([RowBatch(spans=[span(service_name="new", name=None)])])
+        writer.write([RowBatch(spans=[span(service_name="new")])])
+        assert ("p1", "new") in _catalog(url)[0]
+    finally:
+        writer.close()
+
+
+def stored_last_seen(url: str) -> Any:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT last_seen FROM services").fetchone()
+
+
+def test_a_commit_with_logs_notifies_listeners_of_its_rows(url: str) -> None:
+    writer = PostgresWriter(url, pool_size=1)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {w.LOGS_CHANNEL}")
+        try:
+            writer.write([RowBatch(spans=[span()])])  # no logs: no notice
+            writer.write(
+                [
+                    RowBatch(
+                        logs=[log(project_id="a", time=T), log(project_id="a", time=T + 5000)]
+                    ),
+                    RowBatch(logs=[log(project_id="b", time=T + 2000)]),
+                ]
+            )
+        finally:
+            writer.close()
+        notices = list(listener.notifies(timeout=1.0, stop_after=2))
+        assert len(notices) == 1, notices
+        payload = json.loads(notices[0].payload)
+        assert payload["p"] == {
+            "a": [T // 1000, (T + 5000) // 1000 + 1, 2],
+            "b": [(T + 2000) // 1000, (T + 2000) // 1000 + 1, 1],
+        }
+        # "x" is the xmin of the rows: a reader finds exactly them with it.
+        rows = listener.execute(
+            "SELECT count(*) FROM logs WHERE xmin = %s::text::xid", (str(payload["x"]),)
+        ).fetchone()
+        assert rows == (3,)

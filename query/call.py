@@ -1,0 +1,75 @@
+"""One query RPC in flight: its project, its time left, and its reads, errors mapped once.
+
+Every read of a query goes through ``QueryCall.fetch``: it gives PostgreSQL the nearer of
+the client's deadline and the server's budget (``OTLPD_QUERY_BUDGET``), and turns what
+the store raises into ``otlpd.errors``: a statement stopped by the client's deadline is
+DEADLINE_EXCEEDED; one stopped by the budget is RESOURCE_EXHAUSTED with advice; an
+unreachable store is UNAVAILABLE with RetryInfo. The store's own words never reach the
+client (``otlpd.errors.from_storage``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from otlpd.errors import BadArgument, QueryDeadline, QueryTooCostly, from_storage
+from storage.api import StorageDataError, StorageError, StorageTimeout
+from storage.postgres.reading import Query, ReadPool
+
+ADVICE = "narrow the time range or add a filter (service, trace_id, session_id)"
+
+
+@dataclass(slots=True)
+class QueryCall:
+    """The context every query function receives."""
+
+    project: str
+    pool: ReadPool
+    budget: float
+    retry_after: float
+    # time.monotonic() when the client's deadline passes; None: no deadline.
+    deadline: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def seconds_left(self) -> tuple[float, bool]:
+        """(seconds a statement may still run, whether the client's deadline is the bound)."""
+        budget_left = self.budget - (time.monotonic() - self.started)
+        if self.deadline is None:
+            return budget_left, False
+        deadline_left = self.deadline - time.monotonic()
+        if deadline_left < budget_left:
+            return deadline_left, True
+        return budget_left, False
+
+    async def fetch(self, query: Query, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+        """The rows of one parameterized statement, within the time this call has left."""
+        return (await self.fetch_many([(query, params)]))[0]
+
+    async def fetch_many(
+        self, statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]]
+    ) -> list[list[Any]]:
+        """Several statements on one connection, in order, within the time left."""
+        seconds, by_deadline = self.seconds_left()
+        if seconds <= 0:
+            raise self._out_of_time(by_deadline)
+        try:
+            return await self.pool.fetch_many(statements, seconds=seconds)
+        except StorageTimeout as exc:
+            raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc
+        except StorageDataError as exc:
+            # What PostgreSQL refused of a read is the request's doing (a regular
+            # expression it cannot compile, a value out of range): permanent.
+            from_storage(exc, self.retry_after)  # logs it under a reference
+            raise BadArgument("request", "a value in the request was refused") from exc
+        except StorageError as exc:
+            raise from_storage(exc, self.retry_after) from exc
+
+    def _out_of_time(self, by_deadline: bool) -> Exception:
+        if by_deadline:
+            return QueryDeadline("the deadline passed before the query finished")
+        return QueryTooCostly(
+            f"the query needs more than the server's budget of {self.budget:g}s; {ADVICE}"
+        )

@@ -1,0 +1,115 @@
+"""Stored values to query API messages: times, durations and JSON attribute values.
+
+Attributes are stored as JSON (see ``otlpd.receiver.anyvalue``: bytes as base64, NaN and
+infinities as strings) and returned as ``google.protobuf.Struct``; a JSON number is a
+double there, so integers beyond 2**53 lose precision in the answer, not in storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+
+from query.proto import pb
+from storage.postgres.records import LogRow, SpanRow
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, ns: int) -> None:
+    target.seconds, target.nanos = divmod(ns, 10**9)
+
+
+def timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    seconds, nanos = divmod(ns, 10**9)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def set_duration(target: duration_pb2.Duration, ns: int) -> None:
+    # Duration's seconds and nanos share a sign (google/protobuf/duration.proto).
+    sign = -1 if ns < 0 else 1
+    seconds, nanos = divmod(abs(ns), 10**9)
+    target.seconds, target.nanos = sign * seconds, sign * nanos
+
+
+def set_struct(target: struct_pb2.Struct, value: Any) -> None:
+    """Fills ``target`` from a JSON object; anything else (None included) leaves it empty."""
+    if isinstance(value, dict) and value:
+        target.update(value)
+
+
+def set_value(target: struct_pb2.Value, value: Any) -> None:
+    """Any JSON value (None included) into a ``google.protobuf.Value``."""
+    if value is None:
+        target.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int | float):
+        target.number_value = value
+    elif isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, dict):
+        target.struct_value.update(value)
+    elif isinstance(value, list):
+        target.list_value.extend(value)
+    else:
+        target.string_value = str(value)
+
+
+def set_list(target: struct_pb2.ListValue, value: Any) -> None:
+    if isinstance(value, list) and value:
+        target.extend(value)
+
+
+def log_record(row: LogRow) -> pb.LogRecord:
+    """A stored log record as the API returns it."""
+    record = pb.LogRecord(
+        id=row.id,
+        trace_id=row.trace_id or b"",
+        span_id=row.span_id or b"",
+        service=row.service_name or "",
+        session_id=row.session_id or "",
+        user_id=row.user_id or "",
+        severity_number=row.severity_number or 0,
+        severity_text=row.severity_text or "",
+        scope_name=row.scope_name or "",
+        event_name=row.event_name or "",
+        flags=row.flags or 0,
+    )
+    # time_unix_nano is 0 when the record had none (OTLP allows it); `time` then holds
+    # the observed time, which is what the record is sorted and filtered by.
+    set_timestamp(record.time, row.time_unix_nano or row.time_us * 1000)
+    if row.observed_time_unix_nano:
+        set_timestamp(record.observed_time, row.observed_time_unix_nano)
+    set_value(record.body, row.body)
+    set_struct(record.attributes, row.attributes)
+    set_struct(record.resource, row.resource)
+    return record
+
+
+def span(row: SpanRow, depth: int = 0) -> pb.Span:
+    """A stored span as the API returns it."""
+    message = pb.Span(
+        trace_id=row.trace_id,
+        span_id=row.span_id,
+        parent_span_id=row.parent_span_id or b"",
+        name=row.name,
+        service=row.service_name or "",
+        kind=row.kind or 0,
+        status_code=row.status_code or 0,
+        status_message=row.status_message or "",
+        session_id=row.session_id or "",
+        user_id=row.user_id or "",
+        scope_name=row.scope_name or "",
+        trace_state=row.trace_state or "",
+        depth=depth,
+    )
+    start = row.start_time_unix_nano or 0
+    end = row.end_time_unix_nano or start
+    set_timestamp(message.start_time, start)
+    set_timestamp(message.end_time, end)
+    set_duration(message.duration, row.duration_ns if row.duration_ns is not None else end - start)
+    set_struct(message.attributes, row.attributes)
+    set_struct(message.resource, row.resource)
+    set_list(message.events, row.events)
+    set_list(message.links, row.links)
+    return message

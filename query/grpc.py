@@ -1,0 +1,169 @@
+"""The QueryService servicer: scope, deadline and errors for every RPC, in one place.
+
+Each RPC resolves its project (``query.scope``), builds a ``QueryCall`` carrying the
+client's deadline, and hands over to the query module of its kind (``query.logs``,
+``query.traces``, ``query.metrics``, ``query.sessions``, ``query.tail``). Whatever they
+raise is answered here: ``otlpd.errors`` through ``grpc_status``; anything unexpected is
+logged with its traceback and answered UNAVAILABLE, never INTERNAL, and never with our
+own words (tables, SQL) in the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from otlpd.errors import OtlpdError, grpc_status, internal_fault
+from otlpd.instruments import Instruments
+from query.call import QueryCall
+from query.logs import LogQueries
+from query.metrics import MetricQueries
+from query.proto import pb, pb_grpc
+from query.scope import ProjectScope
+from query.sessions import SessionQueries
+from query.settings import QuerySettings
+from query.tail import LogTail
+from query.traces import TraceQueries
+from storage.postgres.reading import ReadPool
+
+log = logging.getLogger(__name__)
+
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class QueryServicer(pb_grpc.QueryServiceServicer):
+    """``otlpd.query.v1.QueryService`` over the hot tier."""
+
+    def __init__(
+        self,
+        pool: ReadPool,
+        scope: ProjectScope,
+        settings: QuerySettings,
+        tail: LogTail,
+        instruments: Instruments,
+    ) -> None:
+        self._pool = pool
+        self._scope = scope
+        self._settings = settings
+        self._metrics = instruments
+        self.logs = LogQueries(settings)
+        self.traces = TraceQueries(settings)
+        self.metrics = MetricQueries(settings)
+        self.sessions = SessionQueries(settings)
+        self.tail = tail
+
+    def _call(self, context: Context, request: Message) -> QueryCall:
+        requested = getattr(request, "project_id", "")
+        project = self._scope.project(tuple(context.invocation_metadata() or ()), requested)
+        remaining = context.time_remaining()
+        return QueryCall(
+            project=project,
+            pool=self._pool,
+            budget=self._settings.budget,
+            retry_after=self._settings.retry_after,
+            deadline=None if remaining is None else time.monotonic() + remaining,
+        )
+
+    async def _answer(
+        self,
+        rpc: str,
+        request: Request,
+        context: Context,
+        handler: Callable[[QueryCall, Request], Awaitable[Response]],
+    ) -> Response:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await handler(self._call(context, request), request)
+        except OtlpdError as exc:
+            code, message, trailers = grpc_status(exc)
+        except NotImplementedError:
+            code, message, trailers = grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not built", ()
+        except Exception:
+            log.exception("query %s failed", rpc)
+            code, message, trailers = grpc_status(internal_fault(self._settings.retry_after))
+        finally:
+            self._metrics.query_requests.labels(rpc, code.name).inc()
+            self._metrics.query_seconds.labels(rpc).observe(time.perf_counter() - started)
+        context.set_trailing_metadata(trailers)
+        await context.abort(code, message)
+        raise AssertionError("abort returns only by raising")
+
+    async def SearchLogs(
+        self, request: pb.SearchLogsRequest, context: Context
+    ) -> pb.SearchLogsResponse:
+        return await self._answer("SearchLogs", request, context, self.logs.search)
+
+    async def GetLogContext(
+        self, request: pb.GetLogContextRequest, context: Context
+    ) -> pb.GetLogContextResponse:
+        return await self._answer("GetLogContext", request, context, self.logs.context)
+
+    async def GetLogVolume(
+        self, request: pb.GetLogVolumeRequest, context: Context
+    ) -> pb.GetLogVolumeResponse:
+        return await self._answer("GetLogVolume", request, context, self.logs.volume)
+
+    async def SearchTraces(
+        self, request: pb.SearchTracesRequest, context: Context
+    ) -> pb.SearchTracesResponse:
+        return await self._answer("SearchTraces", request, context, self.traces.search)
+
+    async def GetTrace(self, request: pb.GetTraceRequest, context: Context) -> pb.GetTraceResponse:
+        return await self._answer("GetTrace", request, context, self.traces.get)
+
+    async def ListServices(
+        self, request: pb.ListServicesRequest, context: Context
+    ) -> pb.ListServicesResponse:
+        return await self._answer("ListServices", request, context, self.traces.services)
+
+    async def ListOperations(
+        self, request: pb.ListOperationsRequest, context: Context
+    ) -> pb.ListOperationsResponse:
+        return await self._answer("ListOperations", request, context, self.traces.operations)
+
+    async def QueryMetrics(
+        self, request: pb.QueryMetricsRequest, context: Context
+    ) -> pb.QueryMetricsResponse:
+        return await self._answer("QueryMetrics", request, context, self.metrics.query)
+
+    async def ListMetrics(
+        self, request: pb.ListMetricsRequest, context: Context
+    ) -> pb.ListMetricsResponse:
+        return await self._answer("ListMetrics", request, context, self.metrics.list)
+
+    async def GetSessionTimeline(
+        self, request: pb.GetSessionTimelineRequest, context: Context
+    ) -> pb.GetSessionTimelineResponse:
+        return await self._answer("GetSessionTimeline", request, context, self.sessions.timeline)
+
+    async def TailLogs(
+        self, request: pb.TailLogsRequest, context: Context
+    ) -> AsyncIterator[pb.TailLogsResponse]:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        trailers: tuple[tuple[str, bytes], ...] = ()
+        message = ""
+        try:
+            async for response in self.tail.stream(self._call(context, request), request):
+                yield response
+        except OtlpdError as exc:
+            code, message, trailers = grpc_status(exc)
+        except NotImplementedError:
+            code, message = grpc.StatusCode.UNIMPLEMENTED, "TailLogs is not built"
+        except Exception:
+            log.exception("query TailLogs failed")
+            code, message, trailers = grpc_status(internal_fault(self._settings.retry_after))
+        finally:
+            self._metrics.query_requests.labels("TailLogs", code.name).inc()
+            self._metrics.query_seconds.labels("TailLogs").observe(time.perf_counter() - started)
+        if code is not grpc.StatusCode.OK:
+            context.set_trailing_metadata(trailers)
+            await context.abort(code, message)

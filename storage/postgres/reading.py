@@ -1,0 +1,110 @@
+"""The query API's connections to PostgreSQL: a small async pool whose every statement
+runs under a time limit.
+
+Each read is one short transaction with ``SET LOCAL statement_timeout``, so PostgreSQL
+itself stops a query that runs past its time (the client's deadline, or the server's
+query budget, whichever is nearer) and frees the backend; a cancelled caller (the client
+went away) cancels its statement through psycopg, which sends a cancel request when the
+awaiting task is cancelled. Statements are always parameterized: request text never
+becomes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from storage.api import StorageTimeout
+from storage.postgres.connect import connection_kwargs
+from storage.postgres.errors import translate
+
+Query = LiteralString | sql.Composed | sql.SQL
+
+
+class ReadPool:
+    """Read-only statements with a time limit each. ``open`` before use, ``close`` after."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        max_size: int = 4,
+        timeout: float = 3.0,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            name="otlpd-query",
+            open=False,
+            check=AsyncConnectionPool.check_connection,
+            timeout=timeout,
+            reconnect_timeout=20.0,
+            kwargs={
+                **connection_kwargs("otlpd-query", connect_timeout),
+                # A query that only reads never holds a write lock, and cannot be turned
+                # into one that writes by anything a client sends.
+                "options": "-c default_transaction_read_only=on",
+            },
+        )
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> ReadPool:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def fetch(
+        self, query: Query, params: Sequence[Any] | dict[str, Any], *, seconds: float
+    ) -> list[TupleRow]:
+        """The rows of one statement, which PostgreSQL stops after ``seconds``.
+
+        Raises ``StorageTimeout`` when it did, ``StorageUnavailable`` when the database
+        could not be reached or failed.
+        """
+        batches = await self.fetch_many([(query, params)], seconds=seconds)
+        return batches[0]
+
+    async def fetch_many(
+        self,
+        statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
+        *,
+        seconds: float,
+    ) -> list[list[TupleRow]]:
+        """The rows of several statements, run in order in one transaction (one snapshot
+        each statement, one connection), all of them within ``seconds``."""
+        timeout_ms = max(1, int(seconds * 1000))
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cursor = conn.cursor()
+                await cursor.execute(
+                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
+                )
+                results: list[list[TupleRow]] = []
+                for query, params in statements:
+                    await cursor.execute(query, params)
+                    results.append(await cursor.fetchall() if cursor.description else [])
+                return results
+        except psycopg.errors.QueryCanceled as exc:
+            raise StorageTimeout(f"statement stopped after {timeout_ms} ms") from exc
+        except psycopg.Error as exc:  # PoolTimeout included: no connection in time
+            raise translate(exc) from exc
