@@ -1,30 +1,199 @@
-"""SearchTraces, GetTrace, ListServices and ListOperations."""
+"""SearchTraces, GetTrace, ListServices and ListOperations.
+
+SearchTraces is two reads: the traces that have a matching span in the time range (newest
+first by their latest matching span, a keyset page of them), then summaries of exactly
+those traces over all of their spans, wherever they lie in time. Keeping the second read
+to one page of trace ids is what bounds its cost (``trace_id = ANY(...)`` on
+``spans_trace_idx``).
+
+A SearchTraces page token pins the time range of the first page (an unset end is "now" of
+the first page, not of each page), so spans that arrive while a client pages neither
+shift a trace it has not seen yet past its cursor nor bring back one it has seen.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from otlpd.errors import BadArgument, NotFound
+from query import arguments, convert, tokens
 from query.call import QueryCall
 from query.proto import pb
 from query.settings import QuerySettings
+from query.waterfall import waterfall
+from storage.postgres import trace_reader
+from storage.postgres.partitions import datetime_from_ns
+from storage.postgres.records import LogRow, SpanRow, micros
+
+SEARCH_DEFAULT_LIMIT = 20
+CATALOG_DEFAULT_LIMIT = 1000
+
+
+def _text_or_none(value: str, field: str) -> str | None:
+    return arguments.text(value, field) or None
+
+
+def _bad_token() -> BadArgument:
+    return BadArgument("page_token", "is not a token this server issued")
 
 
 class TraceQueries:
+    """The trace RPCs over the hot tier; stateless, one instance per server."""
+
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
 
     async def search(
         self, call: QueryCall, request: pb.SearchTracesRequest
     ) -> pb.SearchTracesResponse:
-        raise NotImplementedError
+        """Summaries of the traces with a span matching every filter, newest first."""
+        limit = arguments.limit(
+            request.limit, default=SEARCH_DEFAULT_LIMIT, maximum=self._settings.max_limit
+        )
+        bound_to = tokens.fingerprint(call.project, request)
+        cursor = tokens.decode(request.page_token, "traces", bound_to)
+        window = arguments.time_range(request)
+        after: tuple[datetime, bytes] | None = None
+        if cursor is not None:
+            start_ns, end_ns, after = _search_cursor(cursor)
+            window = arguments.TimeRange(start_ns, end_ns)
+        min_duration = max_duration = None
+        if request.HasField("min_duration"):
+            min_duration = arguments.duration_ns(request.min_duration, "min_duration")
+        if request.HasField("max_duration"):
+            max_duration = arguments.duration_ns(request.max_duration, "max_duration")
+            if min_duration is not None and max_duration < min_duration:
+                raise BadArgument("max_duration", "must not be less than min_duration")
+        match = trace_reader.SpanMatch(
+            # spans.time is the start truncated to microseconds: round the start down and
+            # the end up so that no span of [start, end) is missed.
+            start=datetime_from_ns(window.start_ns),
+            end=datetime_from_ns(window.end_ns + 999),
+            service=_text_or_none(request.service, "service"),
+            name=_text_or_none(request.span_name, "span_name"),
+            attributes=arguments.attribute_filters(request.attributes),
+            min_duration_ns=min_duration,
+            max_duration_ns=max_duration,
+            errors_only=request.errors_only,
+        )
+        found = await call.fetch(
+            *trace_reader.matching_traces(call.project, match, after, limit + 1)
+        )
+        page = found[:limit]
+        response = pb.SearchTracesResponse()
+        if not page:
+            return response
+        rows = await call.fetch(
+            *trace_reader.trace_summaries(call.project, [trace_id for trace_id, _ in page])
+        )
+        summaries = {row[0]: row for row in rows}
+        for trace_id, _ in page:
+            row = summaries.get(trace_id)
+            if row is not None:  # gone only if its partitions were dropped meanwhile
+                response.traces.append(_summary(row))
+        if len(found) > limit:
+            last_trace, last_time = page[-1]
+            response.next_page_token = tokens.encode(
+                "traces",
+                bound_to,
+                [window.start_ns, window.end_ns, micros(last_time), last_trace.hex()],
+            )
+        return response
 
     async def get(self, call: QueryCall, request: pb.GetTraceRequest) -> pb.GetTraceResponse:
-        raise NotImplementedError
+        """Every span of one trace once, in waterfall order; NOT_FOUND when it has none."""
+        trace_id = arguments.trace_id(request.trace_id)
+        statements = [trace_reader.trace_spans(call.project, trace_id)]
+        if request.include_logs:
+            statements.append(
+                trace_reader.trace_logs(call.project, trace_id, self._settings.max_limit)
+            )
+        results = await call.fetch_many(statements)
+        spans = [SpanRow(*row) for row in results[0]]
+        if not spans:
+            raise NotFound("no trace with this trace_id in the project")
+        response = pb.GetTraceResponse(
+            spans=[convert.span(span, depth) for span, depth in waterfall(spans)]
+        )
+        if request.include_logs:
+            response.logs.extend(convert.log_record(LogRow(*row)) for row in results[1])
+        return response
 
     async def services(
         self, call: QueryCall, request: pb.ListServicesRequest
     ) -> pb.ListServicesResponse:
-        raise NotImplementedError
+        """The project's services from the catalog, by name."""
+        limit = arguments.limit(
+            request.limit, default=CATALOG_DEFAULT_LIMIT, maximum=self._settings.max_limit
+        )
+        bound_to = tokens.fingerprint(call.project, request)
+        cursor = tokens.decode(request.page_token, "services", bound_to)
+        after = None
+        if cursor is not None:
+            if len(cursor) != 1 or not isinstance(cursor[0], str):
+                raise _bad_token()
+            after = cursor[0]
+        rows = await call.fetch(*trace_reader.services(call.project, after, limit + 1))
+        response = pb.ListServicesResponse()
+        for name, first_seen, last_seen in rows[:limit]:
+            service = response.services.add(name=name)
+            convert.set_timestamp(service.first_seen, micros(first_seen) * 1000)
+            convert.set_timestamp(service.last_seen, micros(last_seen) * 1000)
+        if len(rows) > limit:
+            response.next_page_token = tokens.encode("services", bound_to, [rows[limit - 1][0]])
+        return response
 
     async def operations(
         self, call: QueryCall, request: pb.ListOperationsRequest
     ) -> pb.ListOperationsResponse:
-        raise NotImplementedError
+        """One service's span names and kinds from the catalog, by name then kind."""
+        if not request.service:
+            raise BadArgument("service", "is required")
+        service = arguments.text(request.service, "service")
+        limit = arguments.limit(
+            request.limit, default=CATALOG_DEFAULT_LIMIT, maximum=self._settings.max_limit
+        )
+        bound_to = tokens.fingerprint(call.project, request)
+        cursor = tokens.decode(request.page_token, "operations", bound_to)
+        after = None
+        if cursor is not None:
+            if len(cursor) != 2 or not isinstance(cursor[0], str) or not isinstance(cursor[1], int):
+                raise _bad_token()
+            after = (cursor[0], cursor[1])
+        rows = await call.fetch(*trace_reader.operations(call.project, service, after, limit + 1))
+        response = pb.ListOperationsResponse()
+        for name, kind in rows[:limit]:
+            response.operations.add(name=name, span_kind=kind)
+        if len(rows) > limit:
+            name, kind = rows[limit - 1]
+            response.next_page_token = tokens.encode("operations", bound_to, [name, kind])
+        return response
+
+
+def _search_cursor(cursor: list[Any]) -> tuple[int, int, tuple[datetime, bytes]]:
+    """(window start ns, window end ns, (latest time, trace id)) of a SearchTraces token."""
+    try:
+        start_ns, end_ns, latest_us, trace_hex = cursor
+        if not all(isinstance(v, int) for v in (start_ns, end_ns, latest_us)):
+            raise TypeError
+        trace_id = bytes.fromhex(trace_hex)
+        return start_ns, end_ns, (datetime_from_ns(latest_us * 1000), trace_id)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _bad_token() from exc
+
+
+def _summary(row: tuple[Any, ...]) -> pb.TraceSummary:
+    trace_id, start, end, count, errors, services, root_service, root_name = row
+    summary = pb.TraceSummary(
+        trace_id=trace_id,
+        root_service=root_service or "",
+        root_name=root_name or "",
+        span_count=count,
+        error_count=errors,
+        services=services,
+    )
+    start = start or 0
+    convert.set_timestamp(summary.start_time, start)
+    convert.set_duration(summary.duration, max(0, (end or start) - start))
+    return summary

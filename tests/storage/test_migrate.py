@@ -100,7 +100,8 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("metric_points", 'brin (project_id, "time")'),
         (
             "metric_points",
-            'btree (project_id, session_id, "time") WHERE (session_id IS NOT NULL)',
+            'btree (project_id, session_id, "time") '
+            "WHERE ((session_id IS NOT NULL) AND (trace_id IS NOT NULL))",
         ),
         ("services", "btree (project_id, service_name)"),
         ("operations", "btree (project_id, service_name, span_name, span_kind)"),

@@ -33,7 +33,9 @@ COMMENT ON TABLE operations IS
     'Every (service, span name, span kind) seen, per project (ListOperations). Spans of '
     'no service are listed under the empty service name.';
 
--- GetSessionTimeline's exemplars: only points that carry a session are in the index, so
--- the many that carry none cost COPY nothing for it.
+-- GetSessionTimeline's exemplars: only points that carry both a session and an exemplar's
+-- trace id are in the index. Points that carry a session on every sample (a client-side
+-- meter tagged with session.id) would otherwise pay for it on every COPY: indexing every
+-- point that has a session cost PostgreSQL ~2-4 us more CPU per point (docs/benchmarks.md).
 CREATE INDEX metric_points_session_time_idx ON metric_points (project_id, session_id, time)
-    WHERE session_id IS NOT NULL;
+    WHERE session_id IS NOT NULL AND trace_id IS NOT NULL;
