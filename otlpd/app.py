@@ -29,6 +29,7 @@ from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
+from otlpd.scheduler import Scheduler
 from query.grpc import QueryServicer
 from query.proto import SERVICE_NAME as QUERY_SERVICE_NAME
 from query.proto import pb_grpc as query_grpc
@@ -39,6 +40,7 @@ from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.reading import ReadPool
 from storage.postgres.sessions import PostgresSessionDirectory
+from storage.postgres.text_index import TextIndexJob
 from storage.postgres.writer import PostgresWriter
 
 log = logging.getLogger(__name__)
@@ -264,6 +266,7 @@ class App:
                 await self._set_query_serving(query_health, True)
                 probing = group.create_task(self._probe(batcher))
                 maintaining = group.create_task(self._maintain(partitions))
+                indexing = group.create_task(self._index_text()) if config.text_index else None
                 self.started.set()
                 log.info(
                     "otlpd serving",
@@ -287,6 +290,8 @@ class App:
                 await query_server.stop(1.0)
                 probing.cancel()
                 maintaining.cancel()
+                if indexing is not None:
+                    indexing.cancel()
                 ticking.cancel()
         finally:
             self._draining = True
@@ -338,6 +343,12 @@ class App:
             self.instruments.store_up.set(1 if up else 0)
             self.instruments.ready.set(1 if self.ready else 0)
             await asyncio.sleep(_PROBE_SECONDS)
+
+    async def _index_text(self) -> None:
+        """Indexes the bodies of closed log partitions for SearchLogs, one replica at a
+        time (``otlpd.scheduler``); the open partitions stay index-free for COPY."""
+        job = TextIndexJob(on_indexed=lambda _: self.instruments.text_indexed.inc())
+        await Scheduler(self.database_url, [job], connect_timeout=self.config.store_timeout).run()
 
     async def _maintain(self, partitions: PartitionManager) -> None:
         """Keeps every partition of the accepted window made ahead of time, so the ingest

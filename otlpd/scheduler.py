@@ -1,0 +1,106 @@
+"""A small leased job runner: named periodic jobs, each run by one replica at a time.
+
+Background work over the shared database (indexing closed partitions, tiering them to
+cold storage) must not run twice at once when several otlpd processes share it. The fence
+is PostgreSQL's: a run holds the session-level advisory lock
+``pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(job.name))`` on a connection of its own,
+and does its work on that same connection. If the process dies or the connection drops,
+PostgreSQL releases the lock with the session, so no lease can outlive its holder and no
+clock has to agree between replicas (PostgreSQL documentation, "Advisory Locks"). A
+replica that does not get the lock skips that round: the other one is doing the job.
+
+A job is anything with a ``name``, an ``interval`` and ``async run(conn)``: see ``Job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from storage.postgres.connect import connection_kwargs
+
+log = logging.getLogger(__name__)
+
+# The first key of every job's advisory lock ("jobs"); the second is hashtext(name).
+JOB_LOCK_CLASS: Final = 0x6A6F6273
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+
+class Job(Protocol):
+    """A periodic task over the database that only one replica may run at a time."""
+
+    @property
+    def name(self) -> str:
+        """Unique among jobs: the lock is taken on it."""
+        ...
+
+    @property
+    def interval(self) -> float:
+        """Seconds between the end of one round and the start of the next."""
+        ...
+
+    async def run(self, conn: Connection) -> None:
+        """One round of work, on ``conn`` (autocommit), which holds the job's lock."""
+        ...
+
+
+class Scheduler:
+    """Runs ``jobs`` forever, each every ``job.interval`` seconds under its lock.
+
+    A failing round is logged and retried at the next interval; it never stops the
+    other jobs or the process.
+    """
+
+    def __init__(self, conninfo: str, jobs: Sequence[Job], *, connect_timeout: float = 3.0) -> None:
+        self._conninfo = conninfo
+        self._jobs = list(jobs)
+        self._connect_timeout = connect_timeout
+
+    async def run_once(self, job: Job) -> bool:
+        """One round of ``job`` if no replica is running it; whether this one ran it."""
+        conn = await psycopg.AsyncConnection.connect(
+            self._conninfo,
+            autocommit=True,
+            **connection_kwargs(f"otlpd-job-{job.name}"[:63], self._connect_timeout),
+        )
+        async with conn:
+            cursor = await conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
+            )
+            row = await cursor.fetchone()
+            if row is None or not row[0]:
+                return False
+            try:
+                await job.run(conn)
+            finally:
+                # Closing the session would release it too; unlocking first keeps the
+                # lock's life exactly the run's, even if closing is slow.
+                if not conn.closed:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
+                    )
+            return True
+
+    async def run(self) -> None:
+        """Every job, each when due, until cancelled."""
+        due = dict.fromkeys(range(len(self._jobs)), time.monotonic())
+        while True:
+            now = time.monotonic()
+            for i, job in enumerate(self._jobs):
+                if due[i] > now:
+                    continue
+                try:
+                    await self.run_once(job)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("job %s failed; will retry in %gs", job.name, job.interval)
+                due[i] = time.monotonic() + job.interval
+            await asyncio.sleep(max(0.0, min(due.values()) - time.monotonic()))

@@ -1,0 +1,181 @@
+"""The closed-partition text index: built on closed log partitions only, rebuilt when a
+build failed, used by the search statement, and invisible in search results."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import psycopg
+from google.protobuf import timestamp_pb2
+from psycopg import sql
+
+from query.proto import pb, pb_grpc
+from storage.postgres import log_reader
+from storage.postgres.partitions import PartitionManager
+from storage.postgres.text_index import TextIndexJob, index_name
+from tests.conftest import RunningOtlpd
+from tests.query.test_logs import export
+
+HOUR_NS = 3600 * 10**9
+
+
+def _indexes(database_url: str) -> dict[str, tuple[bool, str]]:
+    """Every text index: name -> (valid, definition)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, x.indisvalid, pg_get_indexdef(x.indexrelid) FROM pg_index x "
+            "JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname LIKE %s",
+            ("%\\_body\\_trgm",),
+        ).fetchall()
+    return {name: (valid, definition) for name, valid, definition in rows}
+
+
+async def _run_job(database_url: str, job: TextIndexJob | None = None) -> list[str]:
+    job = job or TextIndexJob()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        return await job.index_closed(conn, time.time_ns())
+
+
+def _search_ids(server: RunningOtlpd, q: str) -> list[str]:
+    start = timestamp_pb2.Timestamp(seconds=int(time.time()) - 4 * 3600)
+    request = pb.SearchLogsRequest(start_time=start, filter=pb.LogFilter(q=q), limit=1000)
+    with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:
+        stub: Any = pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
+        response = stub.SearchLogs(request, timeout=10)
+    return [r.id for r in response.records]
+
+
+async def test_closed_partitions_are_indexed_and_search_answers_the_same(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    server = start_otlpd(text_index="false")
+    now = time.time_ns()
+    two_hours_ago = now - 2 * HOUR_NS
+    bodies = ["disk full on /var", "disk fine", "Disks spinning", "network down"]
+    export(server, [{"body": b, "time_ns": two_hours_ago + i} for i, b in enumerate(bodies)])
+    export(server, [{"body": "disk full again"}])
+    partitions = PartitionManager(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    current = partitions.partition_name("logs", partitions.bucket_start(now))
+    queries = ["disk", "disk*", '"disk full"', "network", "full"]
+    before = {q: _search_ids(server, q) for q in queries}
+    assert len(before["disk*"]) == 4
+
+    indexed = await _run_job(database_url)
+    assert closed in indexed
+    assert current not in indexed
+    found = _indexes(database_url)
+    assert found[index_name(closed)][0] is True
+    assert "gin_trgm_ops" in found[index_name(closed)][1]
+    assert index_name(current) not in found
+    assert {q: _search_ids(server, q) for q in queries} == before
+    # The open partition gets no text index, but its BRIN summaries are brought up to
+    # date: its full block ranges (128 pages) filled by inserts were unsummarized.
+    export(server, [{"body": f"filler {i:05d} " + "x" * 200} for i in range(8000)])
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        job = TextIndexJob()
+        assert await job.summarize_open(conn, time.time_ns()) >= 1
+        assert await job.summarize_open(conn, time.time_ns()) == 0
+    # Once built, never again (the partitions the server made meanwhile may be new).
+    assert closed not in await _run_job(database_url)
+
+    # The search's text conditions are on the indexed expression (the planner uses an
+    # expression index only for the identical expression); scans are made costly so that
+    # the tiny table does not tempt it.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        for condition, value in (("ILIKE %s", "%disk%"), ("~* %s", r"\mdisk\M")):
+            statement = f"EXPLAIN SELECT 1 FROM logs l WHERE {log_reader.BODY_TEXT} {condition}"
+            plan = "\n".join(str(r[0]) for r in conn.execute(statement, (value,)).fetchall())
+            assert index_name(closed) in plan, plan
+
+
+async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    server = start_otlpd(text_index="false")
+    two_hours_ago = time.time_ns() - 2 * HOUR_NS
+    export(server, [{"body": f"dup {i}", "time_ns": two_hours_ago + i} for i in range(3)])
+    partitions = PartitionManager(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    # A concurrent build that fails (here: not unique) leaves an INVALID index behind
+    # under the job's name, as a cancelled build would.
+    build = sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} (project_id)").format(
+        sql.Identifier(index_name(closed)), sql.Identifier(closed)
+    )
+    with (
+        psycopg.connect(database_url, autocommit=True) as conn,
+        contextlib.suppress(psycopg.errors.UniqueViolation),
+    ):
+        conn.execute(build)
+    assert _indexes(database_url)[index_name(closed)][0] is False
+    assert closed in await _run_job(database_url)
+    valid, definition = _indexes(database_url)[index_name(closed)]
+    assert valid is True and "gin_trgm_ops" in definition
+    assert len(_search_ids(server, "dup")) == 3
+
+
+def test_otlpd_runs_the_job_and_counts_what_it_indexed(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    first = start_otlpd(text_index="false")
+    two_hours_ago = time.time_ns() - 2 * HOUR_NS
+    export(first, [{"body": "old", "time_ns": two_hours_ago}])
+    first.stop()
+    assert _indexes(database_url) == {}
+    server = start_otlpd()  # OTLPD_TEXT_INDEX defaults to on; its first round is at start
+    deadline = time.monotonic() + 30
+    metric = "otlpd_text_indexed_partitions_total"
+    while server.metric(metric) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.metric(metric) >= 1
+    partitions = PartitionManager(database_url)
+    current = partitions.partition_name("logs", partitions.bucket_start(time.time_ns()))
+    found = _indexes(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    assert found[index_name(closed)][0] is True
+    assert index_name(current) not in found
+
+
+async def test_a_closed_partition_still_taking_writes_waits_for_them_to_stop(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    server = start_otlpd(text_index="false")
+    two_hours_ago = time.time_ns() - 2 * HOUR_NS
+    partitions = PartitionManager(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    stop = threading.Event()
+
+    def backfill() -> None:
+        while not stop.is_set():
+            export(server, [{"body": "late", "time_ns": two_hours_ago + i} for i in range(200)])
+
+    writer = threading.Thread(target=backfill)
+    writer.start()
+    try:
+        await asyncio.sleep(1.5)
+        indexed = await _run_job(database_url, TextIndexJob(busy_rows=100))
+    finally:
+        stop.set()
+        writer.join()
+    assert closed not in indexed
+    assert index_name(closed) not in _indexes(database_url)
+    # Once the writers' statistics have caught up with what they committed, it is quiet.
+    deadline = time.monotonic() + 20
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            query = sql.SQL(
+                "SELECT (SELECT count(*) FROM {}) = "
+                "(SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = %s)"
+            ).format(sql.Identifier(closed))
+            row = conn.execute(query, (closed,)).fetchone()
+            if row is not None and row[0]:
+                break
+            await asyncio.sleep(0.5)
+    assert closed in await _run_job(database_url, TextIndexJob(busy_rows=100))

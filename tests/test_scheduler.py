@@ -1,0 +1,97 @@
+"""The leased job runner: one replica at a time per job, fenced by PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+import pytest
+
+from otlpd.scheduler import Connection, Scheduler
+
+
+@dataclass
+class RecordingJob:
+    """Records when each of its runs started and ended, and on which backend."""
+
+    name: str = "test-job"
+    interval: float = 0.05
+    seconds: float = 0.3
+    fail_first: int = 0
+    runs: list[tuple[float, float]] = field(default_factory=list)
+    backends: list[int] = field(default_factory=list)
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+    ran_thrice: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, conn: Connection) -> None:
+        started = time.monotonic()
+        self.backends.append(conn.info.backend_pid)
+        self.running.set()
+        await asyncio.sleep(self.seconds)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise RuntimeError("this round fails")
+        self.runs.append((started, time.monotonic()))
+        if len(self.runs) >= 3:
+            self.ran_thrice.set()
+
+
+async def test_two_schedulers_never_run_the_same_job_at_once(database_url: str) -> None:
+    job = RecordingJob()
+    one, two = Scheduler(database_url, [job]), Scheduler(database_url, [job])
+    for _ in range(4):
+        ran = await asyncio.gather(one.run_once(job), two.run_once(job))
+        assert sorted(ran) == [False, True]
+    assert len(job.runs) == 4
+    ordered = sorted(job.runs)
+    for (_, end), (start, _) in itertools.pairwise(ordered):
+        assert start >= end
+
+
+async def test_different_jobs_run_at_the_same_time(database_url: str) -> None:
+    first, second = RecordingJob(name="a"), RecordingJob(name="b")
+    scheduler = Scheduler(database_url, [first, second])
+    ran = await asyncio.gather(scheduler.run_once(first), scheduler.run_once(second))
+    assert list(ran) == [True, True]
+
+
+async def test_a_failed_run_releases_the_job(database_url: str) -> None:
+    job = RecordingJob(seconds=0.0, fail_first=1)
+    one, two = Scheduler(database_url, [job]), Scheduler(database_url, [job])
+    with pytest.raises(RuntimeError):
+        await one.run_once(job)
+    assert await two.run_once(job) is True
+
+
+async def test_a_holder_whose_session_dies_loses_the_job(database_url: str) -> None:
+    job = RecordingJob(seconds=5.0)
+    one, two = Scheduler(database_url, [job]), Scheduler(database_url, [job])
+    holder = asyncio.create_task(one.run_once(job))
+    await asyncio.wait_for(job.running.wait(), 10)
+    assert await two.run_once(RecordingJob(seconds=0.0)) is False
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 5000)", (job.backends[0],))
+    # PostgreSQL released the lock with the session, while the holder still "runs":
+    # no lease outlives its session, and no clock decides when it expires.
+    assert await two.run_once(RecordingJob(seconds=0.0)) is True
+    assert not holder.done()
+    holder.cancel()
+    with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+        await holder
+
+
+async def test_run_repeats_a_job_and_survives_a_failing_round(database_url: str) -> None:
+    job = RecordingJob(seconds=0.0, interval=0.05, fail_first=1)
+    task = asyncio.create_task(Scheduler(database_url, [job]).run())
+    try:
+        await asyncio.wait_for(job.ran_thrice.wait(), 10)
+    finally:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert len(job.runs) >= 3
+    assert len(job.backends) >= 4  # the failed round, then three good ones
