@@ -44,19 +44,25 @@ class QueryCall:
             return deadline_left, True
         return budget_left, False
 
-    async def fetch(self, query: Query, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+    async def fetch(
+        self, query: Query, params: Sequence[Any] | dict[str, Any], *, binary: bool = False
+    ) -> list[Any]:
         """The rows of one parameterized statement, within the time this call has left."""
-        return (await self.fetch_many([(query, params)]))[0]
+        return (await self.fetch_many([(query, params)], binary=binary))[0]
 
     async def fetch_many(
-        self, statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]]
+        self,
+        statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
+        *,
+        binary: bool = False,
     ) -> list[list[Any]]:
-        """Several statements on one connection, in order, within the time left."""
+        """Several statements on one connection, in order, within the time left
+        (``binary``: see ``ReadPool.fetch_many``)."""
         seconds, by_deadline = self.seconds_left()
         if seconds <= 0:
             raise self._out_of_time(by_deadline)
         try:
-            return await self.pool.fetch_many(statements, seconds=seconds)
+            return await self.pool.fetch_many(statements, seconds=seconds, binary=binary)
         except StorageTimeout as exc:
             raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc
         except StorageDataError as exc:

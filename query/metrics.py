@@ -1,20 +1,482 @@
-"""QueryMetrics and ListMetrics."""
+"""QueryMetrics and ListMetrics: the series of a metric over time, and the metric catalog.
+
+A query is read in two round trips for the whole call: first the series of every query
+(``metric_series`` by name and matchers), then their points (one row per series, decoded
+straight into numpy by ``storage.postgres.metric_reader``). The math is
+``query.aggregate``; this module decides which of it a query needs and how the series
+of a group combine: counts, sums, rates and increases add up; avg is the mean of all the
+group's samples; min, max and last are those of the group; percentiles merge the group's
+histogram buckets (or its raw samples) first and take the quantile of the merge.
+
+Histogram and summary series answer avg/sum/min/max/count/last/rate/increase over their
+observation ``count`` (``rate`` of a histogram is observations per second); percentiles
+of a summary are refused, its quantiles having been computed by the client already.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from otlpd.errors import BadArgument, QueryTooCostly
+from query import aggregate, arguments, tokens
+from query.aggregate import Grid, Layout, Moments
 from query.call import QueryCall
+from query.convert import set_duration, set_timestamp
 from query.proto import pb
 from query.settings import QuerySettings
+from storage.model import MetricType
+from storage.postgres import metric_reader as reader
+from storage.postgres.metric_reader import Matcher, SeriesRow
+
+MAX_QUERIES: Final = 32
+MAX_SERIES: Final = 10_000  # per query: more is a dashboard asking for a table
+MAX_MATCHERS: Final = 32
+MAX_NAME_CHARS: Final = 255  # the receiver's limit on metric names
+LIST_DEFAULT_LIMIT: Final = 1000
+# Points read before the first bucket, for the windows of rate/increase and for the
+# previous point of a cumulative histogram, when no range was given.
+MIN_LOOKBACK_NS: Final = 10 * 60 * 10**9
+
+_OPS: Final[dict[int, str]] = {
+    pb.LabelMatcher.OP_EQ: reader.EQ,
+    pb.LabelMatcher.OP_NEQ: reader.NEQ,
+    pb.LabelMatcher.OP_RE: reader.RE,
+    pb.LabelMatcher.OP_NRE: reader.NRE,
+}
+_OVER_TIME: Final[dict[int, str]] = {
+    pb.AGGREGATION_UNSPECIFIED: "avg",
+    pb.AGGREGATION_AVG: "avg",
+    pb.AGGREGATION_SUM: "sum",
+    pb.AGGREGATION_MIN: "min",
+    pb.AGGREGATION_MAX: "max",
+    pb.AGGREGATION_COUNT: "count",
+    pb.AGGREGATION_LAST: "last",
+}
+_QUANTILES: Final[dict[int, float]] = {
+    pb.AGGREGATION_P50: 0.5,
+    pb.AGGREGATION_P90: 0.9,
+    pb.AGGREGATION_P95: 0.95,
+    pb.AGGREGATION_P99: 0.99,
+}
+_RATES: Final[dict[int, bool]] = {pb.AGGREGATION_RATE: True, pb.AGGREGATION_INCREASE: False}
+_DELTA: Final = 1
+_HISTOGRAMS: Final = (MetricType.HISTOGRAM, MetricType.EXPONENTIAL_HISTOGRAM)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One validated MetricQuery."""
+
+    name: str
+    matchers: tuple[Matcher, ...]
+    window: arguments.TimeRange
+    step_ns: int
+    aggregation: int
+    group_by: tuple[str, ...]
+    range_ns: int | None
+    field: str
+
+    @property
+    def grid(self) -> Grid:
+        return Grid.covering(self.window.start_ns, self.window.end_ns, self.step_ns)
+
+    @property
+    def lookback_ns(self) -> int:
+        if self.aggregation in _OVER_TIME:
+            return 0
+        if self.range_ns is not None:
+            return self.range_ns
+        return max(2 * self.step_ns, MIN_LOOKBACK_NS)
+
+    @property
+    def read_from_ns(self) -> int:
+        return max(0, self.grid.first_ns - self.lookback_ns)
+
+
+def _prefixed(field: str, exc: BadArgument) -> BadArgument:
+    problem = str(exc).split(": ", 1)[-1]
+    return BadArgument(f"{field}.{exc.field}", problem)
+
+
+def _plan(i: int, q: pb.MetricQuery) -> _Plan:
+    field = f"queries[{i}]"
+    if not q.metric_name:
+        raise BadArgument(f"{field}.metric_name", "must not be empty")
+    name = arguments.text(q.metric_name, f"{field}.metric_name", max_chars=MAX_NAME_CHARS)
+    if len(q.matchers) > MAX_MATCHERS:
+        raise BadArgument(f"{field}.matchers", f"at most {MAX_MATCHERS} matchers")
+    matchers = []
+    for j, m in enumerate(q.matchers):
+        where = f"{field}.matchers[{j}]"
+        if not m.name:
+            raise BadArgument(f"{where}.name", "must not be empty")
+        if m.op not in _OPS:
+            raise BadArgument(f"{where}.op", f"unknown operator {m.op}")
+        op = _OPS[m.op]
+        label = arguments.text(m.name, f"{where}.name")
+        value = arguments.text(m.value, f"{where}.value")
+        if op in (reader.RE, reader.NRE):
+            _check_regex(value, f"{where}.value")
+        matchers.append(Matcher(label, op, value))
+    try:
+        window = arguments.time_range(q)
+        step = arguments.step_ns(q.step if q.HasField("step") else None, window)
+        range_ns = arguments.duration_ns(q.range, "range") if q.HasField("range") else None
+    except BadArgument as exc:
+        raise _prefixed(field, exc) from exc
+    if range_ns == 0:
+        raise BadArgument(f"{field}.range", "must be > 0")
+    if range_ns is not None and range_ns > 32 * 86400 * 10**9:
+        raise BadArgument(f"{field}.range", "must be at most 32 days")
+    known = set(_OVER_TIME) | set(_QUANTILES) | set(_RATES)
+    if q.aggregation not in known:
+        raise BadArgument(f"{field}.aggregation", f"unknown aggregation {q.aggregation}")
+    group_by = tuple(
+        arguments.text(label, f"{field}.group_by[{k}]") for k, label in enumerate(q.group_by)
+    )
+    return _Plan(name, tuple(matchers), window, step, q.aggregation, group_by, range_ns, field)
+
+
+def _check_regex(value: str, field: str) -> None:
+    """Refuses a pattern neither RE2 nor PostgreSQL would take, naming the field. Python's
+    ``re`` stands in for both: the three agree on the syntax dashboards use; a pattern
+    PostgreSQL alone refuses is still answered INVALID_ARGUMENT (``QueryCall``)."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise BadArgument(field, f"is not a valid regular expression: {exc.msg}") from exc
+
+
+def _label_text(value: Any) -> str:
+    """An attribute value as the label string ``->>`` compares: strings as they are,
+    anything else as its JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _labels(series: SeriesRow) -> dict[str, str]:
+    labels = {k: _label_text(v) for k, v in (series.attributes or {}).items()}
+    if series.service_name:
+        labels[reader.SERVICE_LABEL] = series.service_name
+    return labels
 
 
 class MetricQueries:
+    """QueryMetrics and ListMetrics over ``metric_series`` and ``metric_points``."""
+
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
 
     async def query(
         self, call: QueryCall, request: pb.QueryMetricsRequest
     ) -> pb.QueryMetricsResponse:
-        raise NotImplementedError
+        """Every query of the request, in order; two round trips whatever their number."""
+        if len(request.queries) > MAX_QUERIES:
+            raise BadArgument("queries", f"at most {MAX_QUERIES} queries per call")
+        plans = [_plan(i, q) for i, q in enumerate(request.queries)]
+        response = pb.QueryMetricsResponse()
+        if not plans:
+            return response
+        found = await self._series(call, plans)
+        chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
+        points = await self._points(call, plans, chosen)
+        for plan, (kind, series), data in zip(plans, chosen, points, strict=True):
+            result = response.results.add(metric_name=plan.name, type=kind)
+            set_duration(result.step, plan.step_ns)
+            if series:
+                result.unit = series[0].unit or ""
+                _answer(plan, kind, series, data, result)
+        return response
+
+    async def _series(self, call: QueryCall, plans: Sequence[_Plan]) -> list[list[SeriesRow]]:
+        statements = [
+            reader.series_statement(call.project, p.name, p.matchers, MAX_SERIES + 1) for p in plans
+        ]
+        try:
+            batches = await call.fetch_many(statements)
+        except BadArgument as exc:
+            # PostgreSQL refused a pattern Python's re took: say which query had one.
+            fields = [
+                f"{p.field}.matchers[{j}].value"
+                for p in plans
+                for j, m in enumerate(p.matchers)
+                if m.op in (reader.RE, reader.NRE)
+            ]
+            if exc.field == "request" and fields:
+                raise BadArgument(
+                    " or ".join(fields), "is not a regular expression PostgreSQL accepts"
+                ) from exc
+            raise
+        found = []
+        for plan, rows in zip(plans, batches, strict=True):
+            if len(rows) > MAX_SERIES:
+                raise QueryTooCostly(
+                    f"{plan.field} selects more than {MAX_SERIES} series; add a label matcher"
+                )
+            found.append(reader.decode_series(rows))
+        return found
+
+    async def _points(
+        self,
+        call: QueryCall,
+        plans: Sequence[_Plan],
+        chosen: Sequence[tuple[int, list[SeriesRow]]],
+    ) -> list[list[Any]]:
+        statements: list[tuple[Any, Any]] = []
+        decoders: list[tuple[Callable[[Any, int, int], Sequence[Any]], int, int]] = []
+        for plan, (kind, series) in zip(plans, chosen, strict=True):
+            if not series:
+                continue
+            ids = [s.series_id for s in series]
+            lo, hi = plan.read_from_ns, plan.window.end_ns
+            if plan.aggregation in _QUANTILES and kind == MetricType.HISTOGRAM:
+                statements.append(reader.histogram_points_statement(call.project, ids, lo, hi))
+                decoders.append((reader.decode_histograms, lo, hi))
+            elif plan.aggregation in _QUANTILES and kind == MetricType.EXPONENTIAL_HISTOGRAM:
+                statements.append(reader.exponential_points_statement(call.project, ids, lo, hi))
+                decoders.append((reader.decode_exponential, lo, hi))
+            else:
+                statements.append(reader.number_points_statement(call.project, ids, lo, hi))
+                decoders.append((reader.decode_numbers, lo, hi))
+        fetched = await call.fetch_many([(reader.POINTS_SETTINGS, ()), *statements], binary=True)
+        batches = iter(fetched[1:])
+        decode = iter(decoders)
+        out: list[list[Any]] = []
+        for _, series in chosen:
+            if not series:
+                out.append([])
+                continue
+            function, lo, hi = next(decode)
+            rows = next(batches)
+            try:
+                out.append(list(function(rows, lo, hi)))
+            except reader.MixedLayouts as mixed:
+                # Rare: a series changed its bucket bounds within the range.
+                again = reader.histogram_points_by_layout_statement(
+                    call.project, mixed.series_ids, lo, hi
+                )
+                mixed_rows = await call.fetch(*again, binary=True)
+                kept = [row for row in rows if row[0] not in set(mixed.series_ids)]
+                out.append(list(function(kept + mixed_rows, lo, hi)))
+        return out
 
     async def list(self, call: QueryCall, request: pb.ListMetricsRequest) -> pb.ListMetricsResponse:
-        raise NotImplementedError
+        """Metric names (with ``prefix``) in name order, keyset-paginated."""
+        limit = arguments.limit(
+            request.limit, default=LIST_DEFAULT_LIMIT, maximum=self._settings.max_limit
+        )
+        prefix = arguments.text(request.prefix, "prefix", max_chars=MAX_NAME_CHARS)
+        bound_to = tokens.fingerprint(call.project, request)
+        cursor = tokens.decode(request.page_token, "metrics", bound_to)
+        after = ""
+        if cursor is not None:
+            if len(cursor) != 1 or not isinstance(cursor[0], str):
+                raise BadArgument("page_token", "is not a token this server issued")
+            after = cursor[0]
+        rows = reader.decode_list(
+            await call.fetch(*reader.list_statement(call.project, prefix, after, limit + 1))
+        )
+        response = pb.ListMetricsResponse()
+        for row in rows[:limit]:
+            keys = set(row.label_keys)
+            if row.has_service:
+                keys.add(reader.SERVICE_LABEL)
+            response.metrics.add(
+                name=row.name,
+                type=row.metric_type,
+                unit=row.unit or "",
+                description=row.description or "",
+                label_keys=sorted(keys),
+            )
+        if len(rows) > limit:
+            response.next_page_token = tokens.encode("metrics", bound_to, [rows[limit - 1].name])
+        return response
+
+
+def _choose(plan: _Plan, series: list[SeriesRow]) -> tuple[int, list[SeriesRow]]:
+    """The metric's type and the series of it: one name sent with two types (a client
+    changed its instrument) answers with the type most of its series have."""
+    if not series:
+        return pb.METRIC_TYPE_UNSPECIFIED, []
+    kind = Counter(s.metric_type for s in series).most_common(1)[0][0]
+    if plan.aggregation in _QUANTILES and kind == MetricType.SUMMARY:
+        raise BadArgument(
+            f"{plan.field}.aggregation",
+            "a summary metric carries quantiles its client computed; they cannot be merged",
+        )
+    return kind, [s for s in series if s.metric_type == kind]
+
+
+def _groups(plan: _Plan, series: Sequence[SeriesRow]) -> dict[tuple[str, ...], list[int]]:
+    """Positions of the series of each output series, by its labels (sorted pairs)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, s in enumerate(series):
+        labels = _labels(s)
+        if plan.group_by:
+            pairs = [(k, labels.get(k, "")) for k in plan.group_by]
+            key = tuple(x for k, v in sorted(pairs) if v for x in (k, v))
+        elif plan.aggregation in _QUANTILES:
+            key = ()
+        else:
+            key = tuple(x for k, v in sorted(labels.items()) for x in (k, v))
+        groups.setdefault(key, []).append(position)
+    return groups
+
+
+def _answer(
+    plan: _Plan, kind: int, series: Sequence[SeriesRow], data: Sequence[Any], result: Any
+) -> None:
+    grid = plan.grid
+    by_id = {s.series_id: s for s in series}
+    members: dict[int, list[Any]] = {}
+    for item in data:
+        members.setdefault(item.series_id, []).append(item)
+    starts = grid.starts()
+    for key, positions in sorted(_groups(plan, series).items()):
+        group = [item for p in positions for item in members.get(series[p].series_id, [])]
+        if not group:
+            continue
+        values = _group_values(plan, kind, grid, group, by_id)
+        has = ~np.isnan(values)
+        if not has.any():
+            continue
+        out = result.series.add()
+        out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
+        for t, v in zip(starts[has].tolist(), values[has].tolist(), strict=True):
+            set_timestamp(out.samples.add(value=v).time, t)
+
+
+def _group_values(
+    plan: _Plan, kind: int, grid: Grid, group: Sequence[Any], by_id: dict[int, SeriesRow]
+) -> np.ndarray:
+    """The group's value per bucket (NaN: none)."""
+    if plan.aggregation in _QUANTILES:
+        q = _QUANTILES[plan.aggregation]
+        if kind == MetricType.HISTOGRAM:
+            return _explicit_quantile(plan, grid, group, by_id, q)
+        if kind == MetricType.EXPONENTIAL_HISTOGRAM:
+            return _exponential_quantile(plan, grid, group, by_id, q)
+        times, values = _in_range(plan, group)
+        return aggregate.raw_quantile(grid, times, values, q)
+    if plan.aggregation in _RATES:
+        total = np.full(grid.size, np.nan)
+        for item in group:
+            rate = _rate(plan, kind, grid, item, by_id[item.series_id])
+            total = np.where(np.isnan(total), rate, total + np.nan_to_num(rate))
+        return total
+    how = _OVER_TIME[plan.aggregation]
+    merged = Moments.empty(grid.size)
+    for item in group:
+        times, values = _deduplicated(item.times, item.values)
+        inside = (times >= plan.window.start_ns) & (times < plan.window.end_ns)
+        merged = merged.combine(aggregate.moments(grid, times[inside], values[inside]))
+    return merged.result(how)
+
+
+def _deduplicated(times: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    keep = aggregate.deduplicated(times)
+    return (times[keep], *(c[keep] for c in columns))
+
+
+def _in_range(plan: _Plan, group: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_deduplicated(item.times, item.values) for item in group]
+    times = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    inside = (times >= plan.window.start_ns) & (times < plan.window.end_ns)
+    return times[inside], values[inside]
+
+
+def _rate(plan: _Plan, kind: int, grid: Grid, item: Any, series: SeriesRow) -> np.ndarray:
+    times, values = _deduplicated(item.times, item.values)
+    range_ns = plan.range_ns or aggregate.default_range(times, plan.step_ns)
+    per_second = _RATES[plan.aggregation]
+    if series.temporality == _DELTA:
+        return aggregate.delta_increase(grid, times, values, range_ns, per_second=per_second)
+    counter = kind in _HISTOGRAMS or kind == MetricType.SUMMARY or bool(series.monotonic)
+    return aggregate.extrapolated_rate(
+        grid, times, values, range_ns, counter=counter, per_second=per_second
+    )
+
+
+def _increments(
+    plan: _Plan, series: SeriesRow, times: np.ndarray, starts: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each point adds to its buckets (delta points are increments already)."""
+    times, starts, counts = _deduplicated(times, starts, counts)
+    if series.temporality == _DELTA:
+        increments = counts
+    else:
+        increments, keep = aggregate.cumulative_increments(
+            starts, counts, since_ns=plan.read_from_ns
+        )
+        times, increments = times[keep], increments[keep]
+    inside = (times >= plan.window.start_ns) & (times < plan.window.end_ns)
+    return times[inside], increments[inside]
+
+
+def _explicit_quantile(
+    plan: _Plan, grid: Grid, group: Sequence[Any], by_id: dict[int, SeriesRow], q: float
+) -> np.ndarray:
+    union, columns = aggregate.merge_layouts([item.bounds for item in group])
+    merged = np.zeros((grid.size, len(union) + 1))
+    for item, column in zip(group, columns, strict=True):
+        times, increments = _increments(
+            plan, by_id[item.series_id], item.times, item.starts, item.counts.astype(np.float64)
+        )
+        merged[:, column] += aggregate.bucket_sums(grid, times, increments)
+    return aggregate.histogram_quantile(q, Layout.explicit(union), merged)
+
+
+def _exponential_quantile(
+    plan: _Plan, grid: Grid, group: Sequence[Any], by_id: dict[int, SeriesRow], q: float
+) -> np.ndarray:
+    """Exponential histograms merged at the lowest scale among their points (a bucket at
+    scale s is exactly two at s + 1, so downscaling loses nothing but resolution)."""
+    scale = min(p.scale for p in group)
+    threshold = max(p.zero_threshold for p in group)
+
+    def indexes(offset: int, counts: Sequence[int], shift: int) -> np.ndarray:
+        return (offset + np.arange(len(counts), dtype=np.int64)) >> shift
+
+    pos_lo = neg_lo = 2**62
+    pos_hi = neg_hi = -(2**62)
+    for p in group:
+        shift = p.scale - scale
+        if p.positive_counts:
+            i = indexes(p.positive_offset, p.positive_counts, shift)
+            pos_lo, pos_hi = min(pos_lo, int(i[0])), max(pos_hi, int(i[-1]) + 1)
+        if p.negative_counts:
+            i = indexes(p.negative_offset, p.negative_counts, shift)
+            neg_lo, neg_hi = min(neg_lo, int(i[0])), max(neg_hi, int(i[-1]) + 1)
+    positive = range(pos_lo, pos_hi) if pos_hi > pos_lo else range(0)
+    negative = range(neg_lo, neg_hi) if neg_hi > neg_lo else range(0)
+    layout = Layout.exponential(scale, threshold, negative, positive)
+    zero_column = len(negative)
+    merged = np.zeros((grid.size, len(layout.uppers)))
+    by_series: dict[int, list[Any]] = {}
+    for p in group:
+        by_series.setdefault(p.series_id, []).append(p)
+    for series_id, points in by_series.items():
+        rows = np.zeros((len(points), len(layout.uppers)))
+        for r, p in enumerate(points):
+            shift = p.scale - scale
+            if p.positive_counts:
+                i = indexes(p.positive_offset, p.positive_counts, shift)
+                np.add.at(rows[r], zero_column + 1 + (i - positive.start), p.positive_counts)
+            if p.negative_counts:
+                i = indexes(p.negative_offset, p.negative_counts, shift)
+                np.add.at(rows[r], zero_column - 1 - (i - negative.start), p.negative_counts)
+            rows[r, zero_column] = p.zero_count
+        times = np.array([p.time_ns for p in points], dtype=np.int64)
+        starts = np.array([p.start_ns for p in points], dtype=np.int64)
+        times, increments = _increments(plan, by_id[series_id], times, starts, rows)
+        merged += aggregate.bucket_sums(grid, times, increments)
+    return aggregate.histogram_quantile(q, layout, merged)
