@@ -1,4 +1,6 @@
-"""The ``otlpd`` command: ``serve``, ``migrate``, ``version``.
+"""The ``otlpd`` command: ``serve``, ``migrate``, ``version``, and the query client
+(``traces``, ``trace``, ``logs``, ``metrics``, ``session``, ``services``, ``operations``:
+see ``otlpd.client``).
 
 Every setting is an ``OTLPD_*`` variable and, for ``serve``, a flag of the same name;
 a flag wins over the variable.
@@ -14,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from otlpd import __version__, embedded, logformat
+from otlpd.client.commands import add_commands as add_client_commands
+from otlpd.client.commands import is_client
 from otlpd.config import Config, ConfigError, load, settings
 
 log = logging.getLogger("otlpd")
@@ -27,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument(flag, dest=flag[2:].replace("-", "_"), help=f"{doc} [{variable}]")
     commands.add_parser("migrate", help="create or upgrade the schema, then exit")
     commands.add_parser("version", help="print the version")
+    add_client_commands(commands)
     return parser
 
 
@@ -48,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if is_client(args):
+        from otlpd.client.commands import run
+
+        return run(args)
     try:
         config = _config(args)
     except ConfigError as exc:

@@ -1,0 +1,329 @@
+"""Query API answers as text for a terminal: tables, a trace waterfall, log lines, charts.
+
+Every function takes the generated messages and returns a string, so what a human sees is
+tested without a server (``tests/client/test_render.py``). Scripts use ``--json``
+instead, which is the proto's own JSON mapping (``json_document``), not this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from otlpd.client import SEVERITIES
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+_ERROR_STATUS = 2  # OTLP Status.StatusCode ERROR
+BAR_WIDTH = 40
+
+
+def json_document(message: Any, *, indent: int | None = 2) -> str:
+    """The proto3 JSON mapping of ``message`` (bytes as base64, int64 as strings)."""
+    return json.dumps(json_format.MessageToDict(message), indent=indent, ensure_ascii=False)
+
+
+def hex_id(value: bytes) -> str:
+    return value.hex()
+
+
+def ns_of(ts: Any) -> int:
+    """Nanoseconds since the epoch of a ``Timestamp`` (or of a ``Duration``)."""
+    return int(ts.seconds) * 10**9 + int(ts.nanos)
+
+
+def time_text(ts: Any) -> str:
+    """RFC 3339 in UTC to the millisecond, ``-`` for an unset time."""
+    ns = ns_of(ts)
+    if ns == 0:
+        return "-"
+    moment = datetime.fromtimestamp(ns // 10**9, UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ns % 10**9 // 10**6:03d}Z"
+
+
+def duration_text(ns: int) -> str:
+    """A duration in the unit a human reads it best in: ``850ns``, ``12.5ms``, ``3.20s``."""
+    magnitude = abs(ns)
+    if magnitude == 0:
+        return "0"
+    if magnitude < 1_000:
+        return f"{ns}ns"
+    if magnitude < 1_000_000:
+        return f"{ns / 1e3:.3g}µs"
+    if magnitude < 1_000_000_000:
+        return f"{ns / 1e6:.3g}ms"
+    if magnitude < 60 * 10**9:
+        return f"{ns // 10**9}s" if magnitude % 10**9 == 0 else f"{ns / 1e9:.2f}s"
+    hours, rest = divmod(magnitude // 10**9, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "m"), (seconds, "s")]
+    text = "".join(f"{n}{unit}" for n, unit in parts if n)
+    return f"{'-' if ns < 0 else ''}{text}"
+
+
+def severity_text(number: int, text: str = "") -> str:
+    """``text`` if the record has one, else the name of ``number``'s range (``WARN``)."""
+    if text:
+        return text
+    name = "-"
+    for candidate, lowest in SEVERITIES.items():
+        if number >= lowest:
+            name = candidate.upper()
+    return name
+
+
+def value_text(value: struct_pb2.Value) -> str:
+    """A ``google.protobuf.Value`` as one line: strings bare, everything else as JSON."""
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return ""
+    if kind == "string_value":
+        return value.string_value
+    return json.dumps(json_format.MessageToDict(value), ensure_ascii=False)
+
+
+def _one_line(text: str) -> str:
+    # A body with newlines or control characters must not break the layout (or the
+    # terminal): they are shown escaped.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, the last one unpadded."""
+    lines = [list(headers), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    out = []
+    for line in lines:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(line[:-1])]
+        out.append("  ".join([*cells, line[-1]]).rstrip())
+    return "\n".join(out)
+
+
+def log_line(record: Any) -> str:
+    """``time  SEVERITY  service  body`` and, when set, the trace it belongs to."""
+    parts = [
+        time_text(record.time),
+        severity_text(record.severity_number, record.severity_text).ljust(5),
+        record.service or "-",
+        _one_line(value_text(record.body)),
+    ]
+    if record.trace_id:
+        parts.append(f"trace={hex_id(record.trace_id)}")
+    return "  ".join(parts)
+
+
+def log_lines(records: Iterable[Any]) -> str:
+    return "\n".join(log_line(record) for record in records)
+
+
+def traces_table(traces: Sequence[Any]) -> str:
+    """SearchTraces summaries, one row each."""
+    if not traces:
+        return "no traces"
+    rows = [
+        (
+            hex_id(t.trace_id),
+            time_text(t.start_time),
+            duration_text(ns_of(t.duration)),
+            str(t.span_count),
+            str(t.error_count) if t.error_count else "-",
+            f"{t.root_service}: {t.root_name}",
+            ",".join(t.services),
+        )
+        for t in traces
+    ]
+    return table(("TRACE", "START", "DURATION", "SPANS", "ERRORS", "ROOT", "SERVICES"), rows)
+
+
+def _bar(offset_ns: int, duration_ns: int, total_ns: int, width: int) -> str:
+    """A span's place in the trace: blank up to its start, then at least one block."""
+    if total_ns <= 0:
+        return "█"
+    start = min(width - 1, int(offset_ns * width / total_ns))
+    length = max(1, round(duration_ns * width / total_ns))
+    return " " * start + "█" * min(length, width - start)
+
+
+def waterfall(spans: Sequence[Any], *, width: int = BAR_WIDTH) -> str:
+    """GetTrace's spans as a waterfall: name (indented by depth), service, offset from the
+    trace's start, duration, a bar on the trace's time line, and errors marked ``!``.
+
+    The spans come in waterfall order from the server (parent before child, siblings by
+    start); this only draws them.
+    """
+    if not spans:
+        return "no spans"
+    starts = [ns_of(s.start_time) for s in spans]
+    ends = [max(ns_of(s.end_time), start) for s, start in zip(spans, starts, strict=True)]
+    origin, total = min(starts), max(ends) - min(starts)
+    rows = []
+    errors = 0
+    for s, start, end in zip(spans, starts, ends, strict=True):
+        failed = s.status_code == _ERROR_STATUS
+        errors += failed
+        note = f"error: {_one_line(s.status_message)}".rstrip(": ") if failed else ""
+        rows.append(
+            (
+                "!" if failed else " ",
+                "  " * s.depth + s.name,
+                s.service or "-",
+                "+" + duration_text(start - origin),
+                duration_text(end - start),
+                f"|{_bar(start - origin, end - start, total, width).ljust(width)}|",
+                note,
+            )
+        )
+    header = (
+        f"trace {hex_id(spans[0].trace_id)}  {len(spans)} spans  "
+        f"{duration_text(total)}  {errors} error{'s' if errors != 1 else ''}"
+    )
+    body = table((" ", "SPAN", "SERVICE", "OFFSET", "DURATION", "TIMELINE", ""), rows)
+    return f"{header}\n{body}"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One block character per value, scaled between the smallest and largest (NaN: space)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return " " * len(values)
+    low, high = min(finite), max(finite)
+    scale = (len(_SPARKS) - 1) / (high - low) if high > low else 0.0
+    return "".join(_SPARKS[round((v - low) * scale)] if math.isfinite(v) else " " for v in values)
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _labels(labels: Any) -> str:
+    if not labels:
+        return "{}"
+    return "{" + ", ".join(f'{k}="{labels[k]}"' for k in sorted(labels)) + "}"
+
+
+def metric_chart(result: Any) -> str:
+    """One QueryMetrics result: a header, then per series its labels, a sparkline over the
+    time range and the smallest, largest and last value."""
+    unit = f" [{result.unit}]" if result.unit else ""
+    header = f"{result.metric_name}{unit}  step {duration_text(ns_of(result.step))}"
+    if not result.series:
+        return f"{header}\n  no data"
+    lines = [header]
+    for series in result.series:
+        values = [s.value for s in series.samples]
+        finite = [v for v in values if math.isfinite(v)]
+        lines.append(f"  {_labels(series.labels)}")
+        if not series.samples:
+            lines.append("    no samples")
+            continue
+        first, last = series.samples[0].time, series.samples[-1].time
+        summary = (
+            f"min {_number(min(finite))}  max {_number(max(finite))}  last {_number(values[-1])}"
+            if finite
+            else "no finite values"
+        )
+        lines.append(f"    {sparkline(values)}  {summary}")
+        lines.append(f"    {time_text(first)} .. {time_text(last)}  ({len(values)} points)")
+    return "\n".join(lines)
+
+
+def metric_charts(results: Iterable[Any]) -> str:
+    return "\n\n".join(metric_chart(result) for result in results)
+
+
+_METRIC_TYPES = {1: "gauge", 2: "sum", 3: "histogram", 4: "exponential_histogram", 5: "summary"}
+
+
+def metrics_table(metrics: Sequence[Any]) -> str:
+    """ListMetrics: name, type, unit, label keys, description."""
+    if not metrics:
+        return "no metrics"
+    rows = [
+        (
+            m.name,
+            _METRIC_TYPES.get(m.type, "-"),
+            m.unit or "-",
+            ",".join(m.label_keys) or "-",
+            m.description,
+        )
+        for m in metrics
+    ]
+    return table(("NAME", "TYPE", "UNIT", "LABELS", "DESCRIPTION"), rows)
+
+
+def services_table(services: Sequence[Any]) -> str:
+    """ListServices: name, first and last seen."""
+    if not services:
+        return "no services"
+    rows = [(s.name, time_text(s.first_seen), time_text(s.last_seen)) for s in services]
+    return table(("SERVICE", "FIRST SEEN", "LAST SEEN"), rows)
+
+
+def operations_table(operations: Sequence[Any]) -> str:
+    """ListOperations: span name and kind."""
+    if not operations:
+        return "no operations"
+    kinds = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+    rows = [(o.name, kinds.get(o.span_kind, "-")) for o in operations]
+    return table(("OPERATION", "KIND"), rows)
+
+
+def _timeline_row(item: Any) -> tuple[str, str, str, str]:
+    kind = item.WhichOneof("item")
+    when = time_text(item.time)
+    if kind == "span":
+        s = item.span
+        duration = duration_text(ns_of(s.duration))
+        mark = "  !error" if s.status_code == _ERROR_STATUS else ""
+        return when, "span", s.service or "-", f"{s.name} ({duration}){mark}"
+    if kind == "log":
+        r = item.log
+        severity = severity_text(r.severity_number, r.severity_text)
+        return when, "log", r.service or "-", f"{severity} {_one_line(value_text(r.body))}"
+    if kind == "exemplar":
+        e = item.exemplar
+        return when, "exemplar", e.service or "-", f"{e.metric_name} = {_number(e.value)}"
+    return when, "-", "-", ""
+
+
+def session_timeline(response: Any) -> str:
+    """GetSessionTimeline: who and when, then every item in time order."""
+    s = response.session
+    header = "\n".join(
+        [
+            f"session {s.session_id}  project {s.project_id or '-'}  user {s.user_id or '-'}",
+            f"services {', '.join(s.services) or '-'}",
+            f"first seen {time_text(s.first_seen)}  last seen {time_text(s.last_seen)}",
+        ]
+    )
+    if not response.items:
+        return f"{header}\n\nno items"
+    rows = [_timeline_row(item) for item in response.items]
+    return f"{header}\n\n{table(('TIME', 'KIND', 'SERVICE', 'WHAT'), rows)}"
+
+
+def volume_table(response: Any) -> str:
+    """GetLogVolume: per bucket, its total, a bar, and counts per severity."""
+    if not response.buckets:
+        return "no buckets"
+    # Scaled from zero, not from the smallest total: an empty bucket stays blank.
+    highest = max(b.total for b in response.buckets) or 1
+    bars = [
+        " " if not b.total else _SPARKS[(len(_SPARKS) - 1) * b.total // highest]
+        for b in response.buckets
+    ]
+    rows = [
+        (
+            time_text(b.time),
+            str(b.total),
+            bar,
+            " ".join(f"{c.severity or '-'}={c.count}" for c in b.counts if c.count),
+        )
+        for b, bar in zip(response.buckets, bars, strict=True)
+    ]
+    step = duration_text(ns_of(response.step))
+    return f"step {step}\n{table(('TIME', 'TOTAL', '', 'BY SEVERITY'), rows)}"
