@@ -269,6 +269,12 @@ class Config:
             "must name a fixed port when OTLPD_WORKERS > 1 (the workers share it)",
             self.grpc_addr,
         )
+        need(
+            self.workers == 1 or not self.query_addr.endswith(":0"),
+            "query_addr",
+            "must name a fixed port when OTLPD_WORKERS > 1 (the workers share it)",
+            self.query_addr,
+        )
         need(self.partitions_ahead >= 0, "partitions_ahead", "must be >= 0", self.partitions_ahead)
         need(
             self.batch_max_rows <= self.queue_max_rows,

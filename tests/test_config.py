@@ -107,6 +107,20 @@ def test_several_workers_need_a_fixed_port() -> None:
         load({"OTLPD_WORKERS": "2", "OTLPD_GRPC_ADDR": "127.0.0.1:0"})
     assert caught.value.problems[0].startswith("OTLPD_GRPC_ADDR must name a fixed port")
     assert load({"OTLPD_WORKERS": "1", "OTLPD_GRPC_ADDR": "127.0.0.1:0"}).workers == 1
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_WORKERS": "2", "OTLPD_QUERY_ADDR": "127.0.0.1:0"})
+    assert caught.value.problems == [
+        "OTLPD_QUERY_ADDR must name a fixed port when OTLPD_WORKERS > 1 (the workers share it)"
+        ", got '127.0.0.1:0'"
+    ]
+
+
+def test_query_settings_are_validated_naming_their_variables() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_QUERY_BUDGET": "0s", "OTLPD_QUERY_MAX_LIMIT": "0", "OTLPD_TAIL_BUFFER": "-1"})
+    problems = " ".join(caught.value.problems)
+    for variable in ("OTLPD_QUERY_BUDGET", "OTLPD_QUERY_MAX_LIMIT", "OTLPD_TAIL_BUFFER"):
+        assert variable in problems
 
 
 # --- the settings that bound memory before admission ------------------------------------
