@@ -87,7 +87,7 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-class _Process:
+class ServerProcess:
     """A child process with its output in a log file, stopped with SIGTERM then SIGKILL."""
 
     def __init__(self, name: str, workdir: Path) -> None:
@@ -129,7 +129,7 @@ class _Process:
         return proc.returncode
 
 
-def _wait_until(ready: Callable[[], bool], process: _Process, what: str) -> None:
+def wait_until(ready: Callable[[], bool], process: ServerProcess, what: str) -> None:
     """Polls ``ready`` until it holds; fails early if the process dies."""
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():
@@ -172,7 +172,7 @@ class RotelTarget:
         self.name = "rotel"
         self._workdir = workdir
         self._port = 0
-        self._process = _Process("rotel", workdir)
+        self._process = ServerProcess("rotel", workdir)
 
     @property
     def grpc_addr(self) -> str:
@@ -206,7 +206,7 @@ class RotelTarget:
                 str(self._workdir / "rotel-agent.log"),
             ]
         )
-        _wait_until(lambda: _accepts(self._port), self._process, "port open")
+        wait_until(lambda: _accepts(self._port), self._process, "port open")
 
     def stop(self) -> None:
         self._process.terminate()
@@ -240,7 +240,7 @@ class OtlpdTarget:
         self._grpc_port = 0
         self._metrics_port = 0
         self._query_port = 0
-        self._process = _Process(f"otlpd-w{workers}", workdir)
+        self._process = ServerProcess(f"otlpd-w{workers}", workdir)
 
     @property
     def grpc_addr(self) -> str:
@@ -306,7 +306,7 @@ class OtlpdTarget:
             [sys.executable, "-m", "otlpd", "serve", "--workers", str(self.workers)],
             env=self._env(),
         )
-        _wait_until(self._ready, self._process, "/readyz 200")
+        wait_until(self._ready, self._process, "/readyz 200")
 
     def stored(self, signal_name: str) -> Stored:
         """Rows of the signal's record table, and bytes of all its tables' partitions."""

@@ -1,0 +1,389 @@
+"""The RPC mix: each case timed with several clients calling in parallel, closed loop.
+
+A case is one RPC with one shape of request (a word search over the last hour, a trace by
+id, ...) whose parameters vary call by call, drawn from what ``bench.query.generate`` is
+known to have stored (trace ids that exist, words of the vocabulary, a session with 1,000
+records), so every call does real work. Each client is a thread with its own channel
+(its own HTTP/2 connection), calling one request after another for the case's duration;
+latency is measured around each blocking call, so it includes the client's protobuf
+parsing, as an application's would.
+
+An RPC that answers UNIMPLEMENTED is reported as "not built", not as a failure: the
+query service is built RPC by RPC, and the benchmark must run on any stage of it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import grpc
+from google.protobuf import duration_pb2, message, timestamp_pb2
+
+from bench.query import generate
+from bench.query.generate import Dataset
+from query.proto import pb, pb_grpc
+
+_HOUR_NS: Final = 3600 * 10**9
+_MINUTE_NS: Final = 60 * 10**9
+CALL_TIMEOUT: Final = 30.0
+WARMUP_CALLS: Final = 2
+METADATA: Final = (("x-otlpd-project", generate.PROJECT),)
+
+
+def timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    """``ns`` since the epoch as a protobuf Timestamp."""
+    return timestamp_pb2.Timestamp(seconds=ns // 10**9, nanos=ns % 10**9)
+
+
+def duration(ns: int) -> duration_pb2.Duration:
+    """``ns`` as a protobuf Duration."""
+    return duration_pb2.Duration(seconds=ns // 10**9, nanos=ns % 10**9)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One RPC with one request shape; ``target_ms`` applies to percentile ``stat``."""
+
+    name: str
+    rpc: str
+    build: Callable[[random.Random], message.Message]
+    about: str
+    target_ms: float | None = None
+    stat: int = 99
+    # How many things the answer holds (records, spans, series points), for the report.
+    size: Callable[[Any], int] = lambda _: 0
+    # Built from what another case answered (GetLogContext needs record ids).
+    needs: str = ""
+
+
+@dataclass(slots=True)
+class CaseResult:
+    """What one case measured; latencies in seconds, of successful calls only."""
+
+    case: Case
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    first_error: str = ""
+    not_built: str = ""
+
+    @property
+    def calls(self) -> int:
+        """Successful calls (warm-up excluded)."""
+        return len(self.latencies)
+
+    @property
+    def throughput(self) -> float:
+        """Successful calls per second over all clients."""
+        return self.calls / self.seconds if self.seconds > 0 else 0.0
+
+
+def _words(ds: Dataset) -> Callable[[random.Random], str]:
+    """A word to search for: common half the time, any of the vocabulary, sometimes rare."""
+    vocab, rare = generate.vocabulary(), generate.rare_words()
+
+    def pick(rng: random.Random) -> str:
+        roll = rng.random()
+        if roll < 0.5:
+            return rng.choice(vocab[:200])
+        if roll < 0.9:
+            return rng.choice(vocab)
+        return rng.choice(rare)
+
+    return pick
+
+
+def cases(ds: Dataset) -> list[Case]:
+    """Every case, those with a target from the issue first."""
+    end, start = ds.window_end_ns, ds.window_start_ns
+    hour = (timestamp(end - _HOUR_NS), timestamp(end))
+    day = (timestamp(start), timestamp(end))
+    word = _words(ds)
+    services = generate.SERVICES
+
+    def any_trace(rng: random.Random) -> int:
+        return rng.randrange(ds.traces)
+
+    def sessions(rng: random.Random) -> str:
+        return f"sess-{rng.randrange(ds.sessions)}"
+
+    def search_logs(window: tuple[Any, Any]) -> Callable[[random.Random], message.Message]:
+        return lambda rng: pb.SearchLogsRequest(
+            start_time=window[0], end_time=window[1], filter=pb.LogFilter(q=word(rng))
+        )
+
+    def records(answer: Any) -> int:
+        return len(answer.records)
+
+    return [
+        Case(
+            "GetTrace",
+            "GetTrace",
+            lambda rng: pb.GetTraceRequest(trace_id=generate.trace_id(any_trace(rng))),
+            "a random trace of 10 spans, anywhere in the day",
+            20,
+            size=lambda a: len(a.spans),
+        ),
+        Case(
+            "ListServices",
+            "ListServices",
+            lambda rng: pb.ListServicesRequest(),
+            "the catalog: 20 services",
+            20,
+            size=lambda a: len(a.services),
+        ),
+        Case(
+            "SearchLogs word 1h",
+            "SearchLogs",
+            search_logs(hour),
+            "one word (common, any, or rare) over the last hour",
+            100,
+            size=records,
+        ),
+        Case(
+            "SearchLogs word 24h",
+            "SearchLogs",
+            search_logs(day),
+            "one word over the whole day",
+            500,
+            size=records,
+        ),
+        Case(
+            "SearchLogs trace_id",
+            "SearchLogs",
+            lambda rng: pb.SearchLogsRequest(
+                filter=pb.LogFilter(trace_id=generate.trace_id(any_trace(rng)))
+            ),
+            "the logs of a random trace, no time range",
+            20,
+            size=records,
+        ),
+        Case(
+            "SearchLogs session_id",
+            "SearchLogs",
+            lambda rng: pb.SearchLogsRequest(filter=pb.LogFilter(session_id=sessions(rng))),
+            "the logs of a random session (200 records), no time range",
+            20,
+            size=records,
+        ),
+        Case(
+            "SearchTraces service+min_duration 1h",
+            "SearchTraces",
+            lambda rng: pb.SearchTracesRequest(
+                start_time=hour[0],
+                end_time=hour[1],
+                service=rng.choice(services),
+                min_duration=duration(rng.choice((50, 100, 200)) * 10**6),
+            ),
+            "a random service, spans of at least 50/100/200 ms, last hour",
+            200,
+            size=lambda a: len(a.traces),
+        ),
+        Case(
+            "QueryMetrics histogram p95 24h 1m",
+            "QueryMetrics",
+            lambda rng: pb.QueryMetricsRequest(
+                queries=[
+                    pb.MetricQuery(
+                        metric_name=generate.HISTOGRAM_METRIC,
+                        start_time=day[0],
+                        end_time=day[1],
+                        step=duration(_MINUTE_NS),
+                        aggregation=pb.AGGREGATION_P95,
+                    )
+                ]
+            ),
+            f"p95 from the buckets of {ds.series} histogram series, 1,440 steps",
+            300,
+            size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
+        ),
+        Case(
+            "GetSessionTimeline 1,000 records",
+            "GetSessionTimeline",
+            lambda rng: pb.GetSessionTimelineRequest(session_id=generate.SESSION_1000, limit=1000),
+            "600 spans and 400 logs of one session, one page",
+            50,
+            size=lambda a: len(a.items),
+        ),
+        # No target in the issue: timed for the record.
+        Case(
+            "ListOperations",
+            "ListOperations",
+            lambda rng: pb.ListOperationsRequest(service=rng.choice(services)),
+            "the 10 operations of a random service",
+            size=lambda a: len(a.operations),
+        ),
+        Case(
+            "GetLogContext",
+            "GetLogContext",
+            lambda rng: pb.GetLogContextRequest(),  # ids filled in by the runner
+            "10 records before and after a record found by SearchLogs",
+            size=lambda a: len(a.before) + len(a.after),
+            needs="record ids",
+        ),
+        Case(
+            "GetLogVolume 24h",
+            "GetLogVolume",
+            lambda rng: pb.GetLogVolumeRequest(start_time=day[0], end_time=day[1]),
+            "counts per bucket and severity over the day, default step",
+            size=lambda a: len(a.buckets),
+        ),
+        Case(
+            "GetLogVolume word 1h",
+            "GetLogVolume",
+            lambda rng: pb.GetLogVolumeRequest(
+                start_time=hour[0], end_time=hour[1], filter=pb.LogFilter(q=word(rng))
+            ),
+            "the sparkline of a one-word search over the last hour",
+            size=lambda a: len(a.buckets),
+        ),
+        Case(
+            "SearchTraces errors 1h",
+            "SearchTraces",
+            lambda rng: pb.SearchTracesRequest(
+                start_time=hour[0], end_time=hour[1], errors_only=True
+            ),
+            "traces with an error span, last hour",
+            size=lambda a: len(a.traces),
+        ),
+        Case(
+            "QueryMetrics counter rate 24h 1m",
+            "QueryMetrics",
+            lambda rng: pb.QueryMetricsRequest(
+                queries=[
+                    pb.MetricQuery(
+                        metric_name=generate.COUNTER_METRIC,
+                        start_time=day[0],
+                        end_time=day[1],
+                        step=duration(_MINUTE_NS),
+                        aggregation=pb.AGGREGATION_RATE,
+                        range=duration(5 * _MINUTE_NS),
+                    )
+                ]
+            ),
+            f"rate over 5 min of {ds.series} counter series (some reset), 1,440 steps each",
+            size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
+        ),
+        Case(
+            "ListMetrics",
+            "ListMetrics",
+            lambda rng: pb.ListMetricsRequest(prefix="http."),
+            "metric names with prefix http.",
+            size=lambda a: len(a.metrics),
+        ),
+    ]
+
+
+class Runner:
+    """Runs cases against one query address with ``clients`` threads, one channel each."""
+
+    def __init__(self, addr: str, clients: int, *, seconds: float, calls: int = 0) -> None:
+        self._seconds = seconds
+        self._calls = calls
+        self._channels = [
+            grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 28)])
+            for _ in range(clients)
+        ]
+        self._stubs = [pb_grpc.QueryServiceStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
+        self._record_ids: list[str] = []
+
+    def close(self) -> None:
+        """Closes every channel."""
+        for channel in self._channels:
+            channel.close()
+
+    def run(self, case: Case) -> CaseResult:
+        """Times ``case``: a few warm-up calls per client, then the closed loop."""
+        result = CaseResult(case)
+        build = case.build
+        if case.needs == "record ids":
+            if not self._record_ids:
+                result.not_built = "no record ids (SearchLogs answered none)"
+                return result
+            ids = self._record_ids
+            build = lambda rng: pb.GetLogContextRequest(id=rng.choice(ids))  # noqa: E731
+        lock = threading.Lock()
+        stop = threading.Event()
+        # Per client, when its timed calls began and when its last one ended.
+        spans: list[list[float]] = []
+
+        def client(index: int) -> None:
+            stub = self._stubs[index]
+            method = getattr(stub, case.rpc)
+            rng = random.Random(f"{case.name}/{index}")
+            done = 0
+            deadline: float | None = None
+            warm = 0
+            mine: list[float] = []
+            while not stop.is_set():
+                request = build(rng)
+                began = time.perf_counter()
+                try:
+                    answer = method(request, timeout=CALL_TIMEOUT, metadata=METADATA)
+                except grpc.RpcError as exc:
+                    code = exc.code()
+                    with lock:
+                        if code == grpc.StatusCode.UNIMPLEMENTED:
+                            result.not_built = exc.details() or "UNIMPLEMENTED"
+                            stop.set()
+                            return
+                        result.errors[code.name] = result.errors.get(code.name, 0) + 1
+                        if not result.first_error:
+                            result.first_error = f"{code.name}: {exc.details()}"
+                    answer = None
+                elapsed = time.perf_counter() - began
+                if warm < WARMUP_CALLS:
+                    warm += 1
+                    if warm == WARMUP_CALLS:
+                        timed = time.perf_counter()
+                        deadline = timed + self._seconds
+                        mine = [timed, timed]
+                        with lock:
+                            spans.append(mine)
+                    continue
+                if answer is not None:
+                    with lock:
+                        result.latencies.append(elapsed)
+                        result.sizes.append(case.size(answer))
+                    if case.rpc == "SearchLogs" and len(self._record_ids) < 1000:
+                        self._record_ids.extend(r.id for r in answer.records[:5])
+                done += 1
+                now = time.perf_counter()
+                mine[1] = now
+                if deadline is None or now >= deadline or (self._calls and done >= self._calls):
+                    return
+
+        threads = [
+            threading.Thread(target=client, args=(i,), name=f"query-client-{i}")
+            for i in range(len(self._stubs))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # From the first client's end of warm-up to the last client's last answer.
+        if spans:
+            result.seconds = max(end for _, end in spans) - min(start for start, _ in spans)
+        return result
+
+
+def run_all(addr: str, selected: Sequence[Case], clients: int, *, seconds: float, calls: int = 0,
+            on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:  # fmt: skip
+    """Every case in turn on one set of clients."""
+    runner = Runner(addr, clients, seconds=seconds, calls=calls)
+    results: list[CaseResult] = []
+    try:
+        for case in selected:
+            result = runner.run(case)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        runner.close()
+    return results

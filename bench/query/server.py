@@ -1,0 +1,94 @@
+"""otlpd under the query benchmark: ``python -m otlpd serve`` on the benchmark's database.
+
+Unlike the ingest benchmark's ``bench.targets.OtlpdTarget``, which makes a database of
+its own and drops it at the end, this one serves a database that is loaded once and kept
+(``bench.query.generate``), so the process plumbing is shared but the lifecycle is not.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+
+from bench.targets import ServerProcess, TargetError, free_port, wait_until
+
+
+class QueryServer:
+    """One otlpd process serving ``database_url``; ``query_addr`` is its query API."""
+
+    def __init__(self, workdir: Path, database_url: str, workers: int = 1) -> None:
+        self.database_url = database_url
+        self.workers = workers
+        self._grpc_port = free_port()
+        self._metrics_port = free_port()
+        self._query_port = free_port()
+        self._process = ServerProcess(f"otlpd-query-w{workers}", workdir)
+
+    @property
+    def query_addr(self) -> str:
+        """``host:port`` of the query API."""
+        return f"127.0.0.1:{self._query_port}"
+
+    @property
+    def grpc_port(self) -> int:
+        """The OTLP ingest port (the sampler counts connections on it)."""
+        return self._grpc_port
+
+    @property
+    def pid(self) -> int:
+        """The server's main process."""
+        return self._process.pid
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's output goes."""
+        return self._process.log_path
+
+    def _ready(self) -> bool:
+        url = f"http://127.0.0.1:{self._metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                if int(resp.status) != 200:
+                    return False
+        except (urllib.error.URLError, OSError):
+            return False
+        with grpc.insecure_channel(self.query_addr) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1.0)
+            except grpc.FutureTimeoutError:
+                return False
+        return True
+
+    def start(self) -> None:
+        """Starts otlpd; returns once it is ready and its query port accepts calls."""
+        env = dict(os.environ) | {
+            "OTLPD_DATABASE_URL": self.database_url,
+            "OTLPD_GRPC_ADDR": f"127.0.0.1:{self._grpc_port}",
+            "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
+            "OTLPD_QUERY_ADDR": self.query_addr,
+            # The data is a day old at most when loaded; a day more lets a kept database
+            # be served the next day without otlpd refusing its partitions' window.
+            "OTLPD_ACCEPT_PAST": "48h",
+        }
+        self._process.spawn(
+            [sys.executable, "-m", "otlpd", "serve", "--workers", str(self.workers)], env=env
+        )
+        wait_until(self._ready, self._process, "/readyz 200 and the query port")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period; warns on a bad exit code."""
+        code = self._process.terminate()
+        if code not in (0, None):
+            print(f"warning: otlpd exited with {code}", file=sys.stderr)
+
+    def check_alive(self) -> None:
+        """Raises ``TargetError`` with the log's tail if otlpd has exited."""
+        self._process.check_alive()
+
+
+__all__ = ["QueryServer", "TargetError"]
