@@ -246,8 +246,9 @@ class MetricQueries:
             else:
                 statements.append(reader.number_points_statement(call.project, ids, lo, hi))
                 decoders.append((reader.decode_numbers, lo, hi))
-        fetched = await call.fetch_many([(reader.POINTS_SETTINGS, ()), *statements], binary=True)
-        batches = iter(fetched[1:])
+        settings: list[tuple[Any, Any]] = [(setting, ()) for setting in reader.POINTS_SETTINGS]
+        fetched = await call.fetch_many([*settings, *statements], binary=True)
+        batches = iter(fetched[len(settings) :])
         decode = iter(decoders)
         out: list[list[Any]] = []
         for _, series in chosen:
@@ -426,6 +427,10 @@ def _explicit_quantile(
     plan: _Plan, grid: Grid, group: Sequence[Any], by_id: dict[int, SeriesRow], q: float
 ) -> np.ndarray:
     union, columns = aggregate.merge_layouts([item.bounds for item in group])
+    if group and all(len(item.bounds) == len(union) for item in group):
+        # Every series has the union's layout (the common case): all of them at once.
+        merged = _merged_increments(plan, grid, group, by_id)
+        return aggregate.histogram_quantile(q, Layout.explicit(union), merged)
     merged = np.zeros((grid.size, len(union) + 1))
     for item, column in zip(group, columns, strict=True):
         times, increments = _increments(
@@ -433,6 +438,52 @@ def _explicit_quantile(
         )
         merged[:, column] += aggregate.bucket_sums(grid, times, increments)
     return aggregate.histogram_quantile(q, Layout.explicit(union), merged)
+
+
+def _merged_increments(
+    plan: _Plan, grid: Grid, group: Sequence[Any], by_id: dict[int, SeriesRow]
+) -> np.ndarray:
+    """Per grid bucket, the sum over ``group`` of what each point adds to its buckets:
+    ``_increments`` and ``bucket_sums`` for every series of one layout, in a few array
+    operations over all their points instead of a dozen per series (measured: 70 ms of
+    numpy calls for 100 series over a day, one per series)."""
+    lengths = np.array([item.times.shape[0] for item in group])
+    times = np.concatenate([item.times for item in group])
+    starts = np.concatenate([item.starts for item in group])
+    counts = np.concatenate([item.counts for item in group]).astype(np.float64)
+    series = np.repeat(np.arange(len(group)), lengths)
+    delta = np.repeat(
+        np.array([by_id[item.series_id].temporality == _DELTA for item in group]), lengths
+    )
+    # The first of each run of equal times within a series (aggregate.deduplicated).
+    keep = np.ones(times.shape[0], dtype=bool)
+    keep[1:] = (times[1:] != times[:-1]) | (series[1:] != series[:-1])
+    times, starts, counts = times[keep], starts[keep], counts[keep]
+    series, delta = series[keep], delta[keep]
+    # Cumulative points add their difference to the previous point of their series, or
+    # their own counts after a reset; a series' first point counts only when the series
+    # started within what was read (aggregate.cumulative_increments).
+    first = np.ones(times.shape[0], dtype=bool)
+    first[1:] = series[1:] != series[:-1]
+    increments = counts.copy()
+    if times.shape[0] > 1:
+        diff = counts[1:] - counts[:-1]
+        reset = (diff < 0).any(axis=1) | (starts[1:] != starts[:-1])
+        increments[1:] = np.where(reset[:, None], counts[1:], diff)
+        increments[1:][first[1:]] = counts[1:][first[1:]]
+    increments[delta] = counts[delta]  # delta points are increments already
+    counted = delta | ~first | ((starts > 0) & (starts >= plan.read_from_ns))
+    inside = counted & (times >= plan.window.start_ns) & (times < plan.window.end_ns)
+    index = grid.index(times[inside])
+    increments = increments[inside]
+    on_grid = (index >= 0) & (index < grid.size)
+    index, increments = index[on_grid], increments[on_grid]
+    merged = np.zeros((grid.size, increments.shape[1] if increments.ndim == 2 else 0))
+    for column in range(merged.shape[1]):
+        merged[:, column] = np.bincount(index, weights=increments[:, column], minlength=grid.size)[
+            : grid.size
+        ]
+    return merged
 
 
 def _exponential_quantile(

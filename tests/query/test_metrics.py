@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
+from query import arguments
 from query.proto import pb
 from tests.conftest import RunningOtlpd
 
@@ -450,3 +451,49 @@ def test_a_series_that_changes_its_bucket_bounds_is_read_per_layout(
     assert 1.0 <= values[0] <= 2.0
     assert 10.0 <= values[1] <= 20.0
     assert 5.0 <= values[2] <= 50.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_histogram_increments_of_many_series_at_once_equal_series_by_series(seed: int) -> None:
+    """The vectorized merge (every series of one layout at once) against the per-series
+    path it replaces, on random cumulative and delta series with resets, restarts,
+    duplicate points and points outside the window."""
+    from query import metrics as m
+    from query.aggregate import bucket_sums
+    from storage.postgres.metric_reader import HistogramPoints, SeriesRow
+
+    rng = np.random.default_rng(seed)
+    step = 60 * S
+    start, end = 1_000 * step, 1_100 * step
+    plan = m._Plan(
+        name="h",
+        matchers=(),
+        window=arguments.TimeRange(start, end),
+        step_ns=step,
+        aggregation=pb.AGGREGATION_P95,
+        group_by=(),
+        range_ns=None,
+        field="queries[0]",
+    )
+    grid = plan.grid
+    group, by_id = [], {}
+    for series_id in range(12):
+        n = int(rng.integers(0, 150))
+        times = np.sort(rng.integers(plan.read_from_ns - 5 * step, end + 5 * step, n))
+        if n > 3:
+            times[2] = times[1]  # a point stored twice
+        starts = np.full(n, plan.read_from_ns - 7 * step if series_id % 3 else start + step)
+        counts = np.cumsum(rng.integers(0, 5, (n, 5)), axis=0)
+        if n > 10:
+            counts[n // 2 :] -= counts[n // 2]  # a reset half-way
+            starts[n // 2 :] += 1
+        group.append(HistogramPoints(series_id, [1.0, 2.0, 4.0, 8.0], times, starts, counts))
+        temporality = 1 if series_id % 4 == 0 else 2
+        by_id[series_id] = SeriesRow(series_id, 3, "ms", temporality, None, "svc", {})
+    expected = np.zeros((grid.size, 5))
+    for item in group:
+        times, increments = m._increments(
+            plan, by_id[item.series_id], item.times, item.starts, item.counts.astype(np.float64)
+        )
+        expected += bucket_sums(grid, times, increments)
+    np.testing.assert_allclose(m._merged_increments(plan, grid, group, by_id), expected)
