@@ -7,6 +7,8 @@ double there, so integers beyond 2**53 lose precision in the answer, not in stor
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
@@ -35,6 +37,43 @@ def set_struct(target: struct_pb2.Struct, value: Any) -> None:
     """Fills ``target`` from a JSON object; anything else (None included) leaves it empty."""
     if isinstance(value, dict) and value:
         target.update(value)
+
+
+class _Resources:
+    """Resource attributes as Structs, by resource id, at most ``size`` (LRU).
+
+    A record's resource is the same few processes over and over: parsing its JSON and
+    building its Struct once per id, then copying it (C code), cost ~1 us per record
+    where parsing and building cost ~10 us (measured on the query benchmark's records).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._structs: OrderedDict[int, struct_pb2.Struct] = OrderedDict()
+
+    def get(self, resource_id: int, text: str | None) -> struct_pb2.Struct | None:
+        found = self._structs.get(resource_id)
+        if found is not None:
+            self._structs.move_to_end(resource_id)
+            return found
+        if not text:
+            return None
+        built = struct_pb2.Struct()
+        set_struct(built, json.loads(text))
+        self._structs[resource_id] = built
+        if len(self._structs) > self._size:
+            self._structs.popitem(last=False)
+        return built
+
+
+_RESOURCES = _Resources(10_000)
+
+
+def set_resource(target: struct_pb2.Struct, resource_id: int, text: str | None) -> None:
+    """``target`` from a stored resource (its JSON text and id; see ``_Resources``)."""
+    found = _RESOURCES.get(resource_id, text)
+    if found is not None and found.fields:
+        target.CopyFrom(found)
 
 
 def set_value(target: struct_pb2.Value, value: Any) -> None:
@@ -82,7 +121,7 @@ def log_record(row: LogRow) -> pb.LogRecord:
         set_timestamp(record.observed_time, row.observed_time_unix_nano)
     set_value(record.body, row.body)
     set_struct(record.attributes, row.attributes)
-    set_struct(record.resource, row.resource)
+    set_resource(record.resource, row.resource_id, row.resource)
     return record
 
 
@@ -109,7 +148,7 @@ def span(row: SpanRow, depth: int = 0) -> pb.Span:
     set_timestamp(message.end_time, end)
     set_duration(message.duration, row.duration_ns if row.duration_ns is not None else end - start)
     set_struct(message.attributes, row.attributes)
-    set_struct(message.resource, row.resource)
+    set_resource(message.resource, row.resource_id, row.resource)
     set_list(message.events, row.events)
     set_list(message.links, row.links)
     return message

@@ -31,7 +31,8 @@ RESOURCE_JOIN = (
 LOG_COLUMNS = (
     "l.time, l.ctid::text, l.time_unix_nano, l.observed_time_unix_nano, l.trace_id, "
     "l.span_id, l.flags, l.service_name, l.session_id, l.user_id, l.severity_number, "
-    "l.severity_text, l.body, l.attributes, l.event_name, l.scope_name, r.attributes"
+    "l.severity_text, l.body, l.attributes, l.event_name, l.scope_name, r.attributes::text, "
+    "l.resource_id"
 )
 LOGS_FROM = "logs l " + RESOURCE_JOIN.format(alias="l")
 
@@ -39,9 +40,15 @@ SPAN_COLUMNS = (
     "s.start_time_unix_nano, s.end_time_unix_nano, s.duration_ns, s.trace_id, s.span_id, "
     "s.parent_span_id, s.trace_state, s.service_name, s.session_id, s.user_id, s.name, "
     "s.kind, s.status_code, s.status_message, s.attributes, s.events, s.links, "
-    "s.scope_name, r.attributes"
+    "s.scope_name, r.attributes::text, s.resource_id"
 )
 SPANS_FROM = "spans s " + RESOURCE_JOIN.format(alias="s")
+
+
+# The resource comes as JSON text with its id: many records share one resource, so the
+# converter parses and builds it once per resource id (query.convert) instead of once
+# per row. A resource id is a hash of the resource's content (storage/ids.py), so one id
+# is one content in every project.
 
 
 class LogRow(NamedTuple):
@@ -63,7 +70,8 @@ class LogRow(NamedTuple):
     attributes: Any
     event_name: str | None
     scope_name: str | None
-    resource: Any
+    resource: str | None  # the resource's attributes as JSON text (see above)
+    resource_id: int
 
     @property
     def time_us(self) -> int:
@@ -95,7 +103,8 @@ class SpanRow(NamedTuple):
     events: Any
     links: Any
     scope_name: str | None
-    resource: Any
+    resource: str | None  # the resource's attributes as JSON text (see above)
+    resource_id: int
 
 
 def micros(moment: datetime) -> int:
