@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, LiteralString
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from storage.api import StorageTimeout
@@ -25,6 +27,13 @@ from storage.postgres.connect import connection_kwargs
 from storage.postgres.errors import translate
 
 Query = LiteralString | sql.Composed | sql.SQL
+
+
+async def _configure(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+    # json and jsonb columns (attributes, bodies, events) parsed by orjson: ~0.4 us for a
+    # span's attributes where the standard library's json takes ~2.6 us (measured), which
+    # is a good part of reading 1,000 records.
+    set_json_loads(orjson.loads, conn)
 
 
 class ReadPool:
@@ -45,6 +54,7 @@ class ReadPool:
             name="otlpd-query",
             open=False,
             check=AsyncConnectionPool.check_connection,
+            configure=_configure,
             timeout=timeout,
             reconnect_timeout=20.0,
             kwargs={
