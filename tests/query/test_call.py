@@ -28,9 +28,11 @@ def logs_locked(database_url: str) -> Iterator[psycopg.Connection[tuple[object, 
 
 
 def waiting_query_backends(conn: psycopg.Connection[tuple[object, ...]]) -> int:
+    """Query statements running in this test's database (another test's otlpd, killed,
+    may leave one running elsewhere until its own statement_timeout)."""
     row = conn.execute(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name = 'otlpd-query' AND state = 'active'"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'otlpd-query' AND state = 'active'"
     ).fetchone()
     assert row is not None
     return int(row[0])  # type: ignore[call-overload]
@@ -87,7 +89,8 @@ def test_an_unreachable_store_is_unavailable_with_retry_info(otlpd: RunningOtlpd
         try:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'otlpd-query'"
+                "WHERE application_name = 'otlpd-query' AND datname = %s",
+                (name,),
             )
             channel, query = stub(otlpd)
             with channel, pytest.raises(grpc.RpcError) as caught:
