@@ -71,6 +71,16 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             deadline=None if remaining is None else time.monotonic() + remaining,
         )
 
+    def _failure(
+        self, rpc: str, exc: Exception
+    ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+        """The status that answers ``exc``: ours through ``grpc_status``; anything else is
+        logged with its traceback and answered as our fault (UNAVAILABLE, retryable)."""
+        if isinstance(exc, OtlpdError):
+            return grpc_status(exc)
+        log.error("query %s failed", rpc, exc_info=exc)
+        return grpc_status(internal_fault(self._settings.retry_after))
+
     async def _answer(
         self,
         rpc: str,
@@ -82,13 +92,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         code = grpc.StatusCode.OK
         try:
             return await handler(self._call(context, request), request)
-        except OtlpdError as exc:
-            code, message, trailers = grpc_status(exc)
-        except NotImplementedError:
-            code, message, trailers = grpc.StatusCode.UNIMPLEMENTED, f"{rpc} is not built", ()
-        except Exception:
-            log.exception("query %s failed", rpc)
-            code, message, trailers = grpc_status(internal_fault(self._settings.retry_after))
+        except Exception as exc:
+            code, message, trailers = self._failure(rpc, exc)
         finally:
             self._metrics.query_requests.labels(rpc, code.name).inc()
             self._metrics.query_seconds.labels(rpc).observe(time.perf_counter() - started)
@@ -154,13 +159,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         try:
             async for response in self.tail.stream(self._call(context, request), request):
                 yield response
-        except OtlpdError as exc:
-            code, message, trailers = grpc_status(exc)
-        except NotImplementedError:
-            code, message = grpc.StatusCode.UNIMPLEMENTED, "TailLogs is not built"
-        except Exception:
-            log.exception("query TailLogs failed")
-            code, message, trailers = grpc_status(internal_fault(self._settings.retry_after))
+        except Exception as exc:
+            code, message, trailers = self._failure("TailLogs", exc)
         finally:
             self._metrics.query_requests.labels("TailLogs", code.name).inc()
             self._metrics.query_seconds.labels("TailLogs").observe(time.perf_counter() - started)

@@ -35,7 +35,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any, Final
 
 import psycopg
@@ -465,7 +464,7 @@ def _load_metrics(conn: psycopg.Connection[Any], ds: Dataset, common: dict[str, 
         "reset": minutes // 2,
         "reset_every": RESET_EVERY,
         "bounds": list(HISTOGRAM_BOUNDS),
-        "first": _moment(ds.window_start_ns),
+        "first": datetime_from_ns(ds.window_start_ns),
     }
     for metric_id0, name, type_, unit, description, monotonic in (
         (1, HISTOGRAM_METRIC, 3, "ms", "Duration of HTTP server requests.", None),
@@ -487,10 +486,6 @@ def _load_metrics(conn: psycopg.Connection[Any], ds: Dataset, common: dict[str, 
         conn.execute(_INCREMENTS, params)
         conn.execute(_HISTOGRAM_POINTS, params | {"id0": 1})
         conn.execute(_COUNTER_POINTS, params | {"id0": 1_000_001})
-
-
-def _moment(ns: int) -> datetime:
-    return datetime_from_ns(ns)
 
 
 def _text_index(url: str) -> str:
@@ -551,7 +546,7 @@ def ensure_dataset(
     ds = _plan(scale, series, time.time_ns())
     PartitionManager(url).maintain(ds.window_end_ns, past_ns=_DAY_NS + _HOUR_NS)
     common = _common(ds)
-    first, last = _moment(ds.window_start_ns), _moment(ds.window_end_ns)
+    first, last = datetime_from_ns(ds.window_start_ns), datetime_from_ns(ds.window_end_ns)
     spans = ds.traces * SPANS_PER_TRACE
     _log(f"loading {spans:,} spans and {spans:,} logs over 24 h into {database} ...")
     # Hour-sized statements, spans and logs interleaved, so both connections stay busy.
@@ -582,8 +577,8 @@ def ensure_dataset(
                 "last": last,
             },
         )
-        s_first = _moment(_session_1000_params(ds)["t0"])
-        s_last = _moment(_session_1000_params(ds)["t0"] + 60 * 30 * 1_000_000_000)
+        s_first = datetime_from_ns(_session_1000_params(ds)["t0"])
+        s_last = datetime_from_ns(_session_1000_params(ds)["t0"] + 60 * 30 * 1_000_000_000)
         conn.execute(
             _SESSIONS,
             common

@@ -8,7 +8,12 @@ and let a TCP peer that vanished without a reset go unnoticed for hours.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
 
 
 def libpq_seconds(timeout: float) -> int:
@@ -31,3 +36,36 @@ def connection_kwargs(application_name: str, connect_timeout: float) -> dict[str
         "keepalives_count": 3,
         "tcp_user_timeout": 30_000,
     }
+
+
+def async_pool(
+    conninfo: str,
+    name: str,
+    *,
+    min_size: int,
+    max_size: int,
+    timeout: float,
+    connect_timeout: float,
+    reconnect_timeout: float = 20.0,
+    configure: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[None]] | None = None,
+    **connection: Any,
+) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+    """An async pool, not yet open, of connections named ``name`` that fail fast.
+
+    It must be opened inside the event loop that will use it. Connections are checked on
+    borrow (a read pool serves few, short statements: a round trip is cheap there, and a
+    connection broken by a restart would otherwise fail a client's call). ``connection``
+    adds libpq or psycopg connection arguments (``autocommit``, ``options``).
+    """
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        configure=configure,
+        timeout=timeout,
+        reconnect_timeout=reconnect_timeout,
+        kwargs={**connection_kwargs(name, connect_timeout), **connection},
+    )

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -34,8 +34,9 @@ from psycopg.rows import TupleRow
 
 from storage.postgres.connect import connection_kwargs
 from storage.postgres.log_reader import LogFilter, filter_conditions
+from storage.postgres.partitions import datetime_from_ns
 from storage.postgres.reading import Query
-from storage.postgres.records import EPOCH, LOG_COLUMNS, LOGS_FROM
+from storage.postgres.records import LOG_COLUMNS, LOGS_FROM
 from storage.postgres.writer import LOGS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -129,10 +130,6 @@ class LogNoticeListener:
             await self._conn.execute("SELECT 1")
 
 
-def _moment(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
-
-
 def commit_rows(
     xid: int,
     window_us: tuple[int, int],
@@ -150,7 +147,7 @@ def commit_rows(
     conditions, params = filter_conditions(log_filter)
     # xid has no cast from integer types, but has one from text.
     conditions += ["l.time >= %s", "l.time < %s", "l.xmin = %s::text::xid"]
-    params += [_moment(lo), _moment(hi), str(xid)]
+    params += [datetime_from_ns(lo * 1000), datetime_from_ns(hi * 1000), str(xid)]
     if after is not None:
         conditions.append("(l.time, l.ctid) > (%s, %s::tid)")
         params.extend(after)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, NamedTuple
 
 import numpy as np
 from psycopg import sql
 
-from storage.postgres.records import EPOCH
+from storage.postgres.partitions import datetime_from_ns
 
 # Label matcher operators, as Prometheus writes them.
 EQ: Final = "="
@@ -120,15 +120,10 @@ def decode_series(rows: Sequence[Any]) -> list[SeriesRow]:
     return [SeriesRow(*row) for row in rows]
 
 
-def us_time(us: int) -> datetime:
-    """A microsecond count as the timestamptz the ``time`` column holds, exactly."""
-    return EPOCH + timedelta(microseconds=us)
-
-
 def _window(lo_ns: int, hi_ns: int) -> list[datetime]:
     # ``time`` is time_unix_nano truncated to microseconds: the bounds are widened to
     # whole microseconds here and the nanosecond bounds applied to the arrays after.
-    return [us_time(lo_ns // 1000), us_time(-(-hi_ns // 1000))]
+    return [datetime_from_ns(lo_ns), datetime_from_ns(-(-hi_ns // 1000) * 1000)]
 
 
 # A point whose flags have bit 1 set (FLAG_NO_RECORDED_VALUE, a staleness marker) has

@@ -20,10 +20,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
-from psycopg_pool import AsyncConnectionPool
 
 from storage.api import StorageTimeout
-from storage.postgres.connect import connection_kwargs
+from storage.postgres.connect import async_pool
 from storage.postgres.errors import translate
 
 Query = LiteralString | sql.Composed | sql.SQL
@@ -47,22 +46,17 @@ class ReadPool:
         timeout: float = 3.0,
         connect_timeout: float = 3.0,
     ) -> None:
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
+        self._pool = async_pool(
             conninfo,
+            "otlpd-query",
             min_size=1,
             max_size=max_size,
-            name="otlpd-query",
-            open=False,
-            check=AsyncConnectionPool.check_connection,
-            configure=_configure,
             timeout=timeout,
-            reconnect_timeout=20.0,
-            kwargs={
-                **connection_kwargs("otlpd-query", connect_timeout),
-                # A query that only reads never holds a write lock, and cannot be turned
-                # into one that writes by anything a client sends.
-                "options": "-c default_transaction_read_only=on",
-            },
+            connect_timeout=connect_timeout,
+            configure=_configure,
+            # A query that only reads never holds a write lock, and cannot be turned into
+            # one that writes by anything a client sends.
+            options="-c default_transaction_read_only=on",
         )
 
     async def open(self) -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import base64
 import struct
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from storage.postgres.partitions import ns_from_datetime
 
 # A microsecond count (a cursor, a record id) as timestamptz, exactly: no float on the way.
 US_TO_TIME = "('epoch'::timestamptz + {} * interval '1 microsecond')"
@@ -109,8 +109,7 @@ class SpanRow(NamedTuple):
 
 def micros(moment: datetime) -> int:
     """A timestamptz as whole microseconds since the epoch, exactly (no float)."""
-    delta = moment - EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return ns_from_datetime(moment) // 1000
 
 
 _ID = struct.Struct(">qIH")

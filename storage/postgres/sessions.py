@@ -10,10 +10,8 @@ from collections.abc import Collection
 from types import TracebackType
 
 import psycopg
-from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
 
-from storage.postgres.connect import connection_kwargs
+from storage.postgres.connect import async_pool
 from storage.postgres.errors import translate
 
 # Two projects may share a session id (they are client-made): the newest sighting wins.
@@ -43,19 +41,15 @@ class PostgresSessionDirectory:
         connect_timeout: float = 3.0,
         reconnect_timeout: float = 20.0,
     ) -> None:
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
+        self._pool = async_pool(
             conninfo,
+            "otlpd-sessions",
             min_size=min_size,
             max_size=max_size,
-            name="otlpd-sessions",
-            open=False,  # an async pool opens inside the event loop that will use it
-            check=AsyncConnectionPool.check_connection,
             timeout=timeout,
+            connect_timeout=connect_timeout,
             reconnect_timeout=reconnect_timeout,
-            kwargs={
-                **connection_kwargs("otlpd-sessions", connect_timeout),
-                "autocommit": True,  # read-only lookups: no transaction left open
-            },
+            autocommit=True,  # read-only lookups: no transaction left open
         )
 
     async def open(self) -> None:
