@@ -14,6 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from otlpd.receiver.redaction import (
+    DEFAULT_IP_KEYS,
+    DEFAULT_KEYS,
+    PATTERN_NAMES,
+    compile_regex,
+    normalized,
+)
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kib|mib|gib|k|m|g)?\s*$", re.IGNORECASE)
@@ -53,6 +61,26 @@ def _keys(text: str) -> tuple[str, ...]:
     return keys
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, or ``none`` for an empty one."""
+    if text.strip().lower() == "none":
+        return ()
+    return _keys(text)
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    names = tuple(n.lower() for n in _names(text))
+    unknown = [n for n in names if n not in PATTERN_NAMES]
+    if unknown:
+        raise ValueError(f"unknown pattern {unknown[0]!r}; known: {', '.join(PATTERN_NAMES)}")
+    return names
+
+
+def _regex(text: str) -> str:
+    compile_regex(text)
+    return text
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -69,6 +97,13 @@ def _address(text: str) -> str:
     return text
 
 
+def _auth_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in ("auto", "required", "off"):
+        raise ValueError(f"expected auto, required or off, got {text!r}")
+    return mode
+
+
 def _setting(default: Any, env: str, parse: Callable[[str], Any], doc: str) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -83,9 +118,9 @@ class Config:
     data_dir: Path = _setting(
         Path("var"), "OTLPD_DATA_DIR", Path, "embedded PostgreSQL and local cold tier"
     )
-    grpc_addr: str = _setting("0.0.0.0:4317", "OTLPD_GRPC_ADDR", _address, "OTLP/gRPC address")
+    grpc_addr: str = _setting(":4317", "OTLPD_GRPC_ADDR", _address, "OTLP/gRPC address")
     metrics_addr: str = _setting(
-        "0.0.0.0:9464", "OTLPD_METRICS_ADDR", _address, "/metrics, /healthz, /readyz address"
+        ":9464", "OTLPD_METRICS_ADDR", _address, "/metrics, /healthz, /readyz address"
     )
     workers: int = _setting(1, "OTLPD_WORKERS", int, "processes sharing the gRPC port")
     default_project: str = _setting(
@@ -107,10 +142,43 @@ class Config:
         64 * 1024 * 1024, "OTLPD_MAX_REQUEST_BYTES", parse_size, "request limit after gunzip"
     )
     max_attribute_value_bytes: int = _setting(
-        64 * 1024, "OTLPD_MAX_ATTRIBUTE_VALUE_BYTES", parse_size, "larger values reject a record"
+        64 * 1024,
+        "OTLPD_MAX_ATTRIBUTE_VALUE_BYTES",
+        parse_size,
+        "larger string/bytes values are truncated",
     )
     max_body_bytes: int = _setting(
-        1024 * 1024, "OTLPD_MAX_BODY_BYTES", parse_size, "larger log bodies reject a record"
+        1024 * 1024, "OTLPD_MAX_BODY_BYTES", parse_size, "larger log bodies are truncated"
+    )
+    redact: bool = _setting(
+        True, "OTLPD_REDACT", _bool, "redact secrets (by key and by pattern) before storage"
+    )
+    redact_keys: tuple[str, ...] = _setting(
+        DEFAULT_KEYS,
+        "OTLPD_REDACT_KEYS",
+        _names,
+        "attribute keys whose values become [REDACTED] (also as http.*.header.<key>; none)",
+    )
+    redact_patterns: tuple[str, ...] = _setting(
+        PATTERN_NAMES,
+        "OTLPD_REDACT_PATTERNS",
+        _patterns,
+        f"patterns masked in string values and log bodies: {','.join(PATTERN_NAMES)} (none)",
+    )
+    redact_regex: str | None = _setting(
+        None, "OTLPD_REDACT_REGEX", _regex, "one more regular expression whose matches are masked"
+    )
+    anonymize_ip: bool = _setting(
+        True, "OTLPD_ANONYMIZE_IP", _bool, "zero the host part of client IPs (projects may opt out)"
+    )
+    ip_keys: tuple[str, ...] = _setting(
+        DEFAULT_IP_KEYS, "OTLPD_IP_KEYS", _names, "attribute keys of client IPs (none)"
+    )
+    max_attributes: int = _setting(
+        128, "OTLPD_MAX_ATTRIBUTES", int, "attributes kept per list; the rest are dropped"
+    )
+    max_attribute_depth: int = _setting(
+        8, "OTLPD_MAX_ATTRIBUTE_DEPTH", int, "arrays/maps nested deeper are stored as null"
     )
     accept_past: float = _setting(
         24 * 3600.0, "OTLPD_ACCEPT_PAST", parse_duration, "oldest record accepted (age)"
@@ -199,9 +267,7 @@ class Config:
     shutdown_grace: float = _setting(
         20.0, "OTLPD_SHUTDOWN_GRACE", parse_duration, "SIGTERM drain deadline"
     )
-    query_addr: str = _setting(
-        "0.0.0.0:4319", "OTLPD_QUERY_ADDR", _address, "query API (gRPC) address"
-    )
+    query_addr: str = _setting(":4319", "OTLPD_QUERY_ADDR", _address, "query API (gRPC) address")
     query_budget: float = _setting(
         10.0,
         "OTLPD_QUERY_BUDGET",
@@ -222,6 +288,52 @@ class Config:
     )
     text_index: bool = _setting(
         True, "OTLPD_TEXT_INDEX", _bool, "index log bodies of closed partitions for search"
+    )
+    http_addr: str = _setting(
+        ":4318", "OTLPD_HTTP_ADDR", _address, "OTLP/HTTP address (protobuf and JSON)"
+    )
+    auth: str = _setting(
+        "auto",
+        "OTLPD_AUTH",
+        _auth_mode,
+        "auto (tokens required once any exists), required, or off",
+    )
+    auth_refresh: float = _setting(
+        1.0, "OTLPD_AUTH_REFRESH", parse_duration, "tokens and project settings reload period"
+    )
+    tls_cert: Path | None = _setting(
+        None, "OTLPD_TLS_CERT", Path, "PEM certificate (chain): TLS on every port"
+    )
+    tls_key: Path | None = _setting(None, "OTLPD_TLS_KEY", Path, "PEM private key of the cert")
+    tls_client_ca: Path | None = _setting(
+        None,
+        "OTLPD_TLS_CLIENT_CA",
+        Path,
+        "PEM CA bundle: require client certificates it signed (mTLS; not on the ops port)",
+    )
+    rate_limit_records: float = _setting(
+        0.0,
+        "OTLPD_RATE_LIMIT_RECORDS",
+        float,
+        "records/s per project and process (0: unlimited; projects set-limits overrides)",
+    )
+    rate_limit_bytes: float = _setting(
+        0.0,
+        "OTLPD_RATE_LIMIT_BYTES",
+        parse_size,
+        "request bytes/s per project and process (0: unlimited)",
+    )
+    rate_limit_burst: float = _setting(
+        1.0, "OTLPD_RATE_LIMIT_BURST", parse_duration, "a bucket holds this many seconds of rate"
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        "OTLPD_CORS_ORIGINS",
+        _keys,
+        "browser origins allowed for projects that set none (* for any)",
+    )
+    usage_flush: float = _setting(
+        10.0, "OTLPD_USAGE_FLUSH", parse_duration, "usage counters are written this often"
     )
     log_level: str = _setting("INFO", "OTLPD_LOG_LEVEL", str.upper, "DEBUG, INFO, WARNING, ERROR")
     log_json: bool = _setting(True, "OTLPD_LOG_JSON", _bool, "one JSON object per log line")
@@ -263,6 +375,9 @@ class Config:
             self.grpc_max_streams,
         )
         need(self.max_body_bytes > 0, "max_body_bytes", "must be > 0", self.max_body_bytes)
+        for name in ("max_attributes", "max_attribute_depth"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        self._validate_redaction(need)
         need(
             self.workers == 1 or not self.grpc_addr.endswith(":0"),
             "grpc_addr",
@@ -318,6 +433,38 @@ class Config:
             "must be DEBUG, INFO, WARNING or ERROR",
             self.log_level,
         )
+        for name in ("auth_refresh", "usage_flush", "rate_limit_burst"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        need(
+            self.auth_refresh <= 2.5,
+            "auth_refresh",
+            "must be <= 2.5s (revocation takes effect within 5s)",
+            self.auth_refresh,
+        )
+        for name in ("rate_limit_records", "rate_limit_bytes"):
+            need(getattr(self, name) >= 0, name, "must be >= 0 (0: unlimited)", getattr(self, name))
+        need(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "tls_cert" if self.tls_cert is None else "tls_key",
+            "must be set together with "
+            + ("OTLPD_TLS_KEY" if self.tls_key is None else "OTLPD_TLS_CERT"),
+            None,
+        )
+        need(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "tls_client_ca",
+            "needs OTLPD_TLS_CERT and OTLPD_TLS_KEY",
+            str(self.tls_client_ca),
+        )
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            need(path is None or path.is_file(), name, "must name a readable file", str(path))
+        need(
+            self.workers == 1 or not self.http_addr.endswith(":0"),
+            "http_addr",
+            "must name a fixed port when OTLPD_WORKERS > 1 (the workers share it)",
+            self.http_addr,
+        )
         if self.database_url is not None:
             need(
                 self.database_url.startswith(("postgresql://", "postgres://")),
@@ -326,6 +473,30 @@ class Config:
                 self.database_url,
             )
         return problems
+
+    def _validate_redaction(self, need: Callable[[bool, str, str, object], None]) -> None:
+        unknown = [p for p in self.redact_patterns if p not in PATTERN_NAMES]
+        need(
+            not unknown,
+            "redact_patterns",
+            f"must name known patterns ({', '.join(PATTERN_NAMES)})",
+            ",".join(unknown),
+        )
+        if self.redact_regex is not None:
+            try:
+                compile_regex(self.redact_regex)
+            except ValueError as e:
+                need(False, "redact_regex", f"must be usable ({e})", self.redact_regex)
+        # Envelope values are identities, indexed as sent: they cannot be redacted.
+        envelope = {
+            normalized(k): _env_of(name)
+            for name in ("service_keys", "session_keys", "user_keys", "project_keys")
+            for k in getattr(self, name)
+        }
+        for name, on in (("redact_keys", self.redact), ("ip_keys", self.anonymize_ip)):
+            for key in getattr(self, name) if on else ():
+                role = envelope.get(normalized(key))
+                need(role is None, name, f"must not name an envelope key (one of {role})", key)
 
 
 def _env_of(name: str) -> str:

@@ -8,6 +8,7 @@ and ``http_status`` only, so the OTLP retry rules (which codes a client retries,
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 
 import grpc
@@ -74,12 +75,36 @@ class InternalFault(RetryableError):
     """
 
 
+class Throttled(RetryableError):
+    """The caller's project or token is over its rate limit (OTLPD_RATE_LIMIT_*).
+
+    gRPC answers UNAVAILABLE with RetryInfo, like every retryable refusal; OTLP/HTTP
+    answers 429 with ``Retry-After``, the spec's code for throttling.
+    """
+
+
 class ShuttingDown(RetryableError):
     """The server is draining; another replica (or this one, restarted) will take it."""
 
 
 class RejectedByStore(OtlpdError):
     """PostgreSQL refused this request's rows themselves; retrying would fail again."""
+
+
+class Unauthenticated(OtlpdError):
+    """No token, or one that is malformed, unknown or revoked. Permanent until fixed."""
+
+
+class PermissionDenied(OtlpdError):
+    """The token is valid but may not do this (its scope, its project, a CORS origin)."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request (after decompression) is over OTLPD_MAX_REQUEST_BYTES."""
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """An OTLP/HTTP request in a content type other than protobuf or JSON."""
 
 
 class BadArgument(OtlpdError):
@@ -147,8 +172,14 @@ def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[st
             (STATUS_DETAILS_KEY, status.SerializeToString()),
         )
         return grpc.StatusCode.UNAVAILABLE, message, trailers
+    if isinstance(error, PayloadTooLarge):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, message, ()
     if isinstance(error, InvalidRequest | RejectedByStore | BadArgument):
         return grpc.StatusCode.INVALID_ARGUMENT, message, ()
+    if isinstance(error, Unauthenticated):
+        return grpc.StatusCode.UNAUTHENTICATED, message, ()
+    if isinstance(error, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED, message, ()
     if isinstance(error, NotFound):
         return grpc.StatusCode.NOT_FOUND, message, ()
     if isinstance(error, QueryTooCostly):
@@ -160,11 +191,35 @@ def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[st
 
 
 def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
-    """The OTLP/HTTP status and headers for ``error`` (503 + Retry-After when retryable)."""
+    """The OTLP/HTTP status and headers for ``error``.
+
+    Per the OTLP/HTTP spec ("Failures", "Throttling"): 429 for throttling and 503 for
+    every other retryable refusal, both with ``Retry-After`` (whole seconds, at least 1);
+    400 for a bad payload, which the client must not retry.
+    """
     if isinstance(error, RetryableError):
-        return 503, {"Retry-After": str(max(1, round(error.retry_after)))}
+        retry = {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
+        return (429 if isinstance(error, Throttled) else 503), retry
+    if isinstance(error, PayloadTooLarge):
+        return 413, {}
+    if isinstance(error, UnsupportedMediaType):
+        return 415, {}
     if isinstance(error, InvalidRequest | RejectedByStore | BadArgument):
         return 400, {}
+    if isinstance(error, Unauthenticated):
+        return 401, {"WWW-Authenticate": 'Bearer realm="otlpd"'}
+    if isinstance(error, PermissionDenied):
+        return 403, {}
     if isinstance(error, NotFound):
         return 404, {}
     return 503, {"Retry-After": "1"}
+
+
+def rpc_status(error: OtlpdError) -> status_pb2.Status:
+    """The ``google.rpc.Status`` an OTLP/HTTP error body carries (with RetryInfo when
+    the refusal is retryable), code and message as gRPC would answer them."""
+    code, message, _ = grpc_status(error)
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if isinstance(error, RetryableError):
+        status.details.add().Pack(_retry_info(error.retry_after))
+    return status

@@ -14,6 +14,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # being queued (the client is told to retry, or told it is permanent).
 OUTCOMES = ("accepted", "refused", "rejected", "failed")
 
+# Why otlpd.access refused a request (otlpd_auth_failures_total{reason}).
+AUTH_FAILURES = ("missing", "invalid", "scope", "origin")
+
+# What the decoder cuts to a limit, and what it redacts (otlpd.receiver.decode).
+TRUNCATIONS = ("attributes", "value", "body", "depth")
+REDACTIONS = ("key", "pattern", "ip")
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROWS = (1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 _REQUESTS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -32,7 +39,11 @@ class Instruments:
             registry=r,
         )
         self.requests = Counter(
-            "otlpd_requests", "Export requests by gRPC status code.", ["signal", "code"], registry=r
+            "otlpd_requests",
+            "Export requests by status: the gRPC code name (OTLP/gRPC) or the HTTP status"
+            " (OTLP/HTTP).",
+            ["signal", "code"],
+            registry=r,
         )
         self.request_seconds = Histogram(
             "otlpd_request_seconds",
@@ -174,6 +185,53 @@ class Instruments:
             "Closed log partitions whose bodies this process indexed for full-text search.",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "otlpd_auth_failures",
+            "Requests refused by otlpd.access: no token while one is required (missing), a"
+            " malformed, unknown or revoked one (invalid), a scope the token lacks (scope), a"
+            " browser origin its project does not allow (origin).",
+            ["reason"],
+            registry=r,
+        )
+        self.usage_records = Counter(
+            "otlpd_usage_records",
+            'Committed records per project (beyond 1,000 projects: project="(other)").',
+            ["project", "signal"],
+            registry=r,
+        )
+        self.usage_bytes = Counter(
+            "otlpd_usage_bytes",
+            "Request bytes of committed records per project (as otlpd_usage_records).",
+            ["project", "signal"],
+            registry=r,
+        )
+        self.throttled = Counter(
+            "otlpd_throttled_records",
+            "Records refused because their project or token was over its rate limit.",
+            ["project", "signal"],
+            registry=r,
+        )
+        for reason in AUTH_FAILURES:
+            self.auth_failures.labels(reason)
+        self.truncated_values = Counter(
+            "otlpd_truncated_values",
+            "Values cut to a limit before storage: attributes beyond OTLPD_MAX_ATTRIBUTES"
+            " (attributes), strings and bytes (value), log bodies (body), nesting beyond"
+            " OTLPD_MAX_ATTRIBUTE_DEPTH (depth). A cached attribute counts once.",
+            ["what"],
+            registry=r,
+        )
+        self.redacted_values = Counter(
+            "otlpd_redacted_values",
+            "Values redacted before storage: by key (key), by pattern (pattern), client"
+            " IPs anonymized (ip). A cached attribute counts once.",
+            ["what"],
+            registry=r,
+        )
+        for what in TRUNCATIONS:
+            self.truncated_values.labels(what)
+        for what in REDACTIONS:
+            self.redacted_values.labels(what)
         for signal in ("traces", "logs", "metrics"):
             self.refused_unread.labels(signal)
             for outcome in OUTCOMES:

@@ -12,8 +12,9 @@ from otlpd.config import Config, ConfigError, load, parse_duration, parse_size, 
 
 def test_defaults_are_the_documented_ports_and_limits() -> None:
     config = load({})
-    assert config.grpc_addr == "0.0.0.0:4317"
-    assert config.metrics_addr == "0.0.0.0:9464"
+    # No host: otlpd.listening picks 127.0.0.1 while auth is off, every interface when on.
+    assert (config.grpc_addr, config.http_addr) == (":4317", ":4318")
+    assert (config.query_addr, config.metrics_addr) == (":4319", ":9464")
     assert config.database_url is None
     assert config.max_request_bytes == 64 * 1024 * 1024
     assert config.partition_interval == 3600
@@ -181,3 +182,55 @@ def test_the_grpc_server_options() -> None:
     assert "grpc.max_allowed_incoming_connections" not in options
     limited = dict(_grpc_options(load({"OTLPD_GRPC_MAX_CONNECTIONS": "8"})))
     assert limited["grpc.max_allowed_incoming_connections"] == 8
+
+
+def test_redaction_and_attribute_limit_settings() -> None:
+    config = load({})
+    assert (config.redact, config.anonymize_ip, config.redact_regex) == (True, True, None)
+    assert config.redact_patterns == ("bearer", "url-credentials", "card-number", "email")
+    assert "authorization" in config.redact_keys and "x-api-key" in config.redact_keys
+    assert "client.address" in config.ip_keys
+    assert (config.max_attributes, config.max_attribute_depth) == (128, 8)
+    config = load(
+        {
+            "OTLPD_REDACT_PATTERNS": "Email, bearer",
+            "OTLPD_REDACT_KEYS": "none",
+            "OTLPD_REDACT_REGEX": r"acct-\d+",
+            "OTLPD_IP_KEYS": "peer.ip",
+            "OTLPD_ANONYMIZE_IP": "false",
+            "OTLPD_MAX_ATTRIBUTES": "16",
+            "OTLPD_MAX_ATTRIBUTE_DEPTH": "3",
+        }
+    )
+    assert (config.redact_patterns, config.redact_keys, config.redact_regex) == (
+        ("email", "bearer"),
+        (),
+        r"acct-\d+",
+    )
+    assert (config.ip_keys, config.anonymize_ip) == (("peer.ip",), False)
+    assert (config.max_attributes, config.max_attribute_depth) == (16, 3)
+
+
+def test_a_bad_redaction_regex_or_pattern_is_an_error_naming_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_REDACT_REGEX": r"acct-(\d+", "OTLPD_REDACT_PATTERNS": "email,ssn"})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith("OTLPD_REDACT_PATTERNS: unknown pattern 'ssn'; known: bearer")
+    assert problems[1].startswith("OTLPD_REDACT_REGEX: invalid regular expression 'acct-(\\\\d+'")
+    with pytest.raises(ConfigError, match=r"OTLPD_REDACT_REGEX: .* matches the empty text"):
+        load({"OTLPD_REDACT_REGEX": "x*"})
+    problems = Config(redact_regex="(", max_attributes=0).validate()
+    assert problems[0] == "OTLPD_MAX_ATTRIBUTES must be > 0, got 0"
+    assert problems[1].startswith("OTLPD_REDACT_REGEX must be usable (invalid regular expression")
+
+
+def test_envelope_keys_cannot_be_redacted_or_anonymized() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_REDACT_KEYS": "token,User.Id", "OTLPD_IP_KEYS": "client.ip,session.id"})
+    redact, ip = caught.value.problems
+    envelope_key = "must not name an envelope key (one of"
+    assert redact == f"OTLPD_REDACT_KEYS {envelope_key} OTLPD_USER_KEYS), got 'User.Id'"
+    assert ip == f"OTLPD_IP_KEYS {envelope_key} OTLPD_SESSION_KEYS), got 'session.id'"
+    # Rules that are off name nothing.
+    load({"OTLPD_REDACT": "false", "OTLPD_REDACT_KEYS": "user.id"})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -69,3 +70,29 @@ def async_pool(
         reconnect_timeout=reconnect_timeout,
         kwargs={**connection_kwargs(name, connect_timeout), **connection},
     )
+
+
+class PooledStore:
+    """A store that owns one async pool (``self._pool``): ``open`` it before use and
+    ``close`` it after, or use it as ``async with``. Connections are made in the
+    background once open."""
+
+    _pool: AsyncConnectionPool[Any]
+
+    async def open(self) -> None:
+        await self._pool.open()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -12,7 +12,6 @@ becomes SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, LiteralString
 
 import orjson
@@ -22,7 +21,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
 
 from storage.api import StorageTimeout
-from storage.postgres.connect import async_pool
+from storage.postgres.connect import PooledStore, async_pool
 from storage.postgres.errors import translate
 
 Query = LiteralString | sql.Composed | sql.SQL
@@ -35,7 +34,7 @@ async def _configure(conn: psycopg.AsyncConnection[TupleRow]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
-class ReadPool:
+class ReadPool(PooledStore):
     """Read-only statements with a time limit each. ``open`` before use, ``close`` after."""
 
     def __init__(
@@ -58,24 +57,6 @@ class ReadPool:
             # one that writes by anything a client sends.
             options="-c default_transaction_read_only=on",
         )
-
-    async def open(self) -> None:
-        await self._pool.open()
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def __aenter__(self) -> ReadPool:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def fetch(
         self, query: Query, params: Sequence[Any] | dict[str, Any], *, seconds: float

@@ -7,11 +7,10 @@ receiver batches its lookups, so a few connections are plenty.
 from __future__ import annotations
 
 from collections.abc import Collection
-from types import TracebackType
 
 import psycopg
 
-from storage.postgres.connect import async_pool
+from storage.postgres.connect import PooledStore, async_pool
 from storage.postgres.errors import translate
 
 # Two projects may share a session id (they are client-made): the newest sighting wins.
@@ -23,7 +22,7 @@ ORDER BY session_id, last_seen DESC, project_id
 """
 
 
-class PostgresSessionDirectory:
+class PostgresSessionDirectory(PooledStore):
     """``storage.api.SessionDirectory`` over the ``sessions`` table.
 
     Call ``open`` (or use ``async with``) before ``lookup`` and ``close`` after. A lookup
@@ -51,26 +50,6 @@ class PostgresSessionDirectory:
             reconnect_timeout=reconnect_timeout,
             autocommit=True,  # read-only lookups: no transaction left open
         )
-
-    async def open(self) -> None:
-        """Starts the pool; connections are made in the background."""
-        await self._pool.open()
-
-    async def close(self) -> None:
-        """Closes the pool and its connections."""
-        await self._pool.close()
-
-    async def __aenter__(self) -> PostgresSessionDirectory:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def lookup(self, session_ids: Collection[str]) -> dict[str, tuple[str, str | None]]:
         """Maps each known session id to ``(project_id, user_id)``; unknown ids are absent."""
