@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from otlpd.config import Config
 from otlpd.envelope import EnvelopeKeys, SessionCache
-from otlpd.instruments import Instruments
+from otlpd.instruments import REDACTIONS, TRUNCATIONS, Instruments
 from otlpd.ops import OpsServer
 from otlpd.pipeline.batcher import Batcher, BatcherSettings
 from otlpd.pipeline.budget import DecodeBudget
@@ -29,6 +29,7 @@ from otlpd.pipeline.looplag import LoopLag
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
+from otlpd.receiver.redaction import Redaction
 from otlpd.scheduler import Scheduler
 from query.grpc import QueryServicer
 from query.proto import SERVICE_NAME as QUERY_SERVICE_NAME
@@ -101,7 +102,7 @@ def _grpc_options(config: Config) -> list[tuple[str, int]]:
     return options
 
 
-def _decoder(config: Config, sessions: SessionCache) -> Decoder:
+def _decoder(config: Config, sessions: SessionCache, metrics: Instruments | None = None) -> Decoder:
     keys = EnvelopeKeys(
         service=config.service_keys,
         session=config.session_keys,
@@ -111,10 +112,33 @@ def _decoder(config: Config, sessions: SessionCache) -> Decoder:
     limits = DecodeLimits(
         max_attribute_value_bytes=config.max_attribute_value_bytes,
         max_body_bytes=config.max_body_bytes,
+        max_attributes=config.max_attributes,
+        max_attribute_depth=config.max_attribute_depth,
         accept_past_ns=int(config.accept_past * 1e9),
         accept_future_ns=int(config.accept_future * 1e9),
     )
-    return Decoder(keys, limits, config.default_project, sessions)
+    redaction = Redaction(
+        enabled=config.redact,
+        keys=config.redact_keys,
+        patterns=config.redact_patterns,
+        regex=config.redact_regex,
+        anonymize_ip=config.anonymize_ip,
+        ip_keys=config.ip_keys,
+    )
+    if metrics is None:  # nothing counted
+        return Decoder(keys, limits, config.default_project, sessions, redaction=redaction)
+    # The decoder counts through plain callables: it knows nothing of Prometheus.
+    truncated = {w: metrics.truncated_values.labels(w).inc for w in TRUNCATIONS}
+    redacted = {w: metrics.redacted_values.labels(w).inc for w in REDACTIONS}
+    return Decoder(
+        keys,
+        limits,
+        config.default_project,
+        sessions,
+        redaction=redaction,
+        on_truncated=lambda what: truncated[what](),
+        on_redacted=lambda what: redacted[what](),
+    )
 
 
 def _query_settings(config: Config) -> QuerySettings:
@@ -206,7 +230,7 @@ class App:
         )
         lag = LoopLag(on_tick=metrics.loop_lag.set)
         shedding = Shedding(lag, config.max_loop_lag, config.retry_after)
-        decoder = _decoder(config, sessions)
+        decoder = _decoder(config, sessions, metrics)
         budget = DecodeBudget(
             config.decode_budget,
             config.max_request_bytes,

@@ -180,20 +180,41 @@ class Completion:
 
     Deterministic for a given cache state at the start, so a request decoded again after
     the directory answered gets the same rows, completed.
+
+    ``locked``: the records' project is their caller's (an authenticated token's), named
+    on every record. A session the cache knows as another project's is then neither
+    completed from that owner nor taught to the cache: two projects may share a session
+    id, and one project's records must not change how another's are completed.
     """
 
     cache: SessionCache
     default_project: str
     sessions: dict[tuple[str, str], SessionSighting]
+    locked: bool = False
     unresolved: set[str] = field(default_factory=set)
     _owners: dict[str, Owner | None] = field(default_factory=dict)
     _taught: dict[str, Owner] = field(default_factory=dict)
+    _foreign_sessions: dict[str, bool] = field(default_factory=dict)
 
     def finish(self) -> None:
         """Teaches the cache what this request's records said of their sessions."""
         teach = self.cache.teach
         for session, (project, user) in self._taught.items():
             teach(session, project, user)
+
+    def _foreign(self, session: str, project: str) -> bool:
+        """True if the cache knew ``session`` as another project's (when first asked in
+        this request: later, ``_owners`` holds what this request's records said)."""
+        verdict = self._foreign_sessions.get(session)
+        if verdict is None:
+            owners = self._owners
+            if session in owners:
+                owner = owners[session]
+            else:
+                owner = owners[session] = self.cache.get(session)
+            verdict = owner is not None and owner is not NOT_FOUND and owner[0] != project
+            self._foreign_sessions[session] = verdict
+        return verdict
 
     def complete(
         self,
@@ -229,7 +250,8 @@ class Completion:
             # from it, in this request (here) and the next (``finish`` teaches the cache
             # once per session, not once per record: users churn within a session).
             owner = (project, user)
-            self._taught[session] = owner
+            if not self.locked or not self._foreign(session, project):
+                self._taught[session] = owner
             self._owners[session] = owner
         key = (project, session)
         sighting = self.sessions.get(key)

@@ -9,6 +9,15 @@ Attribute lists arrive as raw ``KeyValue`` bytes (see ``messages``). ``Attribute
 turns each into a JSON fragment ``"key":value`` once, caches it per bytes, and joins a
 record's fragments; a record whose attributes are all cached costs a dictionary lookup
 per attribute, against ~0.5 µs for walking the protobuf wrappers of one.
+
+What may be stored is decided where a fragment is made, so that a cached fragment costs
+nothing more (``ValueRules``): strings and bytes longer than the value limit are cut to
+it (UTF-8 bytes, on a character boundary), arrays and kvlists nested deeper than the
+depth limit become null, and a ``redaction.Redactor`` masks secrets and client IPs. An
+attribute list longer than the count limit keeps its first attributes (the caller adds
+the others to its dropped count), as the OpenTelemetry SDKs' attribute limits do.
+Envelope values (``envelope``) are kept exactly as sent, or refused when longer than
+their indexed column allows: cutting or masking an id would merge two into one.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from otlpd.envelope import NOTHING_FOUND, EnvelopeKeys, Found, envelope_value
 from otlpd.receiver import salvage
+from otlpd.receiver.redaction import CLIENT_IP, PLAIN, REDACTED, SECRET, Count, Redactor, ignore
 from otlpd.receiver.rejections import RecordRejected
 
 JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
@@ -40,6 +50,7 @@ CACHEABLE_BYTES: Final = 256
 CACHE_ENTRIES: Final = 16_384
 # encode_sorted caches attribute lists up to this many raw bytes (a series' labels).
 _SORTED_CACHEABLE_BYTES: Final = 1024
+DEFAULT_MAX_DEPTH: Final = 8
 
 json_text = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, sort_keys=True, check_circular=False
@@ -111,63 +122,191 @@ def nul_in_text(text: str, value: JsonValue) -> bool:
     return _NUL_ESCAPE in text and has_nul(value)
 
 
-def largest_value(value: AnyValue) -> int:
-    """Size in bytes of the largest string (UTF-8) or bytes value in ``value``."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return len(value.string_value.encode())
-    if which == "bytes_value":
-        return len(value.bytes_value)
-    if which == "array_value":
-        return max((largest_value(v) for v in value.array_value.values), default=0)
-    if which == "kvlist_value":
-        return max((largest_value(kv.value) for kv in value.kvlist_value.values), default=0)
-    return 0
+def cut_utf8(text: str, limit: int) -> str | None:
+    """``text`` cut to at most ``limit`` UTF-8 bytes on a character boundary; None if it
+    fits (cheap for a short text: a character is at most 4 bytes)."""
+    if len(text) <= limit // 4:
+        return None
+    data = text.encode()
+    if len(data) <= limit:
+        return None
+    # Only the last character can be cut short, and "ignore" drops its bytes.
+    return data[:limit].decode("utf-8", "ignore")
 
 
-def body_text(raw: bytes, max_bytes: int) -> str | None:
-    """The JSON text of a log body given as serialized ``AnyValue``; None when empty.
+class ValueRules:
+    """What a stored value may be: strings and bytes cut to ``max_value_bytes``, arrays and
+    kvlists nested deeper than ``max_depth`` replaced by null (their place kept, so an
+    array keeps its length), secrets redacted by ``redactor`` (None: none).
 
-    Raises ``RecordRejected`` for a body that is malformed, larger than ``max_bytes`` as
-    JSON text, or holds a NUL.
+    ``truncated`` counts each value cut (``"value"``, ``"depth"``, ``"body"``); the
+    redactor counts its own. Both count where the value is made: once per fragment made,
+    not per use of a cached one.
     """
-    value: JsonValue = None
-    text = None
-    # Most bodies are a string (field 1) whose length covers the rest: read it directly.
-    n = len(raw)
-    if n > 1 and raw[0] == 0x0A:
-        length = raw[1]
-        start = 2
-        if length > 0x7F:  # a longer length: two bytes are read here, more are not
-            if n > 2 and raw[2] < 0x80:
-                length = (length & 0x7F) | raw[2] << 7
-                start = 3
-            else:
-                length = -1
-        if length == n - start:
+
+    __slots__ = ("_truncated", "max_depth", "max_value", "redactor")
+
+    def __init__(
+        self,
+        max_value_bytes: int,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        redactor: Redactor | None = None,
+        truncated: Count = ignore,
+    ) -> None:
+        self.max_value = max_value_bytes
+        self.max_depth = max_depth
+        self.redactor = redactor if redactor is not None and redactor.acts else None
+        self._truncated = truncated
+
+    def scalar(self, key: str, value: str | int | float) -> JsonValue:
+        """The stored value of a short scalar attribute (needs no cut): redacted."""
+        redactor = self.redactor
+        if redactor is None:
+            return value
+        kind = redactor.kind(key)
+        if kind == SECRET:
+            redactor.redacted_key()
+            return REDACTED
+        if value.__class__ is str:
+            if kind == CLIENT_IP:
+                value = redactor.anonymize(value)
+            if redactor.masks:
+                value = redactor.mask(value)
+        return value
+
+    def attribute(self, key: str, value: AnyValue) -> JsonValue:
+        """The stored value of any attribute: cut and redacted."""
+        redactor = self.redactor
+        kind = PLAIN if redactor is None else redactor.kind(key)
+        if kind == SECRET:
+            redactor.redacted_key()  # type: ignore[union-attr]
+            return [REDACTED] if value.WhichOneof("value") == "array_value" else REDACTED
+        return self.walk(value, self.max_value, 1, kind == CLIENT_IP)
+
+    def walk(self, value: AnyValue, limit: int, depth: int, ip: bool) -> JsonValue:
+        """``json_value(value)`` with the rules applied; ``value`` is at ``depth`` (1: an
+        attribute's value, a body), ``ip`` says its strings are client addresses."""
+        which = value.WhichOneof("value")
+        if which == "string_value":
+            return self.text(value.string_value, limit, ip)
+        if which == "int_value":
+            return value.int_value
+        if which == "bool_value":
+            return value.bool_value
+        if which == "double_value":
+            return finite(value.double_value)
+        if which == "array_value":
+            if depth > self.max_depth:
+                self._truncated("depth")
+                return None
+            return [self.walk(v, limit, depth + 1, ip) for v in value.array_value.values]
+        if which == "kvlist_value":
+            if depth > self.max_depth:
+                self._truncated("depth")
+                return None
+            return {
+                kv.key: self._member(kv.key, kv.value, limit, depth + 1)
+                for kv in value.kvlist_value.values
+            }
+        if which == "bytes_value":
+            data = value.bytes_value
+            if len(data) > limit:
+                data = data[:limit]
+                self._truncated("value")
+            return base64.b64encode(data).decode("ascii")
+        return None  # empty, or a profiles string_value_strindex
+
+    def _member(self, key: str, value: AnyValue, limit: int, depth: int) -> JsonValue:
+        redactor = self.redactor
+        kind = PLAIN if redactor is None else redactor.kind(key)
+        if kind == SECRET:
+            redactor.redacted_key()  # type: ignore[union-attr]
+            return [REDACTED] if value.WhichOneof("value") == "array_value" else REDACTED
+        return self.walk(value, limit, depth, kind == CLIENT_IP)
+
+    def text(self, text: str, limit: int, ip: bool = False) -> str:
+        """A string value redacted, then cut to ``limit`` bytes (masked first, so that a
+        secret across the cut is masked whole)."""
+        redactor = self.redactor
+        if redactor is not None:
+            if ip:
+                text = redactor.anonymize(text)
+            if redactor.masks:
+                text = redactor.mask(text)
+        cut = cut_utf8(text, limit)
+        if cut is None:
+            return text
+        self._truncated("value")
+        return cut
+
+    def body(self, raw: bytes, max_bytes: int) -> str | None:
+        """The JSON text of a log body given as serialized ``AnyValue``; None when empty.
+
+        A string body longer than ``max_bytes`` (UTF-8, before JSON escaping) is cut to
+        it. A structured body whose JSON text is longer becomes a string: the first
+        ``max_bytes`` of that text (cutting its strings instead would not bound it: a
+        body may hold any number of them). Raises ``RecordRejected`` for a body that is
+        malformed or holds a NUL.
+        """
+        text: str | None = None
+        # Most bodies are a string (field 1) whose length covers the rest: read it directly.
+        n = len(raw)
+        if n > 1 and raw[0] == 0x0A:
+            length = raw[1]
+            start = 2
+            if length > 0x7F:  # a longer length: two bytes are read here, more are not
+                if n > 2 and raw[2] < 0x80:
+                    length = (length & 0x7F) | raw[2] << 7
+                    start = 3
+                else:
+                    length = -1
+            if length == n - start:
+                # Not contextlib.suppress: it costs ~0.3 µs per body (bench.decode, logs).
+                try:
+                    text = raw[start:].decode()
+                except UnicodeDecodeError:
+                    text = None  # protobuf says where
+        value: JsonValue
+        if text is not None:
+            redactor = self.redactor
+            if redactor is not None and redactor.masks:
+                text = redactor.mask(text)
+            value = text
+        else:
             try:
-                value = raw[start:].decode()
-                text = encode_basestring(value)
-            except UnicodeDecodeError:
-                pass  # protobuf says where
-    if text is None:
-        try:
-            body = AnyValue.FromString(raw)
-        except DecodeError:
-            raise RecordRejected(
-                "invalid body", f"body: {salvage.explain(raw, AnyValue.DESCRIPTOR)}"
-            ) from None
-        value = json_value(body)
-        if value is None:
-            return None
+                body = AnyValue.FromString(raw)
+            except DecodeError:
+                raise RecordRejected(
+                    "invalid body", f"body: {salvage.explain(raw, AnyValue.DESCRIPTOR)}"
+                ) from None
+            value = self.walk(body, _UNLIMITED, 1, False)
+            if value is None:
+                return None
+        if value.__class__ is str:
+            if "\x00" in value:
+                raise RecordRejected("NUL character", "body contains a NUL character")
+            if len(value) > max_bytes // 4:
+                cut = cut_utf8(value, max_bytes)
+                if cut is not None:
+                    self._truncated("body")
+                    value = cut
+            return encode_basestring(value)
         text = scalar_text(value)
-    if len(text) > max_bytes // 4 and len(text.encode()) > max_bytes:
-        raise RecordRejected(
-            "body too large", f"body is {len(text.encode())} bytes, limit {max_bytes}"
-        )
-    if nul_in_text(text, value):
-        raise RecordRejected("NUL character", "body contains a NUL character")
-    return text
+        if nul_in_text(text, value):
+            raise RecordRejected("NUL character", "body contains a NUL character")
+        cut = cut_utf8(text, max_bytes)
+        if cut is not None:
+            self._truncated("body")
+            return encode_basestring(cut)
+        return text
+
+
+_PLAIN_RULES: Final = ValueRules(_UNLIMITED, _UNLIMITED)
+
+
+def body_text(raw: bytes, max_bytes: int, rules: ValueRules = _PLAIN_RULES) -> str | None:
+    """``rules.body(raw, max_bytes)``: by default cut to ``max_bytes`` only."""
+    return rules.body(raw, max_bytes)
 
 
 def _short(text: str) -> str:
@@ -200,22 +339,33 @@ class _Fragments(dict[bytes, str]):
         "_double_keys",
         "_entries",
         "_envelope_limits",
+        "_kind",
+        "_mask",
         "_max_value",
         "_old",
+        "_rules",
         "_slots",
     )
 
     def __init__(
         self,
         keys: EnvelopeKeys,
-        max_value_bytes: int,
+        rules: ValueRules,
         entries: int,
         envelope_limits: tuple[int, int, int, int],
     ) -> None:
         super().__init__()
         self._slots = keys.slots()
         self._envelope_limits = envelope_limits
+        max_value_bytes = rules.max_value
         self._max_value = max_value_bytes
+        self._rules = rules
+        # What a key is to the redactor (None: nothing is redacted), and the masking of a
+        # text (None: none), taken out of the redactor so that a miss calls no more
+        # Python than the masking itself (bench.decode, spans).
+        redactor = rules.redactor
+        self._kind = redactor.kind if redactor is not None else None
+        self._mask = redactor.mask if redactor is not None and redactor.masks else None
         self._cacheable = min(CACHEABLE_BYTES, max_value_bytes)
         self._entries = entries
         # The bytes of a double attribute but its 8 value bytes -> its key's text and ":".
@@ -297,7 +447,21 @@ class _Fragments(dict[bytes, str]):
                     value_text = None  # protobuf says where
                     double_head = False
         if value_text is None:
-            key, value, value_text = self._parse(raw)
+            key, value = self._parse(raw)
+            value_text = scalar_text(value)
+        elif self._kind is not None and (
+            key not in self._slots or envelope_value(value) is None  # envelope: as sent
+        ):
+            if self._kind(key) != PLAIN:
+                cleaned = self._rules.scalar(key, value)  # type: ignore[arg-type]
+            elif self._mask is not None and value.__class__ is str:
+                cleaned = self._mask(value)
+            else:
+                cleaned = value
+            if cleaned is not value:
+                value = cleaned
+                value_text = scalar_text(cleaned)
+                double_head = False
         key_text = encode_basestring(key)
         fragment = f"{key_text}:{value_text}"
         if _NUL_ESCAPE in fragment and ("\x00" in key or has_nul(value)):
@@ -333,8 +497,8 @@ class _Fragments(dict[bytes, str]):
             self._keep(raw, fragment)
         return fragment
 
-    def _parse(self, raw: bytes) -> tuple[str, JsonValue, str]:
-        """``(key, value, value JSON text)`` of any ``KeyValue``, through protobuf."""
+    def _parse(self, raw: bytes) -> tuple[str, JsonValue]:
+        """``(key, stored value)`` of any ``KeyValue``, through protobuf."""
         try:
             kv = KeyValue.FromString(raw)
         except DecodeError:
@@ -342,15 +506,12 @@ class _Fragments(dict[bytes, str]):
                 "invalid attribute", f"attribute: {salvage.explain(raw, KeyValue.DESCRIPTOR)}"
             ) from None
         key = kv.key
-        if len(raw) > self._max_value:
-            size = largest_value(kv.value)
-            if size > self._max_value:
-                raise RecordRejected(
-                    "attribute too large",
-                    f"attribute {_short(key)} value is {size} bytes, limit {self._max_value}",
-                )
-        value = json_value(kv.value)
-        return key, value, scalar_text(value)
+        value = kv.value
+        if key in self._slots:
+            which = value.WhichOneof("value")
+            if (which == "string_value" and value.string_value) or which == "int_value":
+                return key, json_value(value)  # an envelope value: as sent
+        return key, self._rules.attribute(key, value)
 
 
 _unpack_double = struct.Struct("<d").unpack_from
@@ -380,8 +541,11 @@ def _varint64(data: bytes, start: int) -> int | None:
 class AttributeEncoder:
     """Attribute lists (raw ``KeyValue`` bytes) to JSON object text, plus envelope values.
 
-    One per ``Decoder``; the cache is bounded (two generations of ``cache_entries``
-    fragments each) and safe to share between threads (plain dict operations).
+    One per ``Decoder`` and client-IP policy (its fragments are redacted accordingly);
+    the cache is bounded (two generations of ``cache_entries`` fragments each) and safe to
+    share between threads (plain dict operations). A list longer than ``max_attributes``
+    keeps its first ``max_attributes`` (counted as ``"attributes"`` in ``truncated``);
+    the other limits are ``ValueRules``'.
     """
 
     def __init__(
@@ -391,9 +555,20 @@ class AttributeEncoder:
         cache_entries: int = CACHE_ENTRIES,
         *,
         envelope_limits: tuple[int, int, int, int] = (_UNLIMITED,) * 4,
+        max_attributes: int = _UNLIMITED,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        redactor: Redactor | None = None,
+        truncated: Count = ignore,
     ) -> None:
         self._ranks = len(keys.slots())
-        fragments = _Fragments(keys, max_value_bytes, cache_entries, envelope_limits)
+        self.rules = ValueRules(max_value_bytes, max_depth, redactor, truncated)
+        """What this encoder's values may be; its ``body`` is the log body's rule."""
+        redactor = self.rules.redactor
+        self.mask_name = redactor.name if redactor is not None and redactor.masks else None
+        """Masks a span name, status message or event name; None when nothing is masked."""
+        self.max_attributes = max_attributes
+        self._truncated = truncated
+        fragments = _Fragments(keys, self.rules, cache_entries, envelope_limits)
         self._fragment = fragments.__getitem__
         # The envelope values of a record's envelope fragments, when it has several (a
         # session and a user, typically): merging them costs ~1 µs, a lookup ~0.1 µs.
@@ -408,10 +583,13 @@ class AttributeEncoder:
     def encode(self, raws: Sequence[bytes]) -> tuple[str, Found | None]:
         """The JSON object of ``raws`` in their order, and the envelope values among them.
 
-        Raises ``RecordRejected`` if an attribute is malformed, too large or holds a NUL,
-        or if an envelope value is longer than its slot's limit (``envelope_limits``, in
-        ``Found`` order: session, user, project, service).
+        Raises ``RecordRejected`` if an attribute is malformed or holds a NUL, or if an
+        envelope value is longer than its slot's limit (``envelope_limits``, in ``Found``
+        order: session, user, project, service).
         """
+        if len(raws) > self.max_attributes:
+            raws = raws[: self.max_attributes]
+            self._truncated("attributes")
         fragments = list(map(self._fragment, raws))
         text = ",".join(fragments)
         if "\t" in text:
@@ -426,6 +604,9 @@ class AttributeEncoder:
         (py-spy, bench "metrics": the sort and join were 13% of otlpd's CPU). Only short
         lists, in two generations like the fragments.
         """
+        if len(raws) > self.max_attributes:
+            raws = raws[: self.max_attributes]
+            self._truncated("attributes")
         key = tuple(raws)
         sorted_lists = self._sorted
         hit = sorted_lists.get(key)
@@ -445,6 +626,11 @@ class AttributeEncoder:
                 self._sorted = sorted_lists = {}
             sorted_lists[key] = hit
         return hit
+
+    def dropped(self, raws: Sequence[bytes], sent: int) -> int:
+        """A list's dropped attributes count: ``sent`` plus what ``encode`` drops of it."""
+        excess = len(raws) - self.max_attributes
+        return sent + excess if excess > 0 else sent
 
     def _found(self, fragments: list[str]) -> Found:
         named = [f for f in fragments if f.__class__ is _EnvelopeFragment]

@@ -273,10 +273,13 @@ def test_fast_path_leaves_unusual_layouts_to_protobuf(data: bytes) -> None:
 def test_body_text() -> None:
     assert body_text(AnyValue(string_value="hi").SerializeToString(), 100) == '"hi"'
     assert body_text(b"", 100) is None
-    with pytest.raises(RecordRejected, match="body is 12 bytes, limit 10"):
-        body_text(AnyValue(string_value="x" * 10).SerializeToString(), 10)
+    assert body_text(AnyValue(string_value="x" * 12).SerializeToString(), 10) == json_text("x" * 10)
     with pytest.raises(RecordRejected, match="body: invalid UTF-8 in string_value"):
         body_text(b"\x0a\x01\xff", 100)
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    return text.encode()[:max_bytes].decode("utf-8", "ignore")
 
 
 def body_reference(data: bytes, max_bytes: int) -> str | None:
@@ -287,10 +290,12 @@ def body_reference(data: bytes, max_bytes: int) -> str | None:
         return "rejected"
     if value is None:
         return None
-    text = json_text(value)
-    if has_nul(value) or len(text.encode()) > max_bytes:
+    if has_nul(value):
         return "rejected"
-    return text
+    if isinstance(value, str):  # a string is cut
+        return json_text(_cut(value, max_bytes))
+    text = json_text(value)  # a structured body too long becomes its text, cut
+    return json_text(_cut(text, max_bytes)) if len(text.encode()) > max_bytes else text
 
 
 def body_fast(data: bytes, max_bytes: int) -> str | None:

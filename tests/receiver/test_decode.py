@@ -46,6 +46,7 @@ from otlpd.envelope import EnvelopeKeys, SessionCache
 from otlpd.errors import InvalidRequest
 from otlpd.receiver.anyvalue import has_nul
 from otlpd.receiver.decode import Decoded, DecodeLimits, Decoder
+from otlpd.receiver.redaction import Redaction
 from storage.model import (
     LOG_COLUMNS,
     POINT_COLUMNS,
@@ -157,13 +158,19 @@ def number(value: float | int = 1.0, **fields: Any) -> NumberDataPoint:
     return NumberDataPoint(**(base | fields))
 
 
-def decoder(cache: SessionCache | None = None, **limits: int) -> Decoder:
+def decoder(
+    cache: SessionCache | None = None, redaction: Redaction | None = None, **limits: int
+) -> Decoder:
     return Decoder(
         EnvelopeKeys(),
         DecodeLimits(**limits),
         "default",
         SessionCache() if cache is None else cache,
+        redaction=Redaction() if redaction is None else redaction,
     )
+
+
+NO_REDACTION = Redaction(enabled=False, anonymize_ip=False)
 
 
 def row(columns: tuple[str, ...], values: Row) -> dict[str, Any]:
@@ -1082,14 +1089,6 @@ BAD_SPANS: dict[str, tuple[dict[str, Any], str]] = {
     "NUL name": ({"name": "a\x00b"}, "NUL character: 1"),
     "NUL attribute": ({"attributes": attrs({"k": ["a\x00"]})}, "attribute 'k' contains a NUL"),
     "NUL attribute key": ({"attributes": attrs({"k\x00": 1})}, "contains a NUL character"),
-    "big attribute": (
-        {"attributes": attrs({"k": "x" * 2000})},
-        "attribute 'k' value is 2000 bytes, limit 1000",
-    ),
-    "big nested attribute": (
-        {"attributes": attrs({"k": {"n": [b"x" * 1001]}})},
-        "attribute 'k' value is 1001 bytes, limit 1000",
-    ),
     "NUL event": ({"events": [Span.Event(name="\x00")]}, "event name contains a NUL"),
     "bad link": (
         {"links": [Span.Link(trace_id=TRACE, span_id=b"1")]},
@@ -1117,10 +1116,12 @@ def test_dropped_counts_beyond_integer_are_saturated() -> None:
     assert got["dropped_attributes_count"] == 2**31 - 1
 
 
-def test_the_limit_is_in_utf8_bytes() -> None:
+def test_the_limit_is_in_utf8_bytes_and_cuts_on_a_character() -> None:
     payload = traces([span(attributes=attrs({"k": "é" * 600}))])  # 1200 bytes
-    assert_rejected(decoder(max_attribute_value_bytes=1000).traces(payload, NOW), 1, "1200 bytes")
-    assert decoder(max_attribute_value_bytes=1200).traces(payload, NOW).rejected == 0
+    for limit, kept in [(1000, 500), (999, 499), (1200, 600)]:
+        decoded = decoder(max_attribute_value_bytes=limit).traces(payload, NOW)
+        (got,) = spans_of(decoded)
+        assert (decoded.rejected, json.loads(got["attributes"])) == (0, {"k": "é" * kept})
 
 
 def test_message_counts_per_reason_and_caps_examples_and_length() -> None:
@@ -1168,7 +1169,6 @@ BAD_LOGS: dict[str, tuple[dict[str, Any], str]] = {
         {"observed_time_unix_nano": 2**64 - 1},
         "observed_time_unix_nano 18446744073709551615 is",
     ),
-    "big body": ({"body": any_value("x" * 3000)}, "body is 3002 bytes, limit 2000"),
     "NUL body": ({"body": any_value({"a": "\x00"})}, "body contains a NUL character"),
     "NUL text": ({"severity_text": "\x00"}, "severity_text or event_name contains a NUL"),
     "NUL attribute": ({"attributes": attrs({"a": "\x00"})}, "attribute 'a' contains a NUL"),
@@ -1257,6 +1257,142 @@ def test_points_beyond_their_columns_are_rejected_alone() -> None:
     )
 
 
+# -- limits: values cut, not refused ---------------------------------------------------
+
+
+def counting_decoder(
+    counts: list[str], redaction: Redaction = NO_REDACTION, **limits: int
+) -> Decoder:
+    """A decoder that appends every truncation it counts to ``counts``."""
+    return Decoder(
+        EnvelopeKeys(),
+        DecodeLimits(**limits),
+        "default",
+        SessionCache(),
+        redaction=redaction,
+        on_truncated=counts.append,
+    )
+
+
+def test_values_over_the_limit_are_cut_and_counted() -> None:
+    values = {
+        "s": "x" * 2000,
+        "b": b"\xff" * 1500,  # bytes are cut before base64
+        "nested": {"n": ["z" * 1001, "short"]},
+        "ok": "y" * 1000,
+    }
+    counts: list[str] = []
+    d = counting_decoder(counts, max_attribute_value_bytes=1000)
+    payload = traces([span(name="big", attributes=attrs(values))])
+    decoded = d.traces(payload, NOW)
+    assert (decoded.rejected, decoded.error_message) == (0, "")
+    (got,) = spans_of(decoded)
+    assert json.loads(got["attributes"]) == {
+        "s": "x" * 1000,
+        "b": base64.b64encode(b"\xff" * 1000).decode(),
+        "nested": {"n": ["z" * 1000, "short"]},
+        "ok": "y" * 1000,
+    }
+    assert sorted(counts) == ["value"] * 3
+
+
+def test_attributes_beyond_the_count_limit_are_dropped_into_the_dropped_counts() -> None:
+    five = attrs({f"k{i}": i for i in range(5)})
+    kept = {"k0": 0, "k1": 1, "k2": 2}
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.extend(five)
+    rs.resource.dropped_attributes_count = 1
+    ss = rs.scope_spans.add()
+    ss.scope.attributes.extend(five)
+    ss.spans.append(
+        span(
+            attributes=five,
+            dropped_attributes_count=10,
+            events=[Span.Event(name="e", attributes=five, dropped_attributes_count=1)],
+            links=[Span.Link(trace_id=OTHER_TRACE, attributes=five)],
+        )
+    )
+    counts: list[str] = []
+    decoded = counting_decoder(counts, max_attributes=3).traces(request.SerializeToString(), NOW)
+    (got,) = spans_of(decoded)
+    assert (json.loads(got["attributes"]), got["dropped_attributes_count"]) == (kept, 12)
+    (event,) = json.loads(got["events"])
+    assert (event["attributes"], event["dropped_attributes_count"]) == (kept, 3)
+    (link,) = json.loads(got["links"])
+    assert (link["attributes"], link["dropped_attributes_count"]) == (kept, 2)
+    assert (json.loads(got["scope_attributes"]), got["scope_dropped_attributes_count"]) == (
+        kept,
+        2,
+    )
+    (resource,) = resources_of(decoded)
+    assert (json.loads(resource["attributes"]), resource["dropped_attributes_count"]) == (kept, 3)
+    assert resource["resource_id"] == resource_id(json.dumps(kept, separators=(",", ":")), "", 3)
+    assert counts == ["attributes"] * 5
+
+    payload = logs([log(attributes=five, dropped_attributes_count=2**32 - 1)])
+    (got,) = logs_of(counting_decoder([], max_attributes=3).logs(payload, NOW))
+    assert (json.loads(got["attributes"]), got["dropped_attributes_count"]) == (kept, 2**31 - 1)
+    # Points have no dropped count: their first attributes name their series.
+    payload = metrics([gauge(number(attributes=five))])
+    (series,) = series_of(counting_decoder([], max_attributes=3).metrics(payload, NOW))
+    assert json.loads(series["attributes"]) == kept
+
+
+def test_a_long_string_body_is_cut_on_a_character() -> None:
+    counts: list[str] = []
+    d = counting_decoder(counts, max_body_bytes=2001)
+    payload = logs([log(body=any_value("é" * 1500)), log(body=any_value("x" * 2001))])
+    first, second = logs_of(d.logs(payload, NOW))
+    assert (json.loads(first["body"]), json.loads(second["body"])) == ("é" * 1000, "x" * 2001)
+    assert counts == ["body"]
+
+
+def test_a_large_structured_body_becomes_the_start_of_its_json_text() -> None:
+    counts: list[str] = []
+    body = {"message": "x" * 3000, "n": 1}
+    payload = logs([log(body=any_value(body)), log(body=any_value({"small": [1, 2]}))])
+    big, small = logs_of(counting_decoder(counts, max_body_bytes=2000).logs(payload, NOW))
+    text = json.loads(big["body"])
+    assert isinstance(text, str) and len(text) == 2000
+    assert text == '{"message":"' + "x" * (2000 - 12)
+    assert json.loads(small["body"]) == {"small": [1, 2]}
+    assert counts == ["body"]
+
+
+def test_nesting_deeper_than_the_limit_becomes_null() -> None:
+    counts: list[str] = []
+    d = counting_decoder(counts, max_attribute_depth=2)
+    values = {"a": [[1, [2]], 3], "m": {"x": {"y": {"z": 1}}, "k": 1}, "flat": [1]}
+    payload = traces([span(attributes=attrs(values))])
+    (got,) = spans_of(d.traces(payload, NOW))
+    assert json.loads(got["attributes"]) == {
+        "a": [[1, None], 3],
+        "m": {"x": {"y": None}, "k": 1},
+        "flat": [1],
+    }
+    (got,) = logs_of(d.logs(logs([log(body=any_value([[["deep"]]]))]), NOW))
+    assert json.loads(got["body"]) == [[None]]
+    assert counts == ["depth"] * 3
+
+
+def test_envelope_values_are_never_cut_and_still_refused_over_their_limit() -> None:
+    d = decoder(max_attribute_value_bytes=100)
+    user, long_user = "u" * 200, "u" * 300  # the user id limit is 256
+    payload = traces(
+        [
+            span(attributes=attrs({"user.id": user, "other": "o" * 200})),
+            span(attributes=attrs({"user.id": long_user})),
+        ],
+        resource={"service.name": "s" * 200},
+    )
+    decoded = d.traces(payload, NOW)
+    (got,) = spans_of(decoded)
+    assert (got["user_id"], got["service_name"]) == (user, "s" * 200)
+    assert json.loads(got["attributes"]) == {"user.id": user, "other": "o" * 100}
+    assert_rejected(decoded, 1, "value too long", "'user.id' is 300 bytes, limit 256")
+
+
 # -- invalid UTF-8 and garbage ---------------------------------------------------------
 
 
@@ -1339,7 +1475,8 @@ def raw_traces(*spans: bytes) -> bytes:
 
 def test_nested_attributes_within_the_parsers_depth_are_kept() -> None:
     deep = KeyValue.FromString(deep_attribute(30))
-    (got,) = spans_of(decoder().traces(traces([span(attributes=[deep])]), NOW))
+    payload = traces([span(attributes=[deep])])
+    (got,) = spans_of(decoder(max_attribute_depth=30).traces(payload, NOW))
     assert got["attributes"] == '{"k":' + "[" * 30 + '"x"' + "]" * 30 + "}"
 
 
@@ -1399,7 +1536,10 @@ def expected_json(value: object) -> object:
     return value
 
 
-SHARED = decoder()  # shared across examples: the attribute cache must stay right
+# Shared across examples: the attribute cache must stay right. Without redaction, and deep
+# enough for any value drawn, so that what comes out is what went in.
+SHARED = decoder(redaction=NO_REDACTION, max_attribute_depth=64)
+REDACTING = decoder(max_attribute_value_bytes=64, max_attribute_depth=2, max_attributes=4)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1411,11 +1551,41 @@ def test_attributes_parse_back_to_the_values(values: dict[str, object]) -> None:
     assert "\t" not in got["attributes"]
 
 
+def _nesting(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_nesting, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_nesting, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(KEYS, VALUES, max_size=8))
+def test_stored_values_keep_within_every_limit(values: dict[str, object]) -> None:
+    (got,) = spans_of(REDACTING.traces(traces([span(attributes=attrs(values))]), NOW))
+    stored = strict_json(got["attributes"])
+    assert len(stored) <= 4
+    for value in stored.values():
+        assert _nesting(value) <= 2
+        for text in _strings(value):
+            assert len(text.encode()) <= 88  # 64 bytes, or their base64
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    return []
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300), st.sampled_from(["traces", "logs", "metrics"]))
 def test_arbitrary_bytes_decode_or_are_invalid(payload: bytes, signal: str) -> None:
     try:
-        decoded = getattr(SHARED, signal)(payload, NOW)
+        decoded = getattr(REDACTING, signal)(payload, NOW)
     except InvalidRequest:
         return
     assert_rows_keep_the_contract(decoded)
@@ -1515,7 +1685,7 @@ def test_mutated_valid_requests_decode_or_are_invalid(data: st.DataObject) -> No
     for _ in range(data.draw(st.integers(1, 4))):
         payload[data.draw(st.integers(0, len(payload) - 1))] = data.draw(st.integers(0, 255))
     try:
-        decoded = SHARED.traces(bytes(payload), NOW)
+        decoded = REDACTING.traces(bytes(payload), NOW)
     except InvalidRequest:
         return
     assert_rows_keep_the_contract(decoded)

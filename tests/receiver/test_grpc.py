@@ -394,11 +394,6 @@ SPAN_CASES = [
         lambda s: _span_times(s.start_time_unix_nano, s.start_time_unix_nano - 1)(s),
         ("end before start",),
     ),
-    Bad(
-        "oversized-attribute",
-        _add_attribute("http.body", "x" * (MAX_ATTRIBUTE + 1)),
-        ("attribute too large", f"limit {MAX_ATTRIBUTE}"),
-    ),
     Bad("kind-9", _set(kind=9), ("invalid kind", "kind 9")),
     Bad("status-code-7", _span_status(7), ("invalid status code", "7")),
     Bad("nul-name", _set(name="GET /\x00cart"), ("NUL character",)),
@@ -454,12 +449,6 @@ LOG_CASES = [
         _set(time_unix_nano=0, observed_time_unix_nano=YEAR_2200),
         ("time out of range", "observed_time_unix_nano"),
     ),
-    Bad(
-        "oversized-attribute",
-        _add_attribute("exception.stacktrace", "x" * (MAX_ATTRIBUTE + 1)),
-        ("attribute too large", f"limit {MAX_ATTRIBUTE}"),
-    ),
-    Bad("oversized-body", _log_body("x" * MAX_BODY), ("body too large", f"limit {MAX_BODY}")),
     Bad("severity-99", _set(severity_number=99), ("invalid severity_number", "99")),
     Bad("nul-body", _log_body("payment\x00declined"), ("NUL character",)),
     Bad("nul-severity_text", _set(severity_text="WARN\x00"), ("NUL character",)),
@@ -525,14 +514,6 @@ POINT_CASES: list[tuple[str, Bad]] = [
             ),
         )
         for name, patch in MALFORMED_VALUES
-    ),
-    (
-        "gauge",
-        Bad(
-            "oversized-attribute",
-            _point_attribute("sql", "x" * (MAX_ATTRIBUTE + 1)),
-            ("attribute too large", f"limit {MAX_ATTRIBUTE}"),
-        ),
     ),
     (
         "gauge",
@@ -807,6 +788,51 @@ def test_a_bad_resource_costs_its_own_records_only(
         " WHERE attributes->>'service.name' LIKE 'resource-%%'",
     )
     assert resources == [("resource-good",)]
+
+
+def test_values_over_their_limits_are_stored_cut_and_counted(
+    server: RunningOtlpd, channel: grpc.Channel
+) -> None:
+    """Attribute values and log bodies over their limits are truncated, as the OTel SDKs'
+    limits do, not rejected: every record is stored, and the cuts are counted."""
+    service = "cut-values"
+    now = time.time_ns()
+    cuts_before = server.metric("otlpd_truncated_values_total", {"what": "value"})
+    bodies_before = server.metric("otlpd_truncated_values_total", {"what": "body"})
+    long_span = span("long", now, 1)
+    long_span.attributes.append(kv("http.body", "é" * MAX_ATTRIBUTE))  # 2x the limit in bytes
+    spans_response = export(channel, TRACES, traces_request(service, [long_span]))
+    record = log_record("x" * (MAX_BODY + 100), now, 1)
+    record.attributes.append(kv("exception.stacktrace", "y" * (MAX_ATTRIBUTE + 1)))
+    logs_response = export(channel, LOGS, logs_request(service, [record]))
+    metric = gauge("cut", now, 1.0)
+    metric.gauge.data_points[0].attributes.append(kv("sql", "z" * (MAX_ATTRIBUTE * 2)))
+    metrics_response = export(channel, METRICS, metrics_request(service, [metric]))
+
+    for signal, response in [(TRACES, spans_response), (LOGS, logs_response)]:
+        assert rejected(signal, response) == 0
+    assert rejected(METRICS, metrics_response) == 0
+    (stored_span,) = rows(
+        server.database_url,
+        "SELECT attributes->>'http.body' FROM spans WHERE service_name = %s",
+        service,
+    )
+    assert stored_span == ("é" * (MAX_ATTRIBUTE // 2),)
+    (stored_log,) = rows(
+        server.database_url,
+        "SELECT body #>> '{}', attributes->>'exception.stacktrace' FROM logs"
+        " WHERE service_name = %s",
+        service,
+    )
+    assert stored_log == ("x" * MAX_BODY, "y" * MAX_ATTRIBUTE)
+    (stored_series,) = rows(
+        server.database_url,
+        "SELECT attributes->>'sql' FROM metric_series WHERE service_name = %s",
+        service,
+    )
+    assert stored_series == ("z" * MAX_ATTRIBUTE,)
+    assert server.metric("otlpd_truncated_values_total", {"what": "value"}) == cuts_before + 3
+    assert server.metric("otlpd_truncated_values_total", {"what": "body"}) == bodies_before + 1
 
 
 def test_many_bad_records_are_summed_up_by_reason(

@@ -17,5 +17,6 @@ decode one signal's records each; ``checks`` and ``limits`` hold the rules they 
 
 from otlpd.receiver.decode.decoder import Decoded, Decoder
 from otlpd.receiver.decode.limits import DecodeLimits
+from otlpd.receiver.decode.policy import DecodePolicy
 
-__all__ = ["DecodeLimits", "Decoded", "Decoder"]
+__all__ = ["DecodeLimits", "DecodePolicy", "Decoded", "Decoder"]

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
-from otlpd.envelope import NOTHING_FOUND, SERVICE, EnvelopeKeys, SessionCache
+from otlpd.envelope import NOTHING_FOUND, PROJECT, SERVICE, EnvelopeKeys, SessionCache
 from otlpd.errors import InvalidRequest
 from otlpd.receiver import messages, salvage
 from otlpd.receiver.anyvalue import AttributeEncoder
@@ -16,8 +16,24 @@ from otlpd.receiver.decode.checks import MAX_INTEGER, nul
 from otlpd.receiver.decode.limits import DecodeLimits
 from otlpd.receiver.decode.logs import decode_logs
 from otlpd.receiver.decode.metrics import decode_metrics
+from otlpd.receiver.decode.policy import DEFAULT_POLICY, DecodePolicy
 from otlpd.receiver.decode.spans import decode_spans
-from otlpd.receiver.decode.state import RecordDecoder, Resource, Run, Scope, Shared
+from otlpd.receiver.decode.state import (
+    RecordDecoder,
+    Resource,
+    Run,
+    Scope,
+    Shared,
+    not_allowed,
+)
+from otlpd.receiver.redaction import (
+    DEFAULT_REDACTION,
+    Count,
+    Redaction,
+    Redactor,
+    ignore,
+    normalized,
+)
 from otlpd.receiver.rejections import RecordRejected, Rejections
 from storage.ids import resource_id
 from storage.model import RowBatch
@@ -97,7 +113,13 @@ _METRICS: Final = _Signal(
 
 
 class Decoder:
-    """Decodes OTLP Export requests into row batches; one per process, any thread."""
+    """Decodes OTLP Export requests into row batches; one per process, any thread.
+
+    ``redaction`` is applied to every value before it is stored (``redaction``);
+    ``on_truncated`` and ``on_redacted`` count what was cut (``"attributes"``,
+    ``"value"``, ``"body"``, ``"depth"``) and redacted (``"key"``, ``"pattern"``,
+    ``"ip"``), so that the decoder knows nothing of where counts go.
+    """
 
     def __init__(
         self,
@@ -105,6 +127,10 @@ class Decoder:
         limits: DecodeLimits,
         default_project: str,
         sessions: SessionCache,
+        *,
+        redaction: Redaction = DEFAULT_REDACTION,
+        on_truncated: Count = ignore,
+        on_redacted: Count = ignore,
     ) -> None:
         if not default_project or "\x00" in default_project:
             raise ValueError(f"default_project must be a non-empty text, got {default_project!r}")
@@ -113,30 +139,75 @@ class Decoder:
                 f"default_project must be at most {limits.max_project_bytes} bytes, "
                 f"got {len(default_project.encode())}"
             )
+        envelope_keys = {normalized(k) for k in keys.slots()}
+        both = sorted(redaction.keys_named() & envelope_keys)
+        if both:
+            raise ValueError(f"envelope key {both[0]!r} cannot be redacted or anonymized")
         self._sessions = sessions
         self._limits = limits
-        encoder = AttributeEncoder(
-            keys, limits.max_attribute_value_bytes, envelope_limits=limits.envelope_limits()
+        self._keys = keys
+        self._redaction = redaction
+        self._on_truncated = on_truncated
+        self._on_redacted = on_redacted
+        self._anonymizing = self._encoder(anonymize_ip=True)
+        # Fragments are cached per raw bytes, so a caller that keeps client IPs needs a
+        # cache of its own: made on first use, bounded like the first one. Where nothing
+        # is anonymized, both are one.
+        anonymizes = redaction.anonymize_ip and bool(redaction.ip_keys)
+        self._keeping: AttributeEncoder | None = None if anonymizes else self._anonymizing
+        self._shared = Shared(limits, default_project)
+
+    def _encoder(self, anonymize_ip: bool) -> AttributeEncoder:
+        limits = self._limits
+        return AttributeEncoder(
+            self._keys,
+            limits.max_attribute_value_bytes,
+            envelope_limits=limits.envelope_limits(),
+            max_attributes=limits.max_attributes,
+            max_depth=limits.max_attribute_depth,
+            redactor=Redactor(self._redaction, anonymize_ip, self._on_redacted),
+            truncated=self._on_truncated,
         )
-        self._attributes = encoder
-        self._shared = Shared(limits, default_project, encoder)
 
-    def traces(self, payload: bytes, now_ns: int) -> Decoded:
-        """Decodes a serialized ``ExportTraceServiceRequest``; ``now_ns`` is the server clock."""
-        return self._decode(_TRACES, payload, now_ns)
+    def _attributes(self, policy: DecodePolicy) -> AttributeEncoder:
+        if policy.anonymize_ip:
+            return self._anonymizing
+        keeping = self._keeping
+        if keeping is None:
+            # Two threads may both make one; the last assigned stays, the other is dropped.
+            keeping = self._keeping = self._encoder(anonymize_ip=False)
+        return keeping
 
-    def logs(self, payload: bytes, now_ns: int) -> Decoded:
+    def traces(self, payload: bytes, now_ns: int, policy: DecodePolicy = DEFAULT_POLICY) -> Decoded:
+        """Decodes a serialized ``ExportTraceServiceRequest``; ``now_ns`` is the server clock,
+        ``policy`` the caller's (``DecodePolicy``)."""
+        return self._decode(_TRACES, payload, now_ns, policy)
+
+    def logs(self, payload: bytes, now_ns: int, policy: DecodePolicy = DEFAULT_POLICY) -> Decoded:
         """Decodes a serialized ``ExportLogsServiceRequest``."""
-        return self._decode(_LOGS, payload, now_ns)
+        return self._decode(_LOGS, payload, now_ns, policy)
 
-    def metrics(self, payload: bytes, now_ns: int) -> Decoded:
+    def metrics(
+        self, payload: bytes, now_ns: int, policy: DecodePolicy = DEFAULT_POLICY
+    ) -> Decoded:
         """Decodes a serialized ``ExportMetricsServiceRequest``."""
-        return self._decode(_METRICS, payload, now_ns)
+        return self._decode(_METRICS, payload, now_ns, policy)
 
     # -- request, resources, scopes -----------------------------------------------------
 
-    def _decode(self, signal: _Signal, payload: bytes, now_ns: int) -> Decoded:
-        run = Run(self._shared, self._sessions, Rejections(signal.noun, signal.plural), now_ns)
+    def _decode(
+        self, signal: _Signal, payload: bytes, now_ns: int, policy: DecodePolicy
+    ) -> Decoded:
+        rejections = Rejections(signal.noun, signal.plural)
+        attributes = self._attributes(policy)
+        run = Run(
+            self._shared,
+            self._sessions,
+            rejections,
+            now_ns,
+            attributes=attributes,
+            project=policy.project,
+        )
         request = signal.request()
         try:
             request.ParseFromString(payload)
@@ -147,7 +218,7 @@ class Decoder:
         for i, resource_x in enumerate(getattr(request, signal.resources)):
             scopes = getattr(resource_x, signal.scopes)
             try:
-                resource = self._resource(resource_x.resource, resource_x.schema_url)
+                resource = self._resource(run, resource_x.resource, resource_x.schema_url)
             except RecordRejected as e:
                 count = sum(_count(signal, getattr(s, signal.records)) for s in scopes)
                 run.rejections.add(e, f"resource {i}", count)
@@ -155,21 +226,25 @@ class Decoder:
             for j, scope_x in enumerate(scopes):
                 records = getattr(scope_x, signal.records)
                 try:
-                    scope = self._scope(resource, scope_x.scope, scope_x.schema_url)
+                    scope = self._scope(run, resource, scope_x.scope, scope_x.schema_url)
                 except RecordRejected as e:
                     run.rejections.add(e, f"resource {i}, scope {j}", _count(signal, records))
                     continue
                 decode_records(run, scope, i, j, enumerate(records))
         return _result(run)
 
-    def _resource(self, resource: Any, schema_url: str) -> Resource:
+    def _resource(self, run: Run, resource: Any, schema_url: str) -> Resource:
         # Sorted, so that a series and a resource_id are the same whatever order the
         # resource attributes came in.
-        attributes, found = self._attributes.encode_sorted(resource.attributes)
+        encoder = run.attributes
+        raws = resource.attributes
+        attributes, found = encoder.encode_sorted(raws)
         if "\x00" in schema_url:
             raise nul("resource schema_url")
         found = found or NOTHING_FOUND
-        dropped = min(resource.dropped_attributes_count, MAX_INTEGER)
+        if run.project is not None and found[PROJECT] not in (None, run.project):
+            raise not_allowed(run.project, "resource")
+        dropped = min(encoder.dropped(raws, resource.dropped_attributes_count), MAX_INTEGER)
         return Resource(
             attributes,
             schema_url or None,
@@ -179,27 +254,33 @@ class Decoder:
             resource_id(attributes, schema_url, dropped),
         )
 
-    def _scope(self, resource: Resource, scope: Any, schema_url: str) -> Scope:
+    def _scope(self, run: Run, resource: Resource, scope: Any, schema_url: str) -> Scope:
         name = scope.name
         version = scope.version
         if "\x00" in name or "\x00" in version or "\x00" in schema_url:
             raise nul("scope name, version or schema_url")
         attributes = None
         found = NOTHING_FOUND
-        if scope.attributes:
-            attributes, scope_found = self._attributes.encode_sorted(scope.attributes)
+        raws = scope.attributes
+        encoder = run.attributes
+        if raws:
+            attributes, scope_found = encoder.encode_sorted(raws)
             found = scope_found or NOTHING_FOUND
         inherited = resource.found
+        locked = run.project
+        if locked is not None and found[PROJECT] not in (None, locked):
+            raise not_allowed(locked, "scope")
         return Scope(
             resource,
             name or None,
             version or None,
             attributes,
             schema_url or None,
-            min(scope.dropped_attributes_count, MAX_INTEGER),
+            min(encoder.dropped(raws, scope.dropped_attributes_count), MAX_INTEGER),
             found[0] or inherited[0],
             found[1] or inherited[1],
-            found[2] or inherited[2],
+            locked or found[2] or inherited[2],
+            locked is not None,
         )
 
     # -- salvage --------------------------------------------------------------------------
@@ -216,6 +297,7 @@ class Decoder:
             i = part.index
             try:
                 resource = self._resource(
+                    run,
                     _parse(messages.Resource, part.resource, "resource"),
                     _text(part.schema_url, "resource schema_url"),
                 )
@@ -229,6 +311,7 @@ class Decoder:
                 j = scope_part.index
                 try:
                     scope = self._scope(
+                        run,
                         resource,
                         _parse(messages.Scope, scope_part.scope, "scope"),
                         _text(scope_part.schema_url, "scope schema_url"),

@@ -1,8 +1,8 @@
-"""Log records to ``storage.model.LOG_COLUMNS`` rows, with their bodies as JSON."""
+"""Log records to ``storage.model.LOG_COLUMNS`` rows, with their bodies as JSON (cut and
+redacted by ``anyvalue.ValueRules.body``)."""
 
 from __future__ import annotations
 
-from otlpd.receiver.anyvalue import body_text
 from otlpd.receiver.decode.checks import (
     MAX_INTEGER,
     MAX_SEVERITY,
@@ -21,7 +21,10 @@ def decode_logs(run: Run, scope: Scope, i: int, j: int, records: Records) -> Non
     shared = run.shared
     append = run.batch.logs.append
     complete = run.completion.complete
-    encode = shared.attributes.encode
+    encoder = run.attributes
+    encode = encoder.encode
+    body_text = encoder.rules.body
+    max_attributes = encoder.max_attributes
     max_body = shared.limits.max_body_bytes
     now = run.now
     lo = run.lo
@@ -67,8 +70,12 @@ def decode_logs(run: Run, scope: Scope, i: int, j: int, records: Records) -> Non
             if "\x00" in severity_text or "\x00" in event_name:
                 raise nul("severity_text or event_name")
             body = r.body
-            attributes, found = encode(r.attributes)
+            raws = r.attributes
+            attributes, found = encode(raws)
             row_body = body_text(body, max_body) if body else None
+            dropped = r.dropped_attributes_count
+            if len(raws) > max_attributes:
+                dropped = encoder.dropped(raws, dropped)
             # The record is good: from here on it counts (sessions, cache).
             project, session, user = envelope(found, complete, time, default_project)
             if project != last_project:
@@ -91,7 +98,7 @@ def decode_logs(run: Run, scope: Scope, i: int, j: int, records: Records) -> Non
                     row_body,
                     attributes,
                     event_name or None,
-                    min(r.dropped_attributes_count, MAX_INTEGER),
+                    min(dropped, MAX_INTEGER),
                     resource_id,
                     scope_name,
                     scope_version,

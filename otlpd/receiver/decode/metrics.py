@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from otlpd.receiver.anyvalue import finite, json_text, scalar_text
+from otlpd.receiver.anyvalue import AttributeEncoder, finite, json_text, scalar_text
 from otlpd.receiver.decode.checks import (
     MAX_BIGINT,
     MAX_TEMPORALITY,
@@ -24,7 +24,7 @@ from otlpd.receiver.decode.checks import (
     too_long,
     utf8_size,
 )
-from otlpd.receiver.decode.state import Records, Run, Scope, Shared
+from otlpd.receiver.decode.state import Records, Run, Scope
 from otlpd.receiver.rejections import RecordRejected
 from storage.ids import series_id as hash_series_id
 from storage.model import SERIES_COLUMNS, MetricType
@@ -94,7 +94,7 @@ def decode_metrics(run: Run, scope: Scope, i: int, j: int, metrics: Records) -> 
             monotonic = data.is_monotonic if kind == "sum" else None
             metadata = None
             if metric.metadata:
-                metadata = shared.attributes.encode_sorted(metric.metadata)[0]
+                metadata = run.attributes.encode_sorted(metric.metadata)[0]
         except RecordRejected as e:
             run.rejections.add(e, metric_where(i, j, k, name), len(points))
             continue
@@ -151,7 +151,7 @@ def _points(run: Run, scope: Scope, metric: _Metric, points: Any) -> None:
     append = run.batch.points.append
     series_rows = run.batch.series
     complete = run.completion.complete
-    encode = shared.attributes.encode_sorted
+    encode = run.attributes.encode_sorted
     series_ids = shared.series_ids
     lo = run.lo
     hi = run.hi
@@ -173,7 +173,7 @@ def _points(run: Run, scope: Scope, metric: _Metric, points: Any) -> None:
             exemplars = point.exemplars if with_exemplars else None
             trace_id = span_id = exemplars_json = None
             if exemplars:
-                exemplars_json, trace_id, span_id = _exemplars(shared, exemplars)
+                exemplars_json, trace_id, span_id = _exemplars(run.attributes, exemplars)
             flags = point.flags
             kind_values = _BLANK if flags & FLAG_NO_RECORDED_VALUE else values(point)
             project, session, user = envelope(found, complete, time, default_project)
@@ -208,9 +208,9 @@ def _points(run: Run, scope: Scope, metric: _Metric, points: Any) -> None:
             run.rejections.add(e, f"{metric_where(*metric.position)}, point {p}")
 
 
-def _exemplars(shared: Shared, exemplars: Any) -> tuple[str, bytes | None, bytes | None]:
+def _exemplars(encoder: AttributeEncoder, exemplars: Any) -> tuple[str, bytes | None, bytes | None]:
     """The exemplars as JSON, and the ids of the first one that has a trace id."""
-    encode = shared.attributes.encode
+    encode = encoder.encode
     first_trace_id = first_span_id = None
     parts = []
     for exemplar in exemplars:

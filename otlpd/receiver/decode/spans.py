@@ -1,10 +1,15 @@
-"""Spans to ``storage.model.SPAN_COLUMNS`` rows, with their events and links as JSON."""
+"""Spans to ``storage.model.SPAN_COLUMNS`` rows, with their events and links as JSON.
+
+Span names, status messages and event names are masked like string attribute values
+(``redaction``): they repeat, so each distinct one is masked once and remembered.
+"""
 
 from __future__ import annotations
 
 from json.encoder import encode_basestring
 from typing import Any
 
+from otlpd.receiver.anyvalue import AttributeEncoder
 from otlpd.receiver.decode.checks import (
     MAX_INTEGER,
     MAX_SPAN_KIND,
@@ -17,7 +22,7 @@ from otlpd.receiver.decode.checks import (
     hex_or_null,
     nul,
 )
-from otlpd.receiver.decode.state import Records, Run, Scope, Shared
+from otlpd.receiver.decode.state import Records, Run, Scope
 from otlpd.receiver.rejections import RecordRejected
 
 
@@ -26,7 +31,11 @@ def decode_spans(run: Run, scope: Scope, i: int, j: int, spans: Records) -> None
     shared = run.shared
     append = run.batch.spans.append
     complete = run.completion.complete
-    encode = shared.attributes.encode
+    encoder = run.attributes
+    encode = encoder.encode
+    dropped = encoder.dropped
+    max_attributes = encoder.max_attributes
+    mask = encoder.mask_name
     lo = run.lo
     hi = run.hi
     resource = scope.resource
@@ -73,12 +82,19 @@ def decode_spans(run: Run, scope: Scope, i: int, j: int, spans: Records) -> None
             message = status.message
             if "\x00" in name or "\x00" in trace_state or "\x00" in message:
                 raise nul("name, trace_state or status message")
-            attributes, found = encode(s.attributes)
+            if mask is not None:
+                name = mask(name)
+                if message:
+                    message = mask(message)
+            raws = s.attributes
+            attributes, found = encode(raws)
             events = s.events
-            events_json = _events(shared, events) if events else None
+            events_json = _events(encoder, events) if events else None
             links = s.links
-            links_json = _links(shared, links) if links else None
+            links_json = _links(encoder, links) if links else None
             dropped_attributes = s.dropped_attributes_count
+            if len(raws) > max_attributes:
+                dropped_attributes = dropped(raws, dropped_attributes)
             dropped_events = s.dropped_events_count
             dropped_links = s.dropped_links_count
             if dropped_attributes | dropped_events | dropped_links > MAX_INTEGER:
@@ -127,25 +143,33 @@ def decode_spans(run: Run, scope: Scope, i: int, j: int, spans: Records) -> None
             run.rejections.add(e, f"resource {i}, scope {j}, span {k}")
 
 
-def _events(shared: Shared, events: Any) -> str:
-    encode = shared.attributes.encode
-    text = ",".join(
-        [
+def _events(encoder: AttributeEncoder, events: Any) -> str:
+    encode = encoder.encode
+    mask = encoder.mask_name
+    max_attributes = encoder.max_attributes
+    parts = []
+    for event in events:
+        name = event.name
+        raws = event.attributes
+        dropped = event.dropped_attributes_count
+        if len(raws) > max_attributes:
+            dropped = encoder.dropped(raws, dropped)
+        parts.append(
             f'{{"time_unix_nano":{event.time_unix_nano},'
-            f'"name":{encode_basestring(event.name)},'
-            f'"attributes":{encode(event.attributes)[0]},'
-            f'"dropped_attributes_count":{event.dropped_attributes_count}}}'
-            for event in events
-        ]
-    )
+            f'"name":{encode_basestring(mask(name) if mask else name)},'
+            f'"attributes":{encode(raws)[0]},'
+            f'"dropped_attributes_count":{dropped}}}'
+        )
+    text = ",".join(parts)
     # Attribute fragments hold no NUL (the encoder refused them): only a name can.
     if NUL_ESCAPE in text and any("\x00" in event.name for event in events):
         raise nul("event name")
     return f"[{text}]"
 
 
-def _links(shared: Shared, links: Any) -> str:
-    encode = shared.attributes.encode
+def _links(encoder: AttributeEncoder, links: Any) -> str:
+    encode = encoder.encode
+    dropped = encoder.dropped
     parts = []
     for link in links:
         trace_id = link.trace_id
@@ -157,11 +181,12 @@ def _links(shared: Shared, links: Any) -> str:
         trace_state = link.trace_state
         if "\x00" in trace_state:
             raise nul("link trace_state")
-        attributes = encode(link.attributes)[0]
+        raws = link.attributes
+        attributes = encode(raws)[0]
         parts.append(
             f'{{"trace_id":{hex_or_null(trace_id)},"span_id":{hex_or_null(span_id)},'
             f'"trace_state":{encode_basestring(trace_state)},"attributes":{attributes},'
-            f'"dropped_attributes_count":{link.dropped_attributes_count},'
+            f'"dropped_attributes_count":{dropped(raws, link.dropped_attributes_count)},'
             f'"flags":{link.flags}}}'
         )
     return f"[{','.join(parts)}]"

@@ -23,7 +23,7 @@ Completer = Callable[[str, str | None, str | None, str | None, int], tuple[str, 
 
 @dataclass(slots=True)
 class Shared:
-    """The decoder's state that outlives a call: settings, the attribute encoder, caches.
+    """The decoder's state that outlives a call: settings and caches.
 
     One per ``Decoder``, used from any thread: the caches are plain dicts, bounded by
     clearing, whose operations are atomic under the GIL.
@@ -31,7 +31,6 @@ class Shared:
 
     limits: DecodeLimits
     default_project: str
-    attributes: AttributeEncoder
     # (project, attributes JSON, identity JSON) -> series_id: a metric's series repeat
     # in every export, and a dict hit is cheaper than hashing them again.
     series_ids: dict[tuple[str, str, str], int] = field(default_factory=dict)
@@ -74,34 +73,76 @@ class Scope:
     session: str | None
     user: str | None
     project: str | None
+    locked: bool = False  # ``project`` is the caller's: a record may name no other
 
     def envelope(
         self, found: Found | None, complete: Completer, time: int, default_project: str
     ) -> tuple[str, str | None, str | None]:
         """A good record's ``(project, session, user)``: its own values, else the scope's
         (which fall back to the resource's), else its session owner's, else the default.
-        Records the session sighting at ``time``."""
+        Records the session sighting at ``time``.
+
+        When the project is ``locked``, it is the scope's whatever the session's owner,
+        and the user comes from the owner only if that is the same project
+        (``Completion.complete``); a record that names another project is refused.
+        """
         if found is None:
             session, user, project = self.session, self.user, self.project
         else:
             session = found[0] or self.session
             user = found[1] or self.user
-            project = found[2] or self.project
+            named = found[2]
+            if named is None:
+                project = self.project
+            elif self.locked and named != self.project:
+                raise not_allowed(self.project, "record")
+            else:
+                project = named
         if session is None:
             return project or default_project, None, user
         project, user = complete(session, project, user, self.resource.service, time)
         return project, session, user
 
 
+def not_allowed(project: str | None, what: str) -> RecordRejected:
+    """A record (scope, resource) names a project other than the caller's."""
+    return RecordRejected(
+        "project not allowed", f"the token's project is {project!r}; the {what} names another"
+    )
+
+
 class Run:
-    """The state of one decode call: the rows so far, what was refused, the time window."""
+    """The state of one decode call: the rows so far, what was refused, the time window,
+    and the caller's policy (the attribute encoder of its IP setting, its project)."""
 
-    __slots__ = ("batch", "completion", "hi", "lo", "now", "rejections", "shared")
+    __slots__ = (
+        "attributes",
+        "batch",
+        "completion",
+        "hi",
+        "lo",
+        "now",
+        "project",
+        "rejections",
+        "shared",
+    )
 
-    def __init__(self, shared: Shared, sessions: SessionCache, rejections: Rejections, now: int):
+    def __init__(
+        self,
+        shared: Shared,
+        sessions: SessionCache,
+        rejections: Rejections,
+        now: int,
+        *,
+        attributes: AttributeEncoder,
+        project: str | None = None,
+    ):
         limits = shared.limits
-        completion = Completion(sessions, shared.default_project, {})
+        completion = Completion(sessions, shared.default_project, {}, project is not None)
         self.shared = shared
+        self.attributes = attributes
+        self.project = project  # the caller's, or None: the records'
+
         self.batch = RowBatch(sessions=completion.sessions)
         self.completion = completion
         self.rejections = rejections
