@@ -240,6 +240,7 @@ class OtlpdTarget:
         self._grpc_port = 0
         self._metrics_port = 0
         self._query_port = 0
+        self._http_port = 0
         self._process = ServerProcess(f"otlpd-w{workers}", workdir)
 
     @property
@@ -274,6 +275,7 @@ class OtlpdTarget:
             "OTLPD_GRPC_ADDR": self.grpc_addr,
             "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
             "OTLPD_QUERY_ADDR": f"127.0.0.1:{self._query_port}",
+            "OTLPD_HTTP_ADDR": f"127.0.0.1:{self._http_port}",
         }
         return env
 
@@ -291,6 +293,7 @@ class OtlpdTarget:
         self._grpc_port = free_port()
         self._metrics_port = free_port()
         self._query_port = free_port()
+        self._http_port = free_port()
         migrate = subprocess.run(
             [sys.executable, "-m", "otlpd", "migrate"],
             env=self._env(),

@@ -1,6 +1,7 @@
-"""The ``otlpd`` command: ``serve``, ``migrate``, ``version``, and the query client
+"""The ``otlpd`` command: ``serve``, ``migrate``, ``version``, the query client
 (``traces``, ``trace``, ``logs``, ``metrics``, ``session``, ``services``, ``operations``:
-see ``otlpd.client``).
+see ``otlpd.client``), and administration in PostgreSQL (``tokens``, ``projects``,
+``usage``, ``audit``: see ``otlpd.admin``).
 
 Every setting is an ``OTLPD_*`` variable and, for ``serve``, a flag of the same name;
 a flag wins over the variable.
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from otlpd import __version__, embedded, logformat
+from otlpd.admin import add_commands as add_admin_commands
+from otlpd.admin import is_admin
 from otlpd.client.commands import add_commands as add_client_commands
 from otlpd.client.commands import is_client
 from otlpd.config import Config, ConfigError, load, settings
@@ -32,10 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the schema, then exit")
     commands.add_parser("version", help="print the version")
     add_client_commands(commands)
+    add_admin_commands(commands)
     return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
+    if args.command != "serve":
+        # Only serve has a flag per setting; other commands' flags (otlpd tokens'
+        # --anonymize-ip, say) are not settings even where their names match one.
+        return load(os.environ)
     names = {f.name for f in fields(Config)}
     overrides = {
         name: value for name, value in vars(args).items() if name in names and value is not None
@@ -63,7 +71,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"otlpd: {exc}", file=sys.stderr)
         return 2
     logformat.configure(config.log_level, config.log_json)
+    if args.command == "serve":
+        from otlpd.tls import grpc_server_credentials
+
+        try:  # unreadable or mismatched certificates are a setting's fault: said like one
+            grpc_server_credentials(config)
+        except ConfigError as exc:
+            print(f"otlpd: {exc}", file=sys.stderr)
+            return 2
     database_url = _database_url(config)
+    if is_admin(args):
+        from otlpd.admin import run as run_admin
+
+        return run_admin(args, database_url)
     if args.command == "migrate":
         from storage.postgres.migrate import migrate
 
@@ -71,9 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("schema is up to date")
         return 0
     if config.workers > 1:
+        from otlpd.listening import bind_hosts
         from otlpd.supervisor import Supervisor
+        from storage.postgres.migrate import migrate
+        from storage.postgres.tenants import tokens_ever_created
 
-        return Supervisor(config, database_url).run()
+        # The supervisor binds the ops port and checks the gRPC one before any worker
+        # runs: it decides the listening host for all of them, as App would alone.
+        migrate(database_url)
+        required = config.auth == "required" or (
+            config.auth == "auto" and tokens_ever_created(database_url)
+        )
+        return Supervisor(bind_hosts(config, required), database_url).run()
     from otlpd.runner import run_app
 
     return run_app(config, database_url)

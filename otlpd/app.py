@@ -19,29 +19,37 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from otlpd.access import Access, AuthMode, ProjectSettings, RateLimit
 from otlpd.config import Config
 from otlpd.envelope import EnvelopeKeys, SessionCache
 from otlpd.instruments import REDACTIONS, TRUNCATIONS, Instruments
+from otlpd.listening import bind_hosts
 from otlpd.ops import OpsServer
 from otlpd.pipeline.batcher import Batcher, BatcherSettings
 from otlpd.pipeline.budget import DecodeBudget
 from otlpd.pipeline.looplag import LoopLag
+from otlpd.ratelimit import RateLimiter
 from otlpd.receiver.decode import DecodeLimits, Decoder
 from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
+from otlpd.receiver.http import OtlpHttpReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
 from otlpd.receiver.redaction import Redaction
 from otlpd.scheduler import Scheduler
+from otlpd.tls import add_port, grpc_server_credentials, server_ssl_context
+from otlpd.usage import UsageMeter
 from query.grpc import QueryServicer
 from query.proto import SERVICE_NAME as QUERY_SERVICE_NAME
 from query.proto import pb_grpc as query_grpc
-from query.scope import HeaderScope
+from query.scope import TokenScope
 from query.settings import QuerySettings
 from query.tail import LogTail
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.reading import ReadPool
 from storage.postgres.sessions import PostgresSessionDirectory
+from storage.postgres.tenants import PostgresTenants
 from storage.postgres.text_index import TextIndexJob
+from storage.postgres.usage import PostgresUsage
 from storage.postgres.writer import PostgresWriter
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,7 @@ class Ports:
     grpc: int
     ops: int | None
     query: int = 0
+    http: int = 0
 
 
 def _batcher_settings(config: Config) -> BatcherSettings:
@@ -141,6 +150,24 @@ def _decoder(config: Config, sessions: SessionCache, metrics: Instruments | None
     )
 
 
+def _access(config: Config, tenants: PostgresTenants, metrics: Instruments) -> Access:
+    """Token checks, with the server's defaults for projects that set nothing themselves."""
+    defaults = ProjectSettings(
+        allowed_origins=frozenset(config.cors_origins),
+        anonymize_ip=config.anonymize_ip,
+        rate_limit=RateLimit(config.rate_limit_records, config.rate_limit_bytes),
+    )
+    return Access(
+        tenants,
+        mode=AuthMode(config.auth),
+        default_project=config.default_project,
+        defaults=defaults,
+        refresh=config.auth_refresh,
+        instruments=metrics,
+        retry_after=config.retry_after,
+    )
+
+
 def _query_settings(config: Config) -> QuerySettings:
     return QuerySettings(
         budget=config.query_budget,
@@ -203,6 +230,16 @@ class App:
         metrics = self.instruments
         await asyncio.to_thread(migrate, self.database_url)
         self._migrated = True
+        # Who may call: tokens and project settings, known before any port opens.
+        tenants = PostgresTenants(self.database_url, connect_timeout=config.store_timeout)
+        await tenants.open()
+        access = _access(config, tenants, metrics)
+        try:
+            await access.load()
+        except BaseException:
+            await tenants.close()
+            raise
+        self.config = config = bind_hosts(config, access.required)
         partitions = PartitionManager(
             self.database_url,
             interval_seconds=int(config.partition_interval),
@@ -238,6 +275,9 @@ class App:
             config.retry_after,
             metrics,
         )
+        usage_store = PostgresUsage(self.database_url, connect_timeout=config.store_timeout)
+        await usage_store.open()
+        usage = UsageMeter(usage_store, flush_every=config.usage_flush, instruments=metrics)
         ingest = Ingest(
             decoder,
             sessions,
@@ -247,12 +287,26 @@ class App:
             shedding=shedding,
             budget=budget,
             receive_timeout=config.receive_timeout,
+            default_project=config.default_project,
+            rate_gate=RateLimiter(config.rate_limit_burst),
+            usage=usage,
         )
 
         server = grpc.aio.server(options=_grpc_options(config))
-        server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, metrics).handlers())
+        server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, access, metrics).handlers())
         health_servicer = _health_and_reflection(server, SERVICE_NAMES)
-        grpc_port = server.add_insecure_port(config.grpc_addr)
+        # TLS on every port when OTLPD_TLS_CERT is set (otlpd.tls); mTLS on the data ports.
+        credentials = grpc_server_credentials(config)
+        grpc_port = add_port(server, config.grpc_addr, credentials)
+        http = OtlpHttpReceiver(
+            ingest,
+            access,
+            metrics,
+            address=config.http_addr,
+            max_request_bytes=config.max_request_bytes,
+            ssl_context=server_ssl_context(config, client_auth=True),
+            reuse_port=config.workers > 1,
+        )
 
         # The query API has a port, a pool and a health service of its own: a heavy query
         # never takes a connection or a stream from ingest.
@@ -269,23 +323,37 @@ class App:
         )
         query_grpc.add_QueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
             QueryServicer(
-                read_pool, HeaderScope(config.default_project), query_settings, tail, metrics
+                read_pool,
+                TokenScope(access, config.default_project),
+                query_settings,
+                tail,
+                metrics,
             ),
             query_server,
         )
         query_health = _health_and_reflection(query_server, (QUERY_SERVICE_NAME,))
-        query_port = query_server.add_insecure_port(config.query_addr)
-        ops = OpsServer(config.metrics_addr, lambda: metrics.registry, lambda: self.ready)
+        query_port = add_port(query_server, config.query_addr, credentials)
+        ops = OpsServer(
+            config.metrics_addr,
+            lambda: metrics.registry,
+            lambda: self.ready,
+            ssl_context=server_ssl_context(config, client_auth=False),  # probes have no cert
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 flushing = group.create_task(batcher.run())
                 ticking = group.create_task(lag.run())
                 tailing = group.create_task(tail.run())
+                refreshing = group.create_task(access.run())
+                metering = group.create_task(usage.run())
                 await server.start()
                 await query_server.start()
+                await http.start()
                 if self._serve_ops:
                     await ops.start()
-                self.ports = Ports(grpc_port, ops.port if self._serve_ops else None, query_port)
+                self.ports = Ports(
+                    grpc_port, ops.port if self._serve_ops else None, query_port, http.port
+                )
                 await self._set_serving(health_servicer, True)
                 await self._set_query_serving(query_health, True)
                 probing = group.create_task(self._probe(batcher))
@@ -294,7 +362,11 @@ class App:
                 self.started.set()
                 log.info(
                     "otlpd serving",
-                    extra={"grpc_port": grpc_port, "ops_port": self.ports.ops},
+                    extra={
+                        "grpc_port": grpc_port,
+                        "http_port": http.port,
+                        "ops_port": self.ports.ops,
+                    },
                 )
                 await stop.wait()
 
@@ -308,8 +380,13 @@ class App:
                 await batcher.close()
                 settle = min(_SETTLE_SECONDS, config.shutdown_grace / 4)
                 await asyncio.sleep(settle)
+                drained_by = time.monotonic() + config.shutdown_grace - settle
                 await server.stop(config.shutdown_grace - settle)  # in-flight Exports finish
+                await http.stop(max(0.0, drained_by - time.monotonic()))  # and its own
                 await flushing
+                metering.cancel()
+                await asyncio.gather(metering, return_exceptions=True)
+                await usage.flush()  # what the last commits counted
                 tailing.cancel()
                 await query_server.stop(1.0)
                 probing.cancel()
@@ -317,15 +394,20 @@ class App:
                 if indexing is not None:
                     indexing.cancel()
                 ticking.cancel()
+                refreshing.cancel()
         finally:
             self._draining = True
             with contextlib.suppress(Exception):
                 await server.stop(0)
             with contextlib.suppress(Exception):
+                await http.stop(0)
+            with contextlib.suppress(Exception):
                 await query_server.stop(0)
             await ops.stop()
             await read_pool.close()
             await directory.close()
+            await usage_store.close()
+            await tenants.close()
             await asyncio.to_thread(writer.close)
             log.info("otlpd stopped")
 

@@ -3,10 +3,15 @@
 ``/healthz`` answers while the process can serve HTTP at all (liveness: restart me if
 not); ``/readyz`` only while otlpd should receive traffic: migrated, PostgreSQL
 reachable, not draining. Orchestrators route on the second and restart on the first.
+
+With ``OTLPD_TLS_CERT`` the port speaks HTTPS, but never asks for a client certificate,
+even with ``OTLPD_TLS_CLIENT_CA``: kubelet's probes and most Prometheus scrapes present
+none, and nothing here is data (``otlpd.tls``).
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
@@ -21,11 +26,14 @@ class OpsServer:
         address: str,
         registry: Callable[[], CollectorRegistry],
         ready: Callable[[], bool],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host, _, port = address.rpartition(":")
         self._port = int(port)
         self._registry = registry
         self._ready = ready
+        self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self.port = self._port
 
@@ -37,7 +45,9 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host or "0.0.0.0", self._port)
+        site = web.TCPSite(
+            self._runner, self._host or "0.0.0.0", self._port, ssl_context=self._ssl_context
+        )
         await site.start()
         server = site._server
         if server is not None and self._port == 0:

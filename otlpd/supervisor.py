@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from otlpd.config import Config
 from otlpd.ops import OpsServer
+from otlpd.tls import server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Runs the workers until SIGTERM/SIGINT; returns the process exit code."""
-        _check_port_free(self._config.grpc_addr)
+        _check_port_free(self._config.grpc_addr, "OTLPD_GRPC_ADDR")
+        _check_port_free(self._config.http_addr, "OTLPD_HTTP_ADDR")
+        _check_port_free(self._config.query_addr, "OTLPD_QUERY_ADDR")
         self._metrics_dir = tempfile.mkdtemp(prefix="otlpd-metrics-")
         # Must be in the environment before a worker imports prometheus_client.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = self._metrics_dir
@@ -59,7 +62,12 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         self._procs = [self._spawn(i) for i in range(self._config.workers)]
-        ops = OpsServer(self._config.metrics_addr, self._registry, self._ready)
+        ops = OpsServer(
+            self._config.metrics_addr,
+            self._registry,
+            self._ready,
+            ssl_context=server_ssl_context(self._config, client_auth=False),
+        )
         await ops.start()
         try:
             while not stop.is_set():
@@ -117,8 +125,8 @@ class Supervisor:
             multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
 
 
-def _check_port_free(address: str) -> None:
-    """Fails if another process holds the gRPC port.
+def _check_port_free(address: str, variable: str) -> None:
+    """Fails if another process holds a port the workers share.
 
     The workers bind with SO_REUSEPORT, which would silently share the port with any
     other SO_REUSEPORT listener of the same user and split its traffic with it. A bind
@@ -131,7 +139,7 @@ def _check_port_free(address: str) -> None:
         try:
             probe.bind((host, int(port)))
         except OSError as exc:
-            raise SystemExit(f"otlpd: cannot listen on {address} (OTLPD_GRPC_ADDR): {exc}") from exc
+            raise SystemExit(f"otlpd: cannot listen on {address} ({variable}): {exc}") from exc
 
 
 def _worker_main(config: Config, database_url: str) -> None:

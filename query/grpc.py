@@ -59,9 +59,9 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self.sessions = SessionQueries(settings)
         self.tail = tail
 
-    def _call(self, context: Context, request: Message) -> QueryCall:
+    async def _call(self, context: Context, request: Message) -> QueryCall:
         requested = getattr(request, "project_id", "")
-        project = self._scope.project(tuple(context.invocation_metadata() or ()), requested)
+        project = await self._scope.project(tuple(context.invocation_metadata() or ()), requested)
         remaining = context.time_remaining()
         return QueryCall(
             project=project,
@@ -91,7 +91,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await handler(self._call(context, request), request)
+            return await handler(await self._call(context, request), request)
         except Exception as exc:
             code, message, trailers = self._failure(rpc, exc)
         finally:
@@ -157,7 +157,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         trailers: tuple[tuple[str, bytes], ...] = ()
         message = ""
         try:
-            async for response in self.tail.stream(self._call(context, request), request):
+            call = await self._call(context, request)
+            async for response in self.tail.stream(call, request):
                 yield response
         except Exception as exc:
             code, message, trailers = self._failure("TailLogs", exc)

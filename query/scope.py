@@ -1,9 +1,12 @@
 """Which project a query request may read: the one place that decides it.
 
-Until tokens map to projects (issue "The edge"), the project is the ``x-otlpd-project``
-metadata value, else the request's ``project_id`` field, else the server's default
-project. Token authentication replaces ``HeaderScope`` with another ``ProjectScope``;
-nothing else in the query service looks at metadata.
+``TokenScope`` is what the server runs: a request with a token (``authorization:
+Bearer ...`` metadata) reads its token's project; an ``admin`` token may name another
+one (``x-otlpd-project`` metadata, else the request's ``project_id``); a token with
+neither ``query`` nor ``admin`` scope is refused. Without a token, while auth is off,
+``HeaderScope`` decides: the ``x-otlpd-project`` metadata value, else the request's
+``project_id`` field, else the server's default project. Nothing else in the query
+service looks at metadata.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from otlpd.errors import BadArgument
+from otlpd.access import Authenticator, Scope
+from otlpd.errors import BadArgument, PermissionDenied
 from otlpd.receiver.decode.limits import MAX_PROJECT_BYTES
 
 PROJECT_METADATA_KEY = "x-otlpd-project"
@@ -22,7 +26,7 @@ Metadata = Sequence[tuple[str, str | bytes]]
 class ProjectScope(Protocol):
     """Resolves the one project a request is scoped to, or refuses the request."""
 
-    def project(self, metadata: Metadata, requested: str) -> str:
+    async def project(self, metadata: Metadata, requested: str) -> str:
         """The project to read; raises an ``otlpd.errors`` error when there is none."""
         ...
 
@@ -34,9 +38,7 @@ class HeaderScope:
         self._default = default_project
 
     def project(self, metadata: Metadata, requested: str) -> str:
-        header = next(
-            (value for key, value in metadata if key.lower() == PROJECT_METADATA_KEY), None
-        )
+        header = _value(metadata, PROJECT_METADATA_KEY)
         if isinstance(header, bytes):
             header = header.decode("utf-8", "replace")
         project = header or requested or self._default
@@ -46,3 +48,29 @@ class HeaderScope:
         if "\x00" in project:
             raise BadArgument("project_id", "contains a NUL character")
         return project
+
+
+class TokenScope:
+    """The token's project; an admin token may name another; no token: ``HeaderScope``
+    while auth is off (``Access`` refuses a request without one while it is on)."""
+
+    def __init__(self, access: Authenticator, default_project: str) -> None:
+        self._access = access
+        self._headers = HeaderScope(default_project)
+
+    async def project(self, metadata: Metadata, requested: str) -> str:
+        principal = await self._access.authorize(_value(metadata, "authorization"), Scope.QUERY)
+        if principal.project is None:  # auth off and no token
+            return self._headers.project(metadata, requested)
+        if Scope.ADMIN in principal.scopes:
+            return self._headers.project(metadata, requested or principal.project)
+        named = _value(metadata, PROJECT_METADATA_KEY) or requested
+        if isinstance(named, bytes):
+            named = named.decode("utf-8", "replace")
+        if named and named != principal.project:
+            raise PermissionDenied("this token may read its own project only")
+        return principal.project
+
+
+def _value(metadata: Metadata, key: str) -> str | bytes | None:
+    return next((value for k, value in metadata if k.lower() == key), None)

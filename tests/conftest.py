@@ -69,6 +69,16 @@ class RunningOtlpd:
     def ops_url(self) -> str:
         return f"http://127.0.0.1:{self.app.ports.ops}"
 
+    @property
+    def http_port(self) -> int:
+        """The OTLP/HTTP port."""
+        return self.app.ports.http
+
+    @property
+    def http_url(self) -> str:
+        """The OTLP/HTTP base URL (``{http_url}/v1/traces``)."""
+        return f"http://127.0.0.1:{self.app.ports.http}"
+
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample of the server's own Prometheus registry (0 when absent)."""
         value = self.app.instruments.registry.get_sample_value(name, labels or {})
@@ -87,6 +97,7 @@ def start_otlpd_thread(database_url: str, **settings: str) -> RunningOtlpd:
         "grpc_addr": "127.0.0.1:0",
         "metrics_addr": "127.0.0.1:0",
         "query_addr": "127.0.0.1:0",
+        "http_addr": "127.0.0.1:0",
         **settings,
     }
     config = load({}, overrides)

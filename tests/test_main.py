@@ -37,8 +37,12 @@ def base_env(**variables: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("OTLPD_") and k != "PROMETHEUS_MULTIPROC_DIR"
     }
-    # The query API's port: free, so tests (and a developer's own otlpd) never collide.
-    query = {"OTLPD_QUERY_ADDR": f"127.0.0.1:{free_port()}"}
+    # The query API's and OTLP/HTTP's ports: free, so tests (and a developer's own
+    # otlpd) never collide.
+    query = {
+        "OTLPD_QUERY_ADDR": f"127.0.0.1:{free_port()}",
+        "OTLPD_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+    }
     return {**env, "OTLPD_LOG_JSON": "false", **query, **variables}
 
 

@@ -27,6 +27,7 @@ class QueryServer:
         self._grpc_port = free_port()
         self._metrics_port = free_port()
         self._query_port = free_port()
+        self._http_port = free_port()
         self._process = ServerProcess(f"otlpd-query-w{workers}", workdir)
 
     @property
@@ -71,6 +72,7 @@ class QueryServer:
             "OTLPD_GRPC_ADDR": f"127.0.0.1:{self._grpc_port}",
             "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
             "OTLPD_QUERY_ADDR": self.query_addr,
+            "OTLPD_HTTP_ADDR": f"127.0.0.1:{self._http_port}",
             # The data is a day old at most when loaded; a day more lets a kept database
             # be served the next day without otlpd refusing its partitions' window.
             "OTLPD_ACCEPT_PAST": "48h",

@@ -6,6 +6,12 @@ a request needs (hex ids, durations, times, ``key=value``); everything else is t
 server's to judge, and its INVALID_ARGUMENT reaches the user as ``otlpd: <status>:
 <message>``. This module imports only argparse at load time: ``otlpd serve`` parses the
 same command line and must not pay for the gRPC stubs.
+
+Every connection flag has a variable, so a shell sets them once: ``--token``
+(``OTLPD_TOKEN``, sent as ``authorization: Bearer``), and for a server with TLS ``--ca``
+(``OTLPD_QUERY_CA``) and, for mTLS, ``--cert`` and ``--key`` (``OTLPD_QUERY_CERT``,
+``OTLPD_QUERY_KEY``); see ``otlpd.client.connect``. A token is better in the variable
+than on the command line, where other users of the machine can read it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from otlpd.client import DEFAULT_ENDPOINT, ENDPOINT_VARIABLE, PROJECT_VARIABLE, SEVERITIES
@@ -36,6 +43,10 @@ AGGREGATIONS = (
     "p95",
     "p99",
 )
+TOKEN_VARIABLE = "OTLPD_TOKEN"
+CA_VARIABLE = "OTLPD_QUERY_CA"
+CERT_VARIABLE = "OTLPD_QUERY_CERT"
+KEY_VARIABLE = "OTLPD_QUERY_KEY"
 _MATCHER = re.compile(r"^([^=!~]+)(=~|!~|!=|=)(.*)$", re.DOTALL)
 _MATCH_OPS = {"=": "OP_EQ", "!=": "OP_NEQ", "=~": "OP_RE", "!~": "OP_NRE"}
 
@@ -139,6 +150,30 @@ def _connection_flags() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--timeout", type=duration_ns, default=30 * 10**9, help="deadline of the call (30s)"
+    )
+    group.add_argument(
+        "--token", default=None, help=f"API token with the query scope [{TOKEN_VARIABLE}]"
+    )
+    group.add_argument(
+        "--ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"PEM CA that signed the server's certificate: connect with TLS [{CA_VARIABLE}]",
+    )
+    group.add_argument(
+        "--cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"PEM client certificate, for a server that requires one [{CERT_VARIABLE}]",
+    )
+    group.add_argument(
+        "--key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"PEM private key of --cert [{KEY_VARIABLE}]",
     )
     group.add_argument("--json", action="store_true", help="print the answer as JSON")
     return flags
@@ -251,7 +286,23 @@ def _target(args: argparse.Namespace) -> Any:
 
     address = args.addr or os.environ.get(ENDPOINT_VARIABLE) or DEFAULT_ENDPOINT
     project = args.project if args.project is not None else os.environ.get(PROJECT_VARIABLE, "")
-    return Target(address, project, args.timeout / 1e9 if args.timeout else None)
+    return Target(
+        address,
+        project,
+        args.timeout / 1e9 if args.timeout else None,
+        token=args.token or os.environ.get(TOKEN_VARIABLE, ""),
+        ca=_path(args.ca, CA_VARIABLE),
+        cert=_path(args.cert, CERT_VARIABLE),
+        key=_path(args.key, KEY_VARIABLE),
+    )
+
+
+def _path(flag: Path | None, variable: str) -> Path | None:
+    """A file from its flag, else from its variable (unset or empty: none)."""
+    if flag is not None:
+        return flag
+    value = os.environ.get(variable, "")
+    return Path(value) if value else None
 
 
 def run(args: argparse.Namespace) -> int:

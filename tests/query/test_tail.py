@@ -153,6 +153,7 @@ def other_otlpd(
             OTLPD_GRPC_ADDR=f"127.0.0.1:{grpc_port}",
             OTLPD_METRICS_ADDR=f"127.0.0.1:{ops_port}",
             OTLPD_QUERY_ADDR=f"127.0.0.1:{query_port}",
+            OTLPD_HTTP_ADDR=f"127.0.0.1:{free_port()}",
             **variables,
         )
         log = tmp_path / f"otlpd-{len(started)}.log"
