@@ -174,3 +174,22 @@ def test_docs_python_client_example_runs(env: dict[str, str]) -> None:
     assert lines[3].startswith("  SELECT cart [checkout] +")
     assert lines[4].startswith("  charge card [checkout] +") and lines[4].endswith("ERROR")
     assert lines[5].startswith("refused: INVALID_ARGUMENT ") and "limit" in lines[5]
+
+
+def test_readme_tokens_and_projects_block_runs_as_written(
+    otlpd: RunningOtlpd, env: dict[str, str]
+) -> None:
+    """The block as a script: the token it makes turns auth on, the OTLP/JSON it sends
+    lands in that project with the card number redacted, and the token ends revoked."""
+    (block,) = blocks(ROOT / "README.md", "Tokens and projects", "sh")
+    script = "set -euo pipefail\n" + block.replace("localhost:4318", otlpd.http_url[7:])
+    env = {**env, "OTLPD_DATABASE_URL": otlpd.database_url}
+    done = shell(script, env)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert '"body": "checkout failed for card [REDACTED]"' in done.stdout, done.stdout
+    assert '"service": "web"' in done.stdout
+    assert "revoked" in done.stdout.splitlines()[-1]
+    # The search above ran with the token; without one auth is on now and refuses.
+    refused = shell("otlpd services", env)
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
