@@ -304,11 +304,18 @@ def encode(body: bytes, coding: str, compress: bool) -> bytes:
     return body
 
 
+def _field_value(text: str) -> bool:
+    """A value HTTP can carry at all (RFC 9110 5.5: visible ASCII, space and tab). Other
+    bytes make the request malformed HTTP, which aiohttp's parser answers with a plain
+    400 before any handler runs: not an OTLP request, so not what this test is about."""
+    return all(c in "\t" or " " <= c <= "~" for c in text)
+
+
 def headers_for(content_type: str, coding: str, extra: dict[str, str]) -> dict[str, str]:
     headers = {"Content-Type": content_type, **extra}
     if coding:
         headers["Content-Encoding"] = coding
-    return {k: v for k, v in headers.items() if v.isascii()}
+    return {k: v for k, v in headers.items() if _field_value(v)}
 
 
 extras = st.fixed_dictionaries(
