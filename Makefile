@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PG_UP  := pg_isready -q -h 127.0.0.1 -p 5432
 
-.PHONY: run test lint typecheck unit bench bench-query proto install postgres clean
+.PHONY: run test lint typecheck unit bench bench-query bench-http proto install postgres clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test: lint typecheck unit
 # BENCH_ARGS: e.g. `make bench BENCH_ARGS=--quick` or `BENCH_ARGS='--cases logs --workers 1'`.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# OTLP/HTTP (protobuf, JSON) against OTLP/gRPC on one otlpd. BENCH_HTTP_ARGS: --case logs.
+bench-http: $(STAMP) postgres
+	$(BIN)/python -m bench.http $(BENCH_HTTP_ARGS)
 
 # The query benchmark: loads 10M spans and 10M log records, then times every RPC.
 bench-query: $(STAMP) postgres

@@ -252,6 +252,11 @@ class OtlpdTarget:
         return self._grpc_port
 
     @property
+    def http_addr(self) -> str:
+        """OTLP/HTTP's address (``bench.http``)."""
+        return f"127.0.0.1:{self._http_port}"
+
+    @property
     def database_url(self) -> str:
         """The database this run writes to."""
         return f"{self._pg_server}/{self._db}"
