@@ -8,6 +8,7 @@ tests never see each other's rows and can run in any order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -35,9 +36,9 @@ def _admin() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True)
 
 
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    """A fresh, empty database on the real server; dropped (with its sessions) after the test."""
+@contextlib.contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A fresh, empty database on the real server; dropped (with its sessions) after."""
     name = f"otlpd_test_{uuid.uuid4().hex[:12]}"
     with _admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -46,6 +47,20 @@ def database_url() -> Iterator[str]:
     finally:
         with _admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_database() -> Iterator[str]:
+    """A fresh database for a whole module, for servers that its tests share."""
+    with _fresh_database() as url:
+        yield url
 
 
 # --- a running otlpd -------------------------------------------------------------------

@@ -10,7 +10,6 @@ The unit tests of the buckets are in tests/test_ratelimit.py.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,24 +27,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otlpd.errors import RETRY_INFO_KEY
 from storage.postgres.migrate import migrate
 from storage.postgres.tenants import create_token
-from tests.conftest import PG_SERVER, RunningOtlpd, start_otlpd_thread, trace_request
+from tests.conftest import RunningOtlpd, start_otlpd_thread, trace_request
 
 RATE = 200  # records/s of the module's server, with a bucket of 1 s
 BATCH = 50
 CALL_TIMEOUT = 10.0
-
-
-@pytest.fixture(scope="module")
-def shared_database() -> Iterator[str]:
-    """A database for the whole module (``database_url`` makes one per test)."""
-    name = f"otlpd_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import datetime
 import ipaddress
 import ssl
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otlpd.__main__ import main
 from otlpd.config import ConfigError, load
 from otlpd.tls import grpc_server_credentials, server_ssl_context
-from tests.conftest import PG_SERVER, RunningOtlpd, start_otlpd_thread, trace_request
+from tests.conftest import RunningOtlpd, start_otlpd_thread, trace_request
 
 CALL_TIMEOUT = 5.0
 
@@ -172,19 +171,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 # --- servers -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared_database() -> Iterator[str]:
-    """A database for the whole module (``database_url`` makes one per test)."""
-    name = f"otlpd_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

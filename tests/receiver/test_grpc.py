@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from otlpd.errors import OTLP_RETRYABLE_CODES
 from otlpd.receiver.ingest import count_records
-from tests.conftest import PG_SERVER, RunningOtlpd, start_otlpd_thread
+from tests.conftest import RunningOtlpd, start_otlpd_thread
 
 TRACES, LOGS, METRICS = "traces", "logs", "metrics"
 SIGNALS = (TRACES, LOGS, METRICS)
@@ -77,19 +77,6 @@ YEAR_2200 = 7_258_118_400 * SECOND  # 2200-01-01
 
 
 # --- servers -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shared_database() -> Iterator[str]:
-    """A database for the whole module (as ``database_url`` makes one per test)."""
-    name = f"otlpd_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
