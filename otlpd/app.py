@@ -34,7 +34,7 @@ from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.http import OtlpHttpReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
 from otlpd.receiver.redaction import Redaction
-from otlpd.scheduler import Scheduler
+from otlpd.scheduler import Job, Scheduler
 from otlpd.tls import add_port, grpc_server_credentials, server_ssl_context
 from otlpd.usage import UsageMeter
 from query.grpc import QueryServicer
@@ -46,6 +46,7 @@ from query.tail import LogTail
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.reading import ReadPool
+from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.sessions import PostgresSessionDirectory
 from storage.postgres.tenants import PostgresTenants
 from storage.postgres.text_index import TextIndexJob
@@ -358,7 +359,7 @@ class App:
                 await self._set_query_serving(query_health, True)
                 probing = group.create_task(self._probe(batcher))
                 maintaining = group.create_task(self._maintain(partitions))
-                indexing = group.create_task(self._index_text()) if config.text_index else None
+                scheduling = group.create_task(self._run_jobs())
                 self.started.set()
                 log.info(
                     "otlpd serving",
@@ -391,8 +392,7 @@ class App:
                 await query_server.stop(1.0)
                 probing.cancel()
                 maintaining.cancel()
-                if indexing is not None:
-                    indexing.cancel()
+                scheduling.cancel()
                 ticking.cancel()
                 refreshing.cancel()
         finally:
@@ -450,11 +450,24 @@ class App:
             self.instruments.ready.set(1 if self.ready else 0)
             await asyncio.sleep(_PROBE_SECONDS)
 
-    async def _index_text(self) -> None:
-        """Indexes the bodies of closed log partitions for SearchLogs, one replica at a
-        time (``otlpd.scheduler``); the open partitions stay index-free for COPY."""
-        job = TextIndexJob(on_indexed=lambda _: self.instruments.text_indexed.inc())
-        await Scheduler(self.database_url, [job], connect_timeout=self.config.store_timeout).run()
+    async def _run_jobs(self) -> None:
+        """The background jobs over the shared database, each on one replica at a time
+        (``otlpd.scheduler``): the RED rollups of request spans, and the text index of
+        closed log partitions (the open ones stay index-free for COPY)."""
+        config, metrics = self.config, self.instruments
+
+        def rolled(minutes: int, seconds: float) -> None:
+            metrics.rollup_minutes.inc(minutes)
+            metrics.rollup_seconds.observe(seconds)
+
+        jobs: list[Job] = [
+            SpanRollupJob(
+                interval=config.rollup_interval, delay=config.rollup_delay, on_round=rolled
+            )
+        ]
+        if config.text_index:
+            jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
+        await Scheduler(self.database_url, jobs, connect_timeout=config.store_timeout).run()
 
     async def _maintain(self, partitions: PartitionManager) -> None:
         """Keeps every partition of the accepted window made ahead of time, so the ingest

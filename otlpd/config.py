@@ -289,6 +289,18 @@ class Config:
     text_index: bool = _setting(
         True, "OTLPD_TEXT_INDEX", _bool, "index log bodies of closed partitions for search"
     )
+    rollup_interval: float = _setting(
+        15.0,
+        "OTLPD_ROLLUP_INTERVAL",
+        parse_duration,
+        "how often the RED rollups of request spans are brought up to date",
+    )
+    rollup_delay: float = _setting(
+        60.0,
+        "OTLPD_ROLLUP_DELAY",
+        parse_duration,
+        "a minute of spans is rolled up this long after it ends (the rollups' lag)",
+    )
     http_addr: str = _setting(
         ":4318", "OTLPD_HTTP_ADDR", _address, "OTLP/HTTP address (protobuf and JSON)"
     )
@@ -415,9 +427,11 @@ class Config:
             "partition_lock_timeout",
             "receive_timeout",
             "query_budget",
+            "rollup_interval",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
+        need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
         need(self.shutdown_grace > 0, "shutdown_grace", "must be > 0", self.shutdown_grace)
         need(
             self.session_cache_size > 0,

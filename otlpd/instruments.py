@@ -185,6 +185,17 @@ class Instruments:
             "Closed log partitions whose bodies this process indexed for full-text search.",
             registry=r,
         )
+        self.rollup_minutes = Counter(
+            "otlpd_rollup_minutes",
+            "Minutes of request spans this process recomputed into the RED rollups.",
+            registry=r,
+        )
+        self.rollup_seconds = Histogram(
+            "otlpd_rollup_round_seconds",
+            "Duration of one round of the RED rollup job on this process.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+            registry=r,
+        )
         self.auth_failures = Counter(
             "otlpd_auth_failures",
             "Requests refused by otlpd.access: no token while one is required (missing), a"

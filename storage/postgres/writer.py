@@ -53,6 +53,7 @@ from storage.model import (
 from storage.postgres.connect import connection_kwargs
 from storage.postgres.errors import ENCODING_ERRORS, translate, translate_encoding
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
+from storage.postgres.rollups import REQUEST_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ _UPSERT_SESSIONS: Final = (
 _SPAN_SERVICE: Final = SPAN_COLUMNS.index("service_name")
 _SPAN_NAME: Final = SPAN_COLUMNS.index("name")
 _SPAN_KIND: Final = SPAN_COLUMNS.index("kind")
+_SPAN_TIME: Final = SPAN_COLUMNS.index("time")
 _LOG_SERVICE: Final = LOG_COLUMNS.index("service_name")
 _LOG_TIME: Final = LOG_COLUMNS.index("time")
 _POINT_SERVICE: Final = POINT_COLUMNS.index("service_name")
@@ -287,6 +289,13 @@ _UPSERT_OPERATIONS: Final = (
 # records; never the rows (a payload is limited to 8000 bytes).
 LOGS_CHANNEL: Final = "otlpd_logs"
 _NOTIFY_PROJECTS_MAX: Final = 64
+# The minutes whose request spans this write changes, for the rollup job (0005).
+_MARK_ROLLUPS: Final = (
+    b"INSERT INTO span_rollup_dirty (project_id, minute) "
+    b"SELECT p, to_timestamp(m * 60) FROM unnest(%s::text[], %s::bigint[]) AS u(p, m)"
+)
+_MINUTE_NS: Final = 60 * 10**9
+
 _NOTIFY_LOGS: Final = (
     b"SELECT pg_notify('" + LOGS_CHANNEL.encode() + b"', "
     b"json_build_object('x', txid_current() %% 4294967296, 'p', %s::json)::text)"
@@ -636,6 +645,7 @@ class PostgresWriter:
             now = time_ns()
             catalog = self.catalog.news(spans, logs, points, now)
             notice = _logs_notice(logs)
+            rollups = _request_minutes(spans)
         except ENCODING_ERRORS as exc:  # e.g. a first_seen that is not an int
             raise translate_encoding(exc) from exc
         if not (spans or logs or points or series or resources or sessions):
@@ -650,6 +660,7 @@ class PostgresWriter:
             sessions=sessions,
             catalog=catalog,
             notice=notice,
+            rollups=rollups,
         )
         try:
             try:
@@ -691,6 +702,7 @@ class PostgresWriter:
         sessions: dict[tuple[str, str], SessionSighting],
         catalog: tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]],
         notice: str | None,
+        rollups: set[tuple[str, int]],
     ) -> WriteStats:
         # What prepare() made sure of, normally: cheap when every bucket is known.
         self._ensure_partitions("spans", spans)
@@ -707,6 +719,8 @@ class PostgresWriter:
                 n_resources = self.resources.insert(cursor, resources)
                 n_sessions = _upsert_sessions(cursor, sessions)
                 _upsert_catalog(cursor, *catalog)
+                if rollups:
+                    cursor.execute(_MARK_ROLLUPS, [list(c) for c in zip(*rollups, strict=True)])
                 if notice is not None:
                     cursor.execute(_NOTIFY_LOGS, (notice,))
             copied = perf_counter()
@@ -876,6 +890,17 @@ def _upsert_catalog(
         cursor.execute(
             _UPSERT_OPERATIONS, [list(column) for column in zip(*operations, strict=True)]
         )
+
+
+def _request_minutes(spans: list[list[Row]]) -> set[tuple[str, int]]:
+    """(project, minute since the epoch) of every request span (server or consumer):
+    what the rollups of 0005 must recompute once this write commits."""
+    return {
+        (row[0], row[_SPAN_TIME] // _MINUTE_NS)
+        for rows in spans
+        for row in rows
+        if row[_SPAN_KIND] in REQUEST_KINDS
+    }
 
 
 def _logs_notice(logs: list[list[Row]]) -> str | None:

@@ -115,6 +115,11 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("api_tokens", "btree (token_id)"),
         ("audit_log", "btree (project_id, at)"),
         ("usage_daily", "btree (project_id, day, signal)"),
+        ("service_rollups", "btree (project_id, minute, service_name)"),
+        ("operation_rollups", "btree (project_id, minute, service_name, span_name, span_kind)"),
+        ("operation_rollups", "btree (project_id, service_name, minute)"),
+        ("span_rollup_dirty", "btree (project_id, minute)"),
+        ("span_rollup_state", "btree (name)"),
         ("schema_migrations", "btree (version)"),
     }
 
@@ -143,11 +148,15 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "projects",
         "api_tokens",
         "usage_daily",
+        "service_rollups",
+        "operation_rollups",
+        "span_rollup_state",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 1
     # Tokens are looked up by their id, across projects: api_tokens is a small table,
     # a Citus reference table (replicated whole), where a key need not hold project_id.
-    reference = {"api_tokens_token_id_key"}
+    # span_rollup_state holds one row per background job, likewise a reference table.
+    reference = {"api_tokens_token_id_key", "span_rollup_state_pkey"}
     for index, table, _, columns in keys:
         if index not in reference:
             assert "project_id" in columns, f"{index} on {table} lacks project_id: {columns}"
