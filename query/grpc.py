@@ -2,10 +2,12 @@
 
 Each RPC resolves its project (``query.scope``), builds a ``QueryCall`` carrying the
 client's deadline, and hands over to the query module of its kind (``query.logs``,
-``query.traces``, ``query.metrics``, ``query.sessions``, ``query.tail``). Whatever they
-raise is answered here: ``otlpd.errors`` through ``grpc_status``; anything unexpected is
-logged with its traceback and answered UNAVAILABLE, never INTERNAL, and never with our
-own words (tables, SQL) in the message.
+``query.traces``, ``query.metrics``, ``query.sessions``, ``query.tail``, and the
+insights: ``query.red``, ``query.graph``, ``query.latency``, ``query.anomalies``,
+``query.spikes``, ``query.patterns``). Whatever they raise is answered here:
+``otlpd.errors`` through ``grpc_status``; anything unexpected is logged with its
+traceback and answered UNAVAILABLE, never INTERNAL, and never with our own words
+(tables, SQL) in the message.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from google.protobuf.message import Message
 
 from otlpd.errors import OtlpdError, grpc_status, internal_fault
 from otlpd.instruments import Instruments
+from query.anomalies import AnomalyQueries
 from query.call import QueryCall
+from query.graph import ServiceGraphQueries
+from query.latency import LatencyQueries
 from query.logs import LogQueries
 from query.metrics import MetricQueries
+from query.patterns import LogPatternQueries
 from query.proto import pb, pb_grpc
+from query.red import ServiceStatsQueries
 from query.scope import ProjectScope
 from query.sessions import SessionQueries
 from query.settings import QuerySettings
+from query.spikes import ErrorSpikeQueries
 from query.tail import LogTail
 from query.traces import TraceQueries
 from storage.postgres.reading import ReadPool
@@ -58,6 +66,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self.metrics = MetricQueries(settings)
         self.sessions = SessionQueries(settings)
         self.tail = tail
+        self.stats = ServiceStatsQueries(settings)
+        self.graph = ServiceGraphQueries(settings)
+        self.latency = LatencyQueries(settings)
+        self.anomalies = AnomalyQueries(settings, self.metrics, self.stats)
+        self.spikes = ErrorSpikeQueries(settings)
+        self.patterns = LogPatternQueries(settings)
 
     async def _call(self, context: Context, request: Message) -> QueryCall:
         requested = getattr(request, "project_id", "")
@@ -148,6 +162,36 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetSessionTimelineRequest, context: Context
     ) -> pb.GetSessionTimelineResponse:
         return await self._answer("GetSessionTimeline", request, context, self.sessions.timeline)
+
+    async def GetServiceStats(
+        self, request: pb.GetServiceStatsRequest, context: Context
+    ) -> pb.GetServiceStatsResponse:
+        return await self._answer("GetServiceStats", request, context, self.stats.stats)
+
+    async def GetServiceGraph(
+        self, request: pb.GetServiceGraphRequest, context: Context
+    ) -> pb.GetServiceGraphResponse:
+        return await self._answer("GetServiceGraph", request, context, self.graph.graph)
+
+    async def GetLatencyHistogram(
+        self, request: pb.GetLatencyHistogramRequest, context: Context
+    ) -> pb.GetLatencyHistogramResponse:
+        return await self._answer("GetLatencyHistogram", request, context, self.latency.histogram)
+
+    async def DetectAnomalies(
+        self, request: pb.DetectAnomaliesRequest, context: Context
+    ) -> pb.DetectAnomaliesResponse:
+        return await self._answer("DetectAnomalies", request, context, self.anomalies.detect)
+
+    async def GetErrorSpikes(
+        self, request: pb.GetErrorSpikesRequest, context: Context
+    ) -> pb.GetErrorSpikesResponse:
+        return await self._answer("GetErrorSpikes", request, context, self.spikes.spikes)
+
+    async def GetLogPatterns(
+        self, request: pb.GetLogPatternsRequest, context: Context
+    ) -> pb.GetLogPatternsResponse:
+        return await self._answer("GetLogPatterns", request, context, self.patterns.patterns)
 
     async def TailLogs(
         self, request: pb.TailLogsRequest, context: Context

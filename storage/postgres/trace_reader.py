@@ -186,3 +186,62 @@ def operations(project: str, service: str, after: tuple[str, int] | None, limit:
         "ORDER BY span_name, span_kind LIMIT %(limit)s"
     ).format(conditions)
     return query, params
+
+
+def error_spans(
+    project: str, service: str, start: datetime, end: datetime, limit: int
+) -> Statement:
+    """The newest ``limit`` spans of ``service`` with status ERROR in ``[start, end)``
+    (``SpanRow``s), by ``spans_service_time_idx`` backwards."""
+    query = sql.SQL(
+        "SELECT " + SPAN_COLUMNS + " FROM " + SPANS_FROM + " "
+        "WHERE s.project_id = %(project)s AND s.service_name = %(service)s "
+        "AND s.time >= %(start)s AND s.time < %(end)s AND s.status_code = %(error)s "
+        "ORDER BY s.time DESC LIMIT %(limit)s"
+    )
+    params = {
+        "project": project,
+        "service": service,
+        "start": start,
+        "end": end,
+        "error": ERROR_STATUS,
+        "limit": limit,
+    }
+    return query, params
+
+
+def explaining_logs(
+    project: str,
+    traces: Sequence[bytes],
+    service: str,
+    *,
+    start: datetime,
+    end: datetime,
+    min_severity: int,
+    limit: int,
+) -> Statement:
+    """Up to ``limit`` log records (``LogRow``s), newest first: those of ``traces``, then
+    ``service``'s records of at least ``min_severity`` in ``[start, end)``."""
+    query = sql.SQL(
+        "(SELECT " + LOG_COLUMNS + ", 0 AS rank FROM " + LOGS_FROM + " "
+        "WHERE l.project_id = %(project)s AND l.trace_id = ANY(%(traces)s::bytea[]) "
+        "ORDER BY l.time DESC LIMIT %(limit)s) "
+        "UNION ALL "
+        "(SELECT " + LOG_COLUMNS + ", 1 AS rank FROM " + LOGS_FROM + " "
+        "WHERE l.project_id = %(project)s AND l.service_name = %(service)s "
+        "AND l.time >= %(start)s AND l.time < %(end)s "
+        "AND l.severity_number >= %(severity)s "
+        "AND (l.trace_id IS NULL OR NOT l.trace_id = ANY(%(traces)s::bytea[])) "
+        "ORDER BY l.time DESC LIMIT %(limit)s) "
+        "ORDER BY rank, time DESC LIMIT %(limit)s"
+    )
+    params = {
+        "project": project,
+        "traces": list(traces),
+        "service": service,
+        "start": start,
+        "end": end,
+        "severity": min_severity,
+        "limit": limit,
+    }
+    return query, params

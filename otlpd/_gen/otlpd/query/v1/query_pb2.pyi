@@ -590,3 +590,408 @@ class GetSessionTimelineResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[TimelineItem]
     next_page_token: str
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., items: _Optional[_Iterable[_Union[TimelineItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RedStats(_message.Message):
+    __slots__ = ("requests", "errors", "request_rate", "error_rate", "p50", "p95", "p99", "mean")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_RATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P50_FIELD_NUMBER: _ClassVar[int]
+    P95_FIELD_NUMBER: _ClassVar[int]
+    P99_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    requests: int
+    errors: int
+    request_rate: float
+    error_rate: float
+    p50: _duration_pb2.Duration
+    p95: _duration_pb2.Duration
+    p99: _duration_pb2.Duration
+    mean: _duration_pb2.Duration
+    def __init__(self, requests: _Optional[int] = ..., errors: _Optional[int] = ..., request_rate: _Optional[float] = ..., error_rate: _Optional[float] = ..., p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RedPoint(_message.Message):
+    __slots__ = ("time", "stats")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    stats: RedStats
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stats: _Optional[_Union[RedStats, _Mapping]] = ...) -> None: ...
+
+class OperationStats(_message.Message):
+    __slots__ = ("operation", "span_kind", "stats", "points")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SPAN_KIND_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    operation: str
+    span_kind: int
+    stats: RedStats
+    points: _containers.RepeatedCompositeFieldContainer[RedPoint]
+    def __init__(self, operation: _Optional[str] = ..., span_kind: _Optional[int] = ..., stats: _Optional[_Union[RedStats, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RedPoint, _Mapping]]] = ...) -> None: ...
+
+class ServiceStats(_message.Message):
+    __slots__ = ("service", "stats", "points", "operations")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    stats: RedStats
+    points: _containers.RepeatedCompositeFieldContainer[RedPoint]
+    operations: _containers.RepeatedCompositeFieldContainer[OperationStats]
+    def __init__(self, service: _Optional[str] = ..., stats: _Optional[_Union[RedStats, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RedPoint, _Mapping]]] = ..., operations: _Optional[_Iterable[_Union[OperationStats, _Mapping]]] = ...) -> None: ...
+
+class GetServiceStatsRequest(_message.Message):
+    __slots__ = ("project_id", "start_time", "end_time", "service", "step", "operations", "limit", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    service: str
+    step: _duration_pb2.Duration
+    operations: bool
+    limit: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., operations: _Optional[bool] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetServiceStatsResponse(_message.Message):
+    __slots__ = ("services", "next_page_token", "step", "complete_until", "percentile_relative_error")
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    PERCENTILE_RELATIVE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceStats]
+    next_page_token: str
+    step: _duration_pb2.Duration
+    complete_until: _timestamp_pb2.Timestamp
+    percentile_relative_error: float
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceStats, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., complete_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., percentile_relative_error: _Optional[float] = ...) -> None: ...
+
+class ServiceEdge(_message.Message):
+    __slots__ = ("caller", "callee", "calls", "errors", "p95")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    CALLEE_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    P95_FIELD_NUMBER: _ClassVar[int]
+    caller: str
+    callee: str
+    calls: int
+    errors: int
+    p95: _duration_pb2.Duration
+    def __init__(self, caller: _Optional[str] = ..., callee: _Optional[str] = ..., calls: _Optional[int] = ..., errors: _Optional[int] = ..., p95: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetServiceGraphRequest(_message.Message):
+    __slots__ = ("project_id", "start_time", "end_time", "service", "limit", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    service: str
+    limit: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetServiceGraphResponse(_message.Message):
+    __slots__ = ("edges", "services", "next_page_token")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedCompositeFieldContainer[ServiceEdge]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    next_page_token: str
+    def __init__(self, edges: _Optional[_Iterable[_Union[ServiceEdge, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetLatencyHistogramRequest(_message.Message):
+    __slots__ = ("project_id", "start_time", "end_time", "service", "operation", "bounds", "bins", "span_kind")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    BOUNDS_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    SPAN_KIND_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    service: str
+    operation: str
+    bounds: _containers.RepeatedCompositeFieldContainer[_duration_pb2.Duration]
+    bins: int
+    span_kind: int
+    def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., operation: _Optional[str] = ..., bounds: _Optional[_Iterable[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]]] = ..., bins: _Optional[int] = ..., span_kind: _Optional[int] = ...) -> None: ...
+
+class HistogramBin(_message.Message):
+    __slots__ = ("lower", "upper", "count")
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    lower: _duration_pb2.Duration
+    upper: _duration_pb2.Duration
+    count: int
+    def __init__(self, lower: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., upper: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class Percentile(_message.Message):
+    __slots__ = ("quantile", "value", "bin")
+    QUANTILE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BIN_FIELD_NUMBER: _ClassVar[int]
+    quantile: float
+    value: _duration_pb2.Duration
+    bin: int
+    def __init__(self, quantile: _Optional[float] = ..., value: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., bin: _Optional[int] = ...) -> None: ...
+
+class GetLatencyHistogramResponse(_message.Message):
+    __slots__ = ("bins", "percentiles", "count", "min", "max", "mean")
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    PERCENTILES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    bins: _containers.RepeatedCompositeFieldContainer[HistogramBin]
+    percentiles: _containers.RepeatedCompositeFieldContainer[Percentile]
+    count: int
+    min: _duration_pb2.Duration
+    max: _duration_pb2.Duration
+    mean: _duration_pb2.Duration
+    def __init__(self, bins: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., percentiles: _Optional[_Iterable[_Union[Percentile, _Mapping]]] = ..., count: _Optional[int] = ..., min: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RedSeriesQuery(_message.Message):
+    __slots__ = ("service", "operation", "signal", "start_time", "end_time", "step")
+    class Signal(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SIGNAL_REQUEST_RATE: _ClassVar[RedSeriesQuery.Signal]
+        SIGNAL_ERROR_RATE: _ClassVar[RedSeriesQuery.Signal]
+        SIGNAL_P50: _ClassVar[RedSeriesQuery.Signal]
+        SIGNAL_P95: _ClassVar[RedSeriesQuery.Signal]
+        SIGNAL_P99: _ClassVar[RedSeriesQuery.Signal]
+    SIGNAL_REQUEST_RATE: RedSeriesQuery.Signal
+    SIGNAL_ERROR_RATE: RedSeriesQuery.Signal
+    SIGNAL_P50: RedSeriesQuery.Signal
+    SIGNAL_P95: RedSeriesQuery.Signal
+    SIGNAL_P99: RedSeriesQuery.Signal
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    operation: str
+    signal: RedSeriesQuery.Signal
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    step: _duration_pb2.Duration
+    def __init__(self, service: _Optional[str] = ..., operation: _Optional[str] = ..., signal: _Optional[_Union[RedSeriesQuery.Signal, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class DetectAnomaliesRequest(_message.Message):
+    __slots__ = ("project_id", "metric", "red", "window", "threshold", "seasonality")
+    class Seasonality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SEASONALITY_NONE: _ClassVar[DetectAnomaliesRequest.Seasonality]
+        SEASONALITY_DAY: _ClassVar[DetectAnomaliesRequest.Seasonality]
+        SEASONALITY_WEEK: _ClassVar[DetectAnomaliesRequest.Seasonality]
+    SEASONALITY_NONE: DetectAnomaliesRequest.Seasonality
+    SEASONALITY_DAY: DetectAnomaliesRequest.Seasonality
+    SEASONALITY_WEEK: DetectAnomaliesRequest.Seasonality
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    RED_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    SEASONALITY_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    metric: MetricQuery
+    red: RedSeriesQuery
+    window: _duration_pb2.Duration
+    threshold: float
+    seasonality: DetectAnomaliesRequest.Seasonality
+    def __init__(self, project_id: _Optional[str] = ..., metric: _Optional[_Union[MetricQuery, _Mapping]] = ..., red: _Optional[_Union[RedSeriesQuery, _Mapping]] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., threshold: _Optional[float] = ..., seasonality: _Optional[_Union[DetectAnomaliesRequest.Seasonality, str]] = ...) -> None: ...
+
+class ScoredPoint(_message.Message):
+    __slots__ = ("time", "value", "scored_value", "mean", "median", "zscore", "robust_score", "scored", "anomalous")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCORED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_FIELD_NUMBER: _ClassVar[int]
+    ZSCORE_FIELD_NUMBER: _ClassVar[int]
+    ROBUST_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SCORED_FIELD_NUMBER: _ClassVar[int]
+    ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    value: float
+    scored_value: float
+    mean: float
+    median: float
+    zscore: float
+    robust_score: float
+    scored: bool
+    anomalous: bool
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., scored_value: _Optional[float] = ..., mean: _Optional[float] = ..., median: _Optional[float] = ..., zscore: _Optional[float] = ..., robust_score: _Optional[float] = ..., scored: _Optional[bool] = ..., anomalous: _Optional[bool] = ...) -> None: ...
+
+class AnomalyInterval(_message.Message):
+    __slots__ = ("start_time", "end_time", "max_zscore", "max_robust_score")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_ZSCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROBUST_SCORE_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    max_zscore: float
+    max_robust_score: float
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_zscore: _Optional[float] = ..., max_robust_score: _Optional[float] = ...) -> None: ...
+
+class AnomalySeries(_message.Message):
+    __slots__ = ("labels", "points", "intervals")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    points: _containers.RepeatedCompositeFieldContainer[ScoredPoint]
+    intervals: _containers.RepeatedCompositeFieldContainer[AnomalyInterval]
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., points: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., intervals: _Optional[_Iterable[_Union[AnomalyInterval, _Mapping]]] = ...) -> None: ...
+
+class DetectAnomaliesResponse(_message.Message):
+    __slots__ = ("series", "step")
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[AnomalySeries]
+    step: _duration_pb2.Duration
+    def __init__(self, series: _Optional[_Iterable[_Union[AnomalySeries, _Mapping]]] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetErrorSpikesRequest(_message.Message):
+    __slots__ = ("project_id", "start_time", "end_time", "baseline", "limit", "examples", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    baseline: _duration_pb2.Duration
+    limit: int
+    examples: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., limit: _Optional[int] = ..., examples: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ErrorSpike(_message.Message):
+    __slots__ = ("service", "operation", "span_kind", "requests", "errors", "error_rate", "baseline_requests", "baseline_errors", "baseline_error_rate", "excess_errors", "zscore", "operations", "example_spans", "example_logs")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SPAN_KIND_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    EXCESS_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ZSCORE_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_SPANS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_LOGS_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    operation: str
+    span_kind: int
+    requests: int
+    errors: int
+    error_rate: float
+    baseline_requests: int
+    baseline_errors: int
+    baseline_error_rate: float
+    excess_errors: float
+    zscore: float
+    operations: _containers.RepeatedCompositeFieldContainer[ErrorSpike]
+    example_spans: _containers.RepeatedCompositeFieldContainer[Span]
+    example_logs: _containers.RepeatedCompositeFieldContainer[LogRecord]
+    def __init__(self, service: _Optional[str] = ..., operation: _Optional[str] = ..., span_kind: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., baseline_requests: _Optional[int] = ..., baseline_errors: _Optional[int] = ..., baseline_error_rate: _Optional[float] = ..., excess_errors: _Optional[float] = ..., zscore: _Optional[float] = ..., operations: _Optional[_Iterable[_Union[ErrorSpike, _Mapping]]] = ..., example_spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., example_logs: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
+
+class GetErrorSpikesResponse(_message.Message):
+    __slots__ = ("spikes", "next_page_token", "complete_until")
+    SPIKES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    spikes: _containers.RepeatedCompositeFieldContainer[ErrorSpike]
+    next_page_token: str
+    complete_until: _timestamp_pb2.Timestamp
+    def __init__(self, spikes: _Optional[_Iterable[_Union[ErrorSpike, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., complete_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetLogPatternsRequest(_message.Message):
+    __slots__ = ("project_id", "start_time", "end_time", "filter", "baseline", "limit", "page_token")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    filter: LogFilter
+    baseline: _duration_pb2.Duration
+    limit: int
+    page_token: str
+    def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., filter: _Optional[_Union[LogFilter, _Mapping]] = ..., baseline: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class LogPattern(_message.Message):
+    __slots__ = ("template", "count", "first_seen", "last_seen", "example", "new", "baseline_count")
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    template: str
+    count: int
+    first_seen: _timestamp_pb2.Timestamp
+    last_seen: _timestamp_pb2.Timestamp
+    example: LogRecord
+    new: bool
+    baseline_count: int
+    def __init__(self, template: _Optional[str] = ..., count: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., example: _Optional[_Union[LogRecord, _Mapping]] = ..., new: _Optional[bool] = ..., baseline_count: _Optional[int] = ...) -> None: ...
+
+class GetLogPatternsResponse(_message.Message):
+    __slots__ = ("patterns", "next_page_token", "total_records", "sampled_records", "sampled", "sample_rate")
+    PATTERNS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    patterns: _containers.RepeatedCompositeFieldContainer[LogPattern]
+    next_page_token: str
+    total_records: int
+    sampled_records: int
+    sampled: bool
+    sample_rate: float
+    def __init__(self, patterns: _Optional[_Iterable[_Union[LogPattern, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_records: _Optional[int] = ..., sampled_records: _Optional[int] = ..., sampled: _Optional[bool] = ..., sample_rate: _Optional[float] = ...) -> None: ...

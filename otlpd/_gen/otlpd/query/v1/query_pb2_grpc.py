@@ -89,6 +89,36 @@ class QueryServiceStub:
                 request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineRequest.SerializeToString,
                 response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineResponse.FromString,
                 _registered_method=True)
+        self.GetServiceStats = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/GetServiceStats',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsResponse.FromString,
+                _registered_method=True)
+        self.GetServiceGraph = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/GetServiceGraph',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphResponse.FromString,
+                _registered_method=True)
+        self.GetLatencyHistogram = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/GetLatencyHistogram',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramResponse.FromString,
+                _registered_method=True)
+        self.DetectAnomalies = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/DetectAnomalies',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesResponse.FromString,
+                _registered_method=True)
+        self.GetErrorSpikes = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/GetErrorSpikes',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesResponse.FromString,
+                _registered_method=True)
+        self.GetLogPatterns = channel.unary_unary(
+                '/otlpd.query.v1.QueryService/GetLogPatterns',
+                request_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsRequest.SerializeToString,
+                response_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -171,6 +201,49 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServiceStats(self, request, context):
+        """---- insights (docs/insights.md) ----
+        RED per service and operation: request rate, error rate, p50/p95/p99 duration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServiceGraph(self, request, context):
+        """Caller service -> callee service edges, from parent/child spans across services.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLatencyHistogram(self, request, context):
+        """Span duration distribution of a service or operation, with its percentiles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetectAnomalies(self, request, context):
+        """Scores every point of a metric query or a RED series against its trailing window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetErrorSpikes(self, request, context):
+        """Services and operations whose error rate rose against their own baseline, ranked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLogPatterns(self, request, context):
+        """Log templates with counts, and which of them are new against a baseline window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +301,36 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetSessionTimeline,
                     request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineRequest.FromString,
                     response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineResponse.SerializeToString,
+            ),
+            'GetServiceStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceStats,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsResponse.SerializeToString,
+            ),
+            'GetServiceGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServiceGraph,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphResponse.SerializeToString,
+            ),
+            'GetLatencyHistogram': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLatencyHistogram,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramResponse.SerializeToString,
+            ),
+            'DetectAnomalies': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetectAnomalies,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesResponse.SerializeToString,
+            ),
+            'GetErrorSpikes': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetErrorSpikes,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesResponse.SerializeToString,
+            ),
+            'GetLogPatterns': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLogPatterns,
+                    request_deserializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsRequest.FromString,
+                    response_serializer=otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -527,6 +630,168 @@ class QueryService:
             '/otlpd.query.v1.QueryService/GetSessionTimeline',
             otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineRequest.SerializeToString,
             otlpd_dot_query_dot_v1_dot_query__pb2.GetSessionTimelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/GetServiceStats',
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServiceGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/GetServiceGraph',
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetServiceGraphResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLatencyHistogram(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/GetLatencyHistogram',
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetLatencyHistogramResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetectAnomalies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/DetectAnomalies',
+            otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.DetectAnomaliesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetErrorSpikes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/GetErrorSpikes',
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetErrorSpikesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLogPatterns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/otlpd.query.v1.QueryService/GetLogPatterns',
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsRequest.SerializeToString,
+            otlpd_dot_query_dot_v1_dot_query__pb2.GetLogPatternsResponse.FromString,
             options,
             channel_credentials,
             insecure,
