@@ -1,5 +1,6 @@
 """The terminal client of the query API: ``otlpd traces``, ``trace``, ``logs``, ``metrics``,
-``session``, ``services``.
+``session``, ``services``, and the insights: ``stats``, ``graph``, ``latency``,
+``anomalies``, ``spikes``, ``patterns``.
 
 It lives in the ``otlpd`` command so that one install gives both the server and a way to
 look at what it stored. Only ``commands`` (argparse wiring) is imported when the command

@@ -49,6 +49,14 @@ CERT_VARIABLE = "OTLPD_QUERY_CERT"
 KEY_VARIABLE = "OTLPD_QUERY_KEY"
 _MATCHER = re.compile(r"^([^=!~]+)(=~|!~|!=|=)(.*)$", re.DOTALL)
 _MATCH_OPS = {"=": "OP_EQ", "!=": "OP_NEQ", "=~": "OP_RE", "!~": "OP_NRE"}
+# anomalies --signal: the RED series of RedSeriesQuery.Signal.
+SIGNALS = {
+    "rate": "SIGNAL_REQUEST_RATE",
+    "errors": "SIGNAL_ERROR_RATE",
+    "p50": "SIGNAL_P50",
+    "p95": "SIGNAL_P95",
+    "p99": "SIGNAL_P99",
+}
 
 Handler = Callable[[argparse.Namespace, Any], int]
 
@@ -276,6 +284,69 @@ def add_commands(commands: Any) -> None:
     operations = command("operations", _operations, "span names of one service (query API)")
     operations.add_argument("service", metavar="SERVICE")
     _page_flags(operations)
+
+    _insight_commands(command)
+
+
+def _insight_commands(command: Callable[..., Any]) -> None:
+    """``stats``, ``graph``, ``latency``, ``anomalies``, ``spikes``, ``patterns``: the
+    insights RPCs (docs/insights.md), one subcommand each."""
+    stats = command("stats", _stats, "requests, errors and latency per service (query API)")
+    stats.add_argument("--service", help="only this service (default: every service)")
+    stats.add_argument("--operations", action="store_true", help="also each operation")
+    stats.add_argument("--step", type=duration_ns, help="a request rate sparkline per step")
+    _time_flags(stats)
+    _page_flags(stats)
+
+    graph = command("graph", _graph, "which service calls which, as text (query API)")
+    graph.add_argument("--service", help="only the edges into or out of this service")
+    _time_flags(graph)
+    _page_flags(graph)
+
+    latency = command("latency", _latency, "a service's span durations as a histogram (query API)")
+    latency.add_argument("--service", required=True)
+    latency.add_argument("--operation", help="span name (default: every span of the service)")
+    latency.add_argument("--bins", type=int, default=0, help="log-scaled bins (40)")
+    _time_flags(latency)
+
+    anomalies = command(
+        "anomalies", _anomalies, "unusual points of a metric or of a service's RED (query API)"
+    )
+    source = anomalies.add_mutually_exclusive_group(required=True)
+    source.add_argument("--metric", metavar="NAME", help="score a metric query")
+    source.add_argument("--service", help="score a RED series of this service")
+    of_metric = anomalies.add_argument_group("with --metric")
+    of_metric.add_argument("--agg", choices=AGGREGATIONS, help="aggregation (avg)")
+    of_metric.add_argument(
+        "--match", type=matcher, action="append", default=[], help="k=v, k!=v, k=~re, k!~re"
+    )
+    of_metric.add_argument("--by", action="append", default=[], help="label to group by")
+    of_service = anomalies.add_argument_group("with --service")
+    of_service.add_argument("--operation", help="span name (default: all the service's)")
+    of_service.add_argument("--signal", choices=tuple(SIGNALS), help="series to score (rate)")
+    scoring = anomalies.add_argument_group("scoring")
+    scoring.add_argument("--step", type=duration_ns, help="bucket width (default: ~60 buckets)")
+    scoring.add_argument("--window", type=duration_ns, help="trailing window (30 steps)")
+    scoring.add_argument("--threshold", type=float, default=0.0, help="|score| flagged (3.5)")
+    scoring.add_argument(
+        "--seasonality", choices=("none", "day", "week"), default="none",
+        help="score the change from one day or week earlier (none)",
+    )  # fmt: skip
+    _time_flags(anomalies)
+
+    spikes = command("spikes", _spikes, "services whose error rate rose, ranked (query API)")
+    spikes.add_argument("--baseline", type=duration_ns, help="compared with (4 x the window)")
+    spikes.add_argument("--examples", type=int, default=0, help="example errors per spike (5)")
+    _time_flags(spikes)
+    _page_flags(spikes)
+
+    patterns = command("patterns", _patterns, "log templates and their counts (query API)")
+    _log_filter_flags(patterns)
+    patterns.add_argument(
+        "--baseline", type=duration_ns, help="new if not seen in this before (the range; 0: none)"
+    )
+    _time_flags(patterns)
+    _page_flags(patterns)
 
 
 # ---- running a command ---------------------------------------------------------------
@@ -553,6 +624,133 @@ def _operations(args: argparse.Namespace, stub: Any) -> int:
     )
     response = _call(args, stub.ListOperations, request)
     return _answer(args, response, lambda r: operations_table(r.operations))
+
+
+def _range_end(args: argparse.Namespace) -> int:
+    """The end of the range sent, or now for a range the server ends (its default)."""
+    end: int = args.sent_range.get("end", time.time_ns())
+    return end
+
+
+def _stats(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import stats_table
+    from query.proto import pb
+
+    request = pb.GetServiceStatsRequest(
+        service=args.service or "",
+        operations=args.operations,
+        limit=args.limit,
+        page_token=args.page_token,
+    )
+    _set_range(request, args)
+    if args.step is not None:
+        request.step.FromNanoseconds(args.step)
+    response = _call(args, stub.GetServiceStats, request)
+    end = _range_end(args)
+    return _answer(args, response, lambda r: stats_table(r, end))
+
+
+def _graph(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import graph_lines
+    from query.proto import pb
+
+    request = pb.GetServiceGraphRequest(
+        service=args.service or "", limit=args.limit, page_token=args.page_token
+    )
+    _set_range(request, args)
+    response = _call(args, stub.GetServiceGraph, request)
+    return _answer(args, response, lambda r: graph_lines(r.edges))
+
+
+def _latency(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import latency_histogram
+    from query.proto import pb
+
+    request = pb.GetLatencyHistogramRequest(
+        service=args.service, operation=args.operation or "", bins=args.bins
+    )
+    _set_range(request, args)
+    response = _call(args, stub.GetLatencyHistogram, request)
+    title = f"{args.service} {args.operation}" if args.operation else args.service
+    return _answer(args, response, lambda r: latency_histogram(r, title))
+
+
+def _anomaly_source(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``metric`` or ``red`` field of a DetectAnomaliesRequest, from the flags; flags of
+    the other source are refused rather than silently ignored."""
+    from otlpd.client.connect import ClientFailure
+    from query.proto import pb
+
+    if args.metric is not None:
+        if args.operation is not None or args.signal is not None:
+            raise ClientFailure("--operation and --signal go with --service, not --metric")
+        metric = pb.MetricQuery(
+            metric_name=args.metric,
+            aggregation=f"AGGREGATION_{(args.agg or 'avg').upper()}",
+            group_by=args.by,
+        )
+        for name, op, value in args.match:
+            metric.matchers.add(name=name, op=op, value=value)
+        source: Any = metric
+        field = "metric"
+    else:
+        if args.agg is not None or args.match or args.by:
+            raise ClientFailure("--agg, --match and --by go with --metric, not --service")
+        source = pb.RedSeriesQuery(
+            service=args.service,
+            operation=args.operation or "",
+            signal=SIGNALS[args.signal or "rate"],
+        )
+        field = "red"
+    _set_range(source, args)
+    if args.step is not None:
+        source.step.FromNanoseconds(args.step)
+    return {field: source}
+
+
+def _anomalies(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import anomaly_report
+    from query.proto import pb
+
+    request = pb.DetectAnomaliesRequest(
+        threshold=args.threshold,
+        seasonality=f"SEASONALITY_{args.seasonality.upper()}",
+        **_anomaly_source(args),
+    )
+    if args.window is not None:
+        request.window.FromNanoseconds(args.window)
+    response = _call(args, stub.DetectAnomalies, request)
+    return _answer(args, response, anomaly_report)
+
+
+def _spikes(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import spikes_report
+    from query.proto import pb
+
+    request = pb.GetErrorSpikesRequest(
+        limit=args.limit, examples=args.examples, page_token=args.page_token
+    )
+    _set_range(request, args)
+    if args.baseline is not None:
+        request.baseline.FromNanoseconds(args.baseline)
+    response = _call(args, stub.GetErrorSpikes, request)
+    end = _range_end(args)
+    return _answer(args, response, lambda r: spikes_report(r, end))
+
+
+def _patterns(args: argparse.Namespace, stub: Any) -> int:
+    from otlpd.client.render import patterns_table
+    from query.proto import pb
+
+    request = pb.GetLogPatternsRequest(limit=args.limit, page_token=args.page_token)
+    _log_filter(request.filter, args)
+    _set_range(request, args)
+    if args.baseline is not None:
+        # Set even when zero: a zero baseline ("no baseline") differs from an unset one.
+        request.baseline.SetInParent()
+        request.baseline.FromNanoseconds(args.baseline)
+    response = _call(args, stub.GetLogPatterns, request)
+    return _answer(args, response, patterns_table)
 
 
 def is_client(args: argparse.Namespace) -> bool:

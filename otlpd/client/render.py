@@ -1,4 +1,4 @@
-"""Query API answers as text for a terminal: tables, a trace waterfall, log lines, charts.
+"""Query API answers as text for a terminal: tables, a waterfall, log lines, charts, histograms.
 
 Every function takes the generated messages and returns a string, so what a human sees is
 tested without a server (``tests/client/test_render.py``). Scripts use ``--json``
@@ -327,3 +327,229 @@ def volume_table(response: Any) -> str:
     ]
     step = duration_text(ns_of(response.step))
     return f"step {step}\n{table(('TIME', 'TOTAL', '', 'BY SEVERITY'), rows)}"
+
+
+# ---- insights ------------------------------------------------------------------------
+
+_SPAN_KINDS = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+EXAMPLE_WIDTH = 80
+
+
+def percent_text(ratio: float) -> str:
+    """A ratio as a percentage to three significant digits: ``25%``, ``0.123%``, ``0%``."""
+    if not math.isfinite(ratio):
+        return "-"
+    return f"{ratio * 100:.3g}%"
+
+
+def rate_text(per_second: float) -> str:
+    """A rate per second: three significant digits, whole numbers from a thousand up (no
+    exponent a human has to decode)."""
+    return f"{per_second:.0f}" if per_second >= 1000 else f"{per_second:.3g}"
+
+
+def _truncate(text: str, width: int = EXAMPLE_WIDTH) -> str:
+    line = _one_line(text)
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def completeness(complete_until: Any, end_ns: int) -> str:
+    """``rollups complete until HH:MM:SS UTC`` when the rollups stop short of the range's
+    end (``end_ns``), else "": numbers past that time undercount, and a reader should know.
+
+    The date is added when it is not the end's (a range reaching into yesterday). An unset
+    time says nothing about completeness, so nothing is printed for it either.
+    """
+    until = ns_of(complete_until)
+    if until == 0 or until >= end_ns:
+        return ""
+    moment = datetime.fromtimestamp(until // 10**9, UTC)
+    if moment.date() == datetime.fromtimestamp(end_ns // 10**9, UTC).date():
+        return f"rollups complete until {moment:%H:%M:%S} UTC"
+    return f"rollups complete until {time_text(complete_until)}"
+
+
+def _red_row(name: str, stats: Any, points: Sequence[Any], with_rate: bool) -> list[str]:
+    # Percentiles of no requests are not 0: they are not there.
+    def pct(d: Any) -> str:
+        return duration_text(ns_of(d)) if stats.requests else "-"
+
+    row = [
+        name,
+        str(stats.requests),
+        rate_text(stats.request_rate),
+        percent_text(stats.error_rate) if stats.requests else "-",
+        pct(stats.p50),
+        pct(stats.p95),
+        pct(stats.p99),
+    ]
+    if with_rate:
+        row.append(sparkline([p.stats.request_rate for p in points]))
+    return row
+
+
+def stats_table(response: Any, end_ns: int) -> str:
+    """GetServiceStats: a row per service (requests, req/s, error %, p50, p95, p99), its
+    operations indented under it, a sparkline of the request rate when the answer has
+    steps, and the rollups' completeness when it falls short of ``end_ns``."""
+    lines = []
+    if not response.services:
+        lines.append("no services")
+    else:
+        with_rate = any(s.points for s in response.services)
+        headers = ["SERVICE", "REQUESTS", "REQ/S", "ERROR%", "P50", "P95", "P99"]
+        if with_rate:
+            headers.append(f"RATE (step {duration_text(ns_of(response.step))})")
+        rows = []
+        for service in response.services:
+            rows.append(_red_row(service.service, service.stats, service.points, with_rate))
+            for op in service.operations:
+                kind = f" ({_SPAN_KINDS[op.span_kind]})" if op.span_kind == 5 else ""
+                rows.append(_red_row(f"  {op.operation}{kind}", op.stats, op.points, with_rate))
+        lines.append(table(headers, rows))
+    note = completeness(response.complete_until, end_ns)
+    if note:
+        lines.append(note)
+    return "\n".join(lines)
+
+
+def edge_line(edge: Any, width: int = 0) -> str:
+    """``caller -> callee  calls=N errors=N (x%) p95=12.3ms``, the pair padded to
+    ``width`` so that the numbers of several edges line up."""
+    pair = f"{edge.caller} -> {edge.callee}".ljust(width)
+    ratio = edge.errors / edge.calls if edge.calls else 0.0
+    return (
+        f"{pair}  calls={edge.calls} errors={edge.errors} ({percent_text(ratio)}) "
+        f"p95={duration_text(ns_of(edge.p95))}"
+    )
+
+
+def graph_lines(edges: Sequence[Any]) -> str:
+    """GetServiceGraph's edges, one line each, the busiest first (the server pages them by
+    name: this orders one page)."""
+    if not edges:
+        return "no edges"
+    ordered = sorted(edges, key=lambda e: (-e.calls, e.caller, e.callee))
+    width = max(len(f"{e.caller} -> {e.callee}") for e in ordered)
+    return "\n".join(edge_line(edge, width) for edge in ordered)
+
+
+def quantile_name(quantile: float) -> str:
+    """``0.95`` as ``p95``, ``0.999`` as ``p99.9``."""
+    return f"p{quantile * 100:g}"
+
+
+def latency_histogram(response: Any, title: str = "", *, width: int = BAR_WIDTH) -> str:
+    """GetLatencyHistogram: a bar per bin (``lower .. upper  count  ███``) with the
+    percentiles written on the bins they fall in, then count, min, mean and max."""
+    header = [title] if title else []
+    if not response.count:
+        return "\n".join([*header, "no spans"])
+    marks: dict[int, list[str]] = {}
+    for p in response.percentiles:
+        name = f"{quantile_name(p.quantile)}={duration_text(ns_of(p.value))}"
+        marks.setdefault(p.bin, []).append(name)
+    lowers = [duration_text(ns_of(b.lower)) for b in response.bins]
+    # The last bin may be open above (bounds were given): its upper bound is unset.
+    uppers = [duration_text(ns_of(b.upper)) if b.HasField("upper") else "∞" for b in response.bins]
+    counts = [str(b.count) for b in response.bins]
+    highest = max((b.count for b in response.bins), default=0) or 1
+    low_w = max(map(len, lowers), default=0)
+    up_w = max(map(len, uppers), default=0)
+    count_w = max(map(len, counts), default=0)
+    lines = list(header)
+    for i, b in enumerate(response.bins):
+        length = max(1, round(b.count * width / highest)) if b.count else 0
+        line = (
+            f"{lowers[i].rjust(low_w)} .. {uppers[i].ljust(up_w)}  {counts[i].rjust(count_w)}  "
+            f"{('█' * length).ljust(width)}  {' '.join(marks.get(i, []))}"
+        )
+        lines.append(line.rstrip())
+    lines.append(
+        f"count {response.count}  min {duration_text(ns_of(response.min))}  "
+        f"mean {duration_text(ns_of(response.mean))}  max {duration_text(ns_of(response.max))}"
+    )
+    return "\n".join(lines)
+
+
+def anomaly_report(response: Any) -> str:
+    """DetectAnomalies: per series its labels, a sparkline of its values with the anomalous
+    points marked ``^`` under it, and its anomalous intervals (or ``no anomalies``)."""
+    lines = [f"step {duration_text(ns_of(response.step))}"]
+    if not response.series:
+        lines.append("  no data")
+    for series in response.series:
+        lines.append(f"  {_labels(series.labels)}")
+        if not series.points:
+            lines.append("    no points")
+            continue
+        values = [p.value for p in series.points]
+        lines.append(f"    {sparkline(values)}")
+        if any(p.anomalous for p in series.points):
+            marks = "".join("^" if p.anomalous else " " for p in series.points)
+            lines.append(f"    {marks}".rstrip())
+        first, last = series.points[0].time, series.points[-1].time
+        lines.append(f"    {time_text(first)} .. {time_text(last)}  ({len(values)} points)")
+        if not series.intervals:
+            lines.append("    no anomalies")
+        for interval in series.intervals:
+            lines.append(
+                f"    anomaly {time_text(interval.start_time)} .. {time_text(interval.end_time)}"
+                f"  max z {interval.max_zscore:.3g}  max robust {interval.max_robust_score:.3g}"
+            )
+    return "\n".join(lines)
+
+
+def _spike_numbers(spike: Any) -> str:
+    return (
+        f"errors {spike.errors} of {spike.requests} ({percent_text(spike.error_rate)}), "
+        f"baseline {percent_text(spike.baseline_error_rate)} "
+        f"({spike.baseline_errors} of {spike.baseline_requests})  "
+        f"excess {spike.excess_errors:.3g}  z {spike.zscore:.3g}"
+    )
+
+
+def spikes_report(response: Any, end_ns: int) -> str:
+    """GetErrorSpikes, ranked: each spike's errors and rate now against its baseline and
+    its excess errors; under it its top operations, then example error spans (with their
+    trace, for ``otlpd trace``) and log bodies, truncated to a line."""
+    lines = []
+    if not response.spikes:
+        lines.append("no error spikes")
+    for rank, spike in enumerate(response.spikes, 1):
+        name = f"{spike.service} {spike.operation}" if spike.operation else spike.service
+        lines.append(f"{rank}. {name}  {_spike_numbers(spike)}")
+        for op in spike.operations:
+            lines.append(f"     {op.operation}  {_spike_numbers(op)}")
+        for s in spike.example_spans:
+            what = f"{s.name}: {s.status_message}" if s.status_message else s.name
+            lines.append(f"     span  {_truncate(what)}  trace={hex_id(s.trace_id)}")
+        for r in spike.example_logs:
+            severity = severity_text(r.severity_number, r.severity_text)
+            lines.append(f"     log   {severity} {_truncate(value_text(r.body))}")
+    note = completeness(response.complete_until, end_ns)
+    if note:
+        lines.append(note)
+    return "\n".join(lines)
+
+
+def patterns_table(response: Any) -> str:
+    """GetLogPatterns: how many records (and how many were mined, when sampled), then per
+    template its count (``~`` when scaled from a sample) and ``NEW`` if the baseline had
+    none of it."""
+    if response.sampled:
+        header = (
+            f"sampled {response.sampled_records} of {response.total_records} records "
+            f"({percent_text(response.sample_rate)})"
+        )
+    else:
+        total = response.total_records
+        header = f"{total} record{'' if total == 1 else 's'}"
+    if not response.patterns:
+        return f"{header}\nno patterns"
+    approx = "~" if response.sampled else ""
+    rows = [
+        (f"{approx}{p.count}", "NEW" if p.new else "", _one_line(p.template))
+        for p in response.patterns
+    ]
+    return f"{header}\n{table(('COUNT', 'NEW', 'TEMPLATE'), rows)}"
