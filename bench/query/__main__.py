@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = QueryServer(workdir(), url, args.workers)
     try:
         server.start()
+        waited = server.wait_rolled_up(ds.window_end_ns)
+        _log(f"rollups complete after {waited:.0f}s")
         with ServerSampler(server.pid, server.grpc_port) as sampler:
             sampler.reset_peak()
             results = load.run_all(

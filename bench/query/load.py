@@ -105,6 +105,11 @@ def cases(ds: Dataset) -> list[Case]:
     hour = (timestamp(end - _HOUR_NS), timestamp(end))
     day = (timestamp(start), timestamp(end))
     word = _words(ds)
+    # The newest million log records (the dataset spreads its records evenly over the day).
+    patterns_window = (
+        timestamp(end - int((end - start) * min(1.0, 1_000_000 / max(1, ds.logs)))),
+        timestamp(end),
+    )
     services = generate.SERVICES
 
     def any_trace(rng: random.Random) -> int:
@@ -269,6 +274,82 @@ def cases(ds: Dataset) -> list[Case]:
             ),
             f"rate over 5 min of {ds.series} counter series (some reset), 1,440 steps each",
             size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
+        ),
+        Case(
+            "GetServiceStats 24h 5m",
+            "GetServiceStats",
+            lambda rng: pb.GetServiceStatsRequest(
+                start_time=day[0], end_time=day[1], step=duration(5 * _MINUTE_NS)
+            ),
+            f"RED of all {len(services)} services over the day in 5-minute steps (rollups)",
+            500,
+            stat=50,
+            size=lambda a: sum(len(s.points) for s in a.services),
+        ),
+        Case(
+            "GetServiceGraph 1h",
+            "GetServiceGraph",
+            lambda rng: pb.GetServiceGraphRequest(start_time=hour[0], end_time=hour[1]),
+            "caller -> callee edges of the last hour, from the spans",
+            500,
+            stat=50,
+            size=lambda a: len(a.edges),
+        ),
+        Case(
+            "GetLogPatterns 1M records",
+            "GetLogPatterns",
+            lambda rng: pb.GetLogPatternsRequest(
+                start_time=patterns_window[0], end_time=patterns_window[1]
+            ),
+            "templates of the newest 1M records (the last ~2.4 h), against the window before",
+            3000,
+            stat=50,
+            size=lambda a: len(a.patterns),
+        ),
+        Case(
+            "GetServiceStats 1h ops",
+            "GetServiceStats",
+            lambda rng: pb.GetServiceStatsRequest(
+                start_time=hour[0],
+                end_time=hour[1],
+                operations=True,
+                step=duration(_MINUTE_NS),
+            ),
+            "RED of every service and operation over the last hour, 1-minute steps",
+            size=lambda a: sum(len(s.points) for s in a.services),
+        ),
+        Case(
+            "GetLatencyHistogram 1h",
+            "GetLatencyHistogram",
+            lambda rng: pb.GetLatencyHistogramRequest(
+                start_time=hour[0], end_time=hour[1], service=rng.choice(services)
+            ),
+            "duration histogram and exact percentiles of one service, last hour (raw spans)",
+            size=lambda a: a.count,
+        ),
+        Case(
+            "GetErrorSpikes 15m",
+            "GetErrorSpikes",
+            lambda rng: pb.GetErrorSpikesRequest(
+                start_time=timestamp(end - 15 * _MINUTE_NS), end_time=timestamp(end)
+            ),
+            "ranked error rises of the last 15 minutes against the hour before, with examples",
+            size=lambda a: len(a.spikes),
+        ),
+        Case(
+            "DetectAnomalies RED p95 6h",
+            "DetectAnomalies",
+            lambda rng: pb.DetectAnomaliesRequest(
+                red=pb.RedSeriesQuery(
+                    service=rng.choice(services),
+                    signal=pb.RedSeriesQuery.SIGNAL_P95,
+                    start_time=timestamp(end - 6 * _HOUR_NS),
+                    end_time=timestamp(end),
+                    step=duration(_MINUTE_NS),
+                )
+            ),
+            "scores of one service's p95 per minute over 6 h against a 30-minute window",
+            size=lambda a: sum(len(s.points) for s in a.series),
         ),
         Case(
             "ListMetrics",

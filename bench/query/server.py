@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -81,6 +82,24 @@ class QueryServer:
             [sys.executable, "-m", "otlpd", "serve", "--workers", str(self.workers)], env=env
         )
         wait_until(self._ready, self._process, "/readyz 200 and the query port")
+
+    def wait_rolled_up(self, until_ns: int, timeout: float = 600.0) -> float:
+        """Waits until the RED rollups hold every span before ``until_ns`` (a database
+        loaded by INSERT has none until the job's first round backfills them); returns
+        the seconds waited."""
+        from query.proto import pb, pb_grpc
+
+        started = time.monotonic()
+        with grpc.insecure_channel(self.query_addr) as channel:
+            stub = pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
+            while time.monotonic() - started < timeout:
+                self._process.check_alive()
+                answer = stub.GetServiceStats(pb.GetServiceStatsRequest(limit=1), timeout=30)
+                until = answer.complete_until
+                if until.seconds * 10**9 + until.nanos >= until_ns:
+                    return time.monotonic() - started
+                time.sleep(1.0)
+        raise TargetError(f"the rollups were not complete after {timeout:g}s")
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; warns on a bad exit code."""
