@@ -286,19 +286,23 @@ def _from_samples(found: dict[tuple[tuple[str, str], ...], list[pb.Series]]) -> 
 
 
 def _signal(series: RedSeries, signal: int) -> scoring.Floats:
-    """The RED array ``signal`` names: per second, a ratio, or seconds."""
+    """The RED array ``signal`` names: per second, a ratio, or seconds; no value for the
+    steps the rollups do not hold whole yet (``RedSeries.final``)."""
+    values: scoring.Floats
     if signal == pb.RedSeriesQuery.SIGNAL_REQUEST_RATE:
-        return series.requests / (series.step_ns / 1e9)
-    if signal == pb.RedSeriesQuery.SIGNAL_ERROR_RATE:
+        values = series.requests / (series.step_ns / 1e9)
+    elif signal == pb.RedSeriesQuery.SIGNAL_ERROR_RATE:
         requests = series.requests.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(requests > 0, series.errors / requests, np.nan)
-    durations: dict[int, scoring.Floats] = {
-        pb.RedSeriesQuery.SIGNAL_P50: series.p50_ns,
-        pb.RedSeriesQuery.SIGNAL_P95: series.p95_ns,
-        pb.RedSeriesQuery.SIGNAL_P99: series.p99_ns,
-    }
-    return durations[signal] / 1e9
+            values = np.where(requests > 0, series.errors / requests, np.nan)
+    else:
+        durations: dict[int, scoring.Floats] = {
+            pb.RedSeriesQuery.SIGNAL_P50: series.p50_ns,
+            pb.RedSeriesQuery.SIGNAL_P95: series.p95_ns,
+            pb.RedSeriesQuery.SIGNAL_P99: series.p99_ns,
+        }
+        values = durations[signal] / 1e9
+    return np.where(series.final(), values, np.nan)
 
 
 def _reported(plan: _Plan, series: _Series) -> scoring.Bools:

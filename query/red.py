@@ -47,6 +47,13 @@ class RedSeries:
     p50_ns: Floats  # nan where a step has no requests
     p95_ns: Floats
     p99_ns: Floats
+    # The rollups hold every span before this; a step ending later is not final (it
+    # would read as a drop in traffic), so scorers leave it out.
+    complete_until_ns: int
+
+    def final(self) -> npt.NDArray[np.bool_]:
+        """Per step: whether the rollups were complete for all of it."""
+        return self.times_ns + self.step_ns <= self.complete_until_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,15 +249,12 @@ class ServiceStatsQueries:
         grid = minute_grid(start_ns, end_ns, step_ns)
         start, end = datetime_from_ns(grid.start_ns), datetime_from_ns(grid.end_ns)
         if operation:
-            rows = await call.fetch(
-                *red_reader.operations(call.project, start, end, [service], operation),
-                binary=True,
-            )
+            read = red_reader.operations(call.project, start, end, [service], operation)
         else:
-            rows = await call.fetch(
-                *red_reader.services(call.project, start, end, service=service, limit=1),
-                binary=True,
-            )
+            read = red_reader.services(call.project, start, end, service=service, limit=1)
+        rows, ((until,),) = await call.fetch_many(
+            [read, red_reader.complete_until(call.project)], binary=True
+        )
         n = grid.n
         total = Red(
             np.zeros(n, np.int64),
@@ -275,4 +279,5 @@ class ServiceStatsQueries:
             p50_ns=quantiles[:, 0],
             p95_ns=quantiles[:, 1],
             p99_ns=quantiles[:, 2],
+            complete_until_ns=0 if until is None else ns_from_datetime(until),
         )

@@ -252,3 +252,31 @@ def test_rising_latency_of_a_service_is_found_in_its_red_series(
     assert series.points[10].value == pytest.approx(4 / 60)
     # Before t0 the service had no requests: a rate of 0, from which t0's traffic departs.
     assert [_ns(i.start_time) for i in series.intervals] == [t0]
+
+
+def test_red_steps_the_rollups_do_not_hold_yet_are_left_out(
+    server: RunningOtlpd, query: Any
+) -> None:
+    """The server rolls a minute up 60 s after it ends (the default delay): a range ending
+    now must not read its last minutes as a drop to no traffic."""
+    now = time.time_ns()
+    spans = [S(os.urandom(16), "GET /", now - k * 20 * SECOND) for k in range(30)]
+    send_spans(server, spans, service="recent")
+    red = pb.RedSeriesQuery(
+        service="recent",
+        start_time=timestamp(now - 20 * MINUTE),
+        end_time=timestamp(now),
+        step=duration_pb2.Duration(seconds=60),
+    )
+    deadline = time.monotonic() + 20
+    while True:  # until the rollups hold the older of the spans' minutes
+        answer = _detect(query, red=red)
+        if (answer.series and answer.series[0].points) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (series,) = answer.series
+    until = query.GetServiceStats(pb.GetServiceStatsRequest(limit=1)).complete_until
+    assert until.seconds < now // SECOND - 59  # the delay holds the last minute back
+    assert series.points
+    assert all(_ns(p.time) + MINUTE <= _ns(until) for p in series.points)
+    assert all(p.value > 0 for p in series.points if _ns(p.time) >= now - 9 * MINUTE)
