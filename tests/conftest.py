@@ -219,3 +219,26 @@ def query(otlpd: RunningOtlpd) -> Iterator[Any]:
 
     with grpc.insecure_channel(f"127.0.0.1:{otlpd.app.ports.query}") as channel:
         yield pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+# --- a real S3-protocol server ------------------------------------------------------------
+
+
+def start_moto(port: int = 0) -> tuple[Any, str]:
+    """moto's S3 server on loopback (port 0: the kernel's choice, in the ephemeral range,
+    where ``free_port`` never looks); (server, "host:port"). It forgets everything when
+    stopped."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    return server, f"{host}:{bound}"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """One S3 server for the module; credentials are anything (moto checks none)."""
+    server, endpoint = start_moto()
+    yield endpoint
+    server.stop()
