@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
         serve.add_argument(flag, dest=flag[2:].replace("-", "_"), help=f"{doc} [{variable}]")
     commands.add_parser("migrate", help="create or upgrade the schema, then exit")
     commands.add_parser("version", help="print the version")
+    tier = commands.add_parser(
+        "tier",
+        help="move partitions past their hot retention to the cold tier, then exit",
+        description="One pass of the background jobs over the database: the RED rollups, "
+        "then tiering (OTLPD_COLD_URL, OTLPD_HOT_RETENTION_*), whatever OTLPD_TIERING says. "
+        "Exits 0 when every job completed, 75 when another replica was running one (try "
+        "again), 1 when one failed.",
+    )
+    tier.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
     add_client_commands(commands)
     add_admin_commands(commands)
     return parser
@@ -91,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(database_url)
         log.info("schema is up to date")
         return 0
+    if args.command == "tier":
+        from otlpd.jobs import tier_once
+
+        return tier_once(config, database_url)
     if config.workers > 1:
         from otlpd.listening import bind_hosts
         from otlpd.supervisor import Supervisor

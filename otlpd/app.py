@@ -19,6 +19,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from otlpd import jobs
 from otlpd.access import Access, AuthMode, ProjectSettings, RateLimit
 from otlpd.config import Config
 from otlpd.envelope import EnvelopeKeys, SessionCache
@@ -34,7 +35,6 @@ from otlpd.receiver.grpc import SERVICE_NAMES, OtlpGrpcReceiver
 from otlpd.receiver.http import OtlpHttpReceiver
 from otlpd.receiver.ingest import Ingest, Shedding
 from otlpd.receiver.redaction import Redaction
-from otlpd.scheduler import Job, Scheduler
 from otlpd.tls import add_port, grpc_server_credentials, server_ssl_context
 from otlpd.usage import UsageMeter
 from query.grpc import QueryServicer
@@ -46,10 +46,8 @@ from query.tail import LogTail
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.reading import ReadPool
-from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.sessions import PostgresSessionDirectory
 from storage.postgres.tenants import PostgresTenants
-from storage.postgres.text_index import TextIndexJob
 from storage.postgres.usage import PostgresUsage
 from storage.postgres.writer import PostgresWriter
 
@@ -451,23 +449,12 @@ class App:
             await asyncio.sleep(_PROBE_SECONDS)
 
     async def _run_jobs(self) -> None:
-        """The background jobs over the shared database, each on one replica at a time
-        (``otlpd.scheduler``): the RED rollups of request spans, and the text index of
-        closed log partitions (the open ones stay index-free for COPY)."""
-        config, metrics = self.config, self.instruments
-
-        def rolled(minutes: int, seconds: float) -> None:
-            metrics.rollup_minutes.inc(minutes)
-            metrics.rollup_seconds.observe(seconds)
-
-        jobs: list[Job] = [
-            SpanRollupJob(
-                interval=config.rollup_interval, delay=config.rollup_delay, on_round=rolled
-            )
-        ]
-        if config.text_index:
-            jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
-        await Scheduler(self.database_url, jobs, connect_timeout=config.store_timeout).run()
+        """The background jobs over the shared database (``otlpd.jobs``), each on one
+        replica at a time; none with OTLPD_SCHEDULER=off."""
+        if not self.config.scheduler:
+            log.info("background jobs are off on this replica (OTLPD_SCHEDULER=off)")
+            return
+        await jobs.scheduler(self.config, self.database_url, self.instruments).run()
 
     async def _maintain(self, partitions: PartitionManager) -> None:
         """Keeps every partition of the accepted window made ahead of time, so the ingest

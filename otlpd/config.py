@@ -301,6 +301,65 @@ class Config:
         parse_duration,
         "a minute of spans is rolled up this long after it ends (the rollups' lag)",
     )
+    scheduler: bool = _setting(
+        True, "OTLPD_SCHEDULER", _bool, "run the background jobs on this replica (off: none)"
+    )
+    tiering: bool = _setting(
+        False,
+        "OTLPD_TIERING",
+        _bool,
+        "move partitions past their hot retention to the cold tier (off until queries read it)",
+    )
+    cold_url: str = _setting(
+        "",
+        "OTLPD_COLD_URL",
+        str,
+        "cold tier: s3://BUCKET/PREFIX or file:///DIR (default under OTLPD_DATA_DIR)",
+    )
+    s3_endpoint: str = _setting("", "OTLPD_S3_ENDPOINT", str, "S3 endpoint host:port")
+    s3_access_key: str = _setting("", "OTLPD_S3_ACCESS_KEY", str, "S3 access key")
+    s3_secret_key: str = _setting("", "OTLPD_S3_SECRET_KEY", str, "S3 secret key")
+    s3_region: str = _setting("", "OTLPD_S3_REGION", str, "S3 region (empty: the server's)")
+    s3_secure: bool = _setting(True, "OTLPD_S3_SECURE", _bool, "S3 over TLS")
+    hot_retention_spans: float = _setting(
+        48 * 3600.0,
+        "OTLPD_HOT_RETENTION_SPANS",
+        parse_duration,
+        "spans stay in PostgreSQL this long",
+    )
+    hot_retention_logs: float = _setting(
+        48 * 3600.0,
+        "OTLPD_HOT_RETENTION_LOGS",
+        parse_duration,
+        "log records stay in PostgreSQL this long",
+    )
+    hot_retention_metrics: float = _setting(
+        2 * 3600.0,
+        "OTLPD_HOT_RETENTION_METRICS",
+        parse_duration,
+        "raw metric points stay in PostgreSQL this long",
+    )
+    cold_retention_spans: float = _setting(
+        30 * 86400.0,
+        "OTLPD_COLD_RETENTION_SPANS",
+        parse_duration,
+        "cold span objects are deleted this long after their newest row",
+    )
+    cold_retention_logs: float = _setting(
+        90 * 86400.0,
+        "OTLPD_COLD_RETENTION_LOGS",
+        parse_duration,
+        "cold log objects are deleted this long after their newest row",
+    )
+    cold_retention_metrics: float = _setting(
+        400 * 86400.0,
+        "OTLPD_COLD_RETENTION_METRICS",
+        parse_duration,
+        "cold metric objects are deleted this long after their newest row",
+    )
+    tier_interval: float = _setting(
+        900.0, "OTLPD_TIER_INTERVAL", parse_duration, "time between two tiering passes"
+    )
     http_addr: str = _setting(
         ":4318", "OTLPD_HTTP_ADDR", _address, "OTLP/HTTP address (protobuf and JSON)"
     )
@@ -428,10 +487,28 @@ class Config:
             "receive_timeout",
             "query_budget",
             "rollup_interval",
+            "tier_interval",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
+        for signal in ("spans", "logs", "metrics"):
+            hot, cold = f"hot_retention_{signal}", f"cold_retention_{signal}"
+            need(getattr(self, hot) > 0, hot, "must be > 0", getattr(self, hot))
+            need(getattr(self, cold) > 0, cold, "must be > 0", getattr(self, cold))
+        if self.cold_url:
+            need(
+                self.cold_url.startswith(("s3://", "file:///")),
+                "cold_url",
+                "must be s3://BUCKET/PREFIX or file:///DIR",
+                self.cold_url,
+            )
+            need(
+                not self.cold_url.startswith("s3://") or bool(self.s3_endpoint),
+                "s3_endpoint",
+                "is required with an s3:// OTLPD_COLD_URL",
+                self.s3_endpoint,
+            )
         need(self.shutdown_grace > 0, "shutdown_grace", "must be > 0", self.shutdown_grace)
         need(
             self.session_cache_size > 0,

@@ -196,6 +196,38 @@ class Instruments:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
             registry=r,
         )
+        self.tier_objects = Counter(
+            "otlpd_tier_objects",
+            "Parquet objects this process exported to the cold tier and recorded.",
+            ["signal"],
+            registry=r,
+        )
+        self.tier_rows = Counter(
+            "otlpd_tier_rows", "Rows moved to the cold tier.", ["signal"], registry=r
+        )
+        self.tier_bytes = Counter(
+            "otlpd_tier_bytes", "Parquet bytes written to the cold tier.", ["signal"], registry=r
+        )
+        self.tier_lag = Gauge(
+            "otlpd_tier_lag_seconds",
+            "How long the oldest partition past its hot retention has waited to be tiered "
+            "(0: none is due), as of this process's last tiering pass.",
+            ["signal"],
+            registry=r,
+        )
+        self.job_runs = Counter(
+            "otlpd_job_runs",
+            "Rounds of background jobs this process ran, by job and outcome (ok, failed).",
+            ["job", "outcome"],
+            registry=r,
+        )
+        self.job_seconds = Histogram(
+            "otlpd_job_seconds",
+            "Duration of the background jobs' rounds on this process.",
+            ["job"],
+            buckets=(0.01, 0.1, 1, 10, 60, 300, 1800),
+            registry=r,
+        )
         self.auth_failures = Counter(
             "otlpd_auth_failures",
             "Requests refused by otlpd.access: no token while one is required (missing), a"

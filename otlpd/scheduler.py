@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 import psycopg
@@ -58,10 +58,18 @@ class Scheduler:
     other jobs or the process.
     """
 
-    def __init__(self, conninfo: str, jobs: Sequence[Job], *, connect_timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        jobs: Sequence[Job],
+        *,
+        connect_timeout: float = 3.0,
+        on_round: Callable[[str, bool, float], None] | None = None,
+    ) -> None:
         self._conninfo = conninfo
         self._jobs = list(jobs)
         self._connect_timeout = connect_timeout
+        self._on_round = on_round  # (job name, succeeded, seconds) of every round run here
 
     async def run_once(self, job: Job) -> bool:
         """One round of ``job`` if no replica is running it; whether this one ran it."""
@@ -77,9 +85,14 @@ class Scheduler:
             row = await cursor.fetchone()
             if row is None or not row[0]:
                 return False
+            started = time.perf_counter()
+            ok = False
             try:
                 await job.run(conn)
+                ok = True
             finally:
+                if self._on_round is not None:
+                    self._on_round(job.name, ok, time.perf_counter() - started)
                 # Closing the session would release it too; unlocking first keeps the
                 # lock's life exactly the run's, even if closing is slow.
                 if not conn.closed:

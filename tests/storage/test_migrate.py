@@ -120,6 +120,9 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("operation_rollups", "btree (project_id, service_name, minute)"),
         ("span_rollup_dirty", "btree (project_id, minute)"),
         ("span_rollup_state", "btree (name)"),
+        ("cold_objects", "btree (project_id, signal, key)"),
+        ("cold_objects", "btree (project_id, signal, min_time)"),
+        ("cold_objects", "btree (partition, project_id)"),
         ("schema_migrations", "btree (version)"),
     }
 
@@ -151,6 +154,7 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "service_rollups",
         "operation_rollups",
         "span_rollup_state",
+        "cold_objects",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 1
     # Tokens are looked up by their id, across projects: api_tokens is a small table,

@@ -1,0 +1,137 @@
+"""otlpd's background jobs as the configuration asks for them: one list for ``serve``
+and for ``otlpd tier --once``, each job fenced by the scheduler's PostgreSQL lock.
+
+* ``span_rollups``: the RED rollups of request spans (``storage.postgres.rollups``);
+* ``text_index``: the full-text index of closed log partitions (``OTLPD_TEXT_INDEX``);
+* ``tiering``: partitions past their hot retention to Parquet in the cold tier
+  (``storage.postgres.tiering``). Off unless ``OTLPD_TIERING=on``: the query API does
+  not read the cold tier yet, so a tiered partition would vanish from its answers.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from otlpd.config import Config
+from otlpd.instruments import Instruments
+from otlpd.scheduler import Job, Scheduler
+from storage.postgres.rollups import SpanRollupJob
+from storage.postgres.text_index import TextIndexJob
+
+if TYPE_CHECKING:  # pyarrow and minio load only where the cold tier is used
+    from storage.objectstore import ObjectStore
+    from storage.postgres.tiering import TierJob
+
+
+def cold_url(config: Config) -> str:
+    """OTLPD_COLD_URL, or a directory ``cold`` under OTLPD_DATA_DIR."""
+    return config.cold_url or (config.data_dir / "cold").resolve().as_uri()
+
+
+def cold_store(config: Config) -> ObjectStore:
+    """The cold tier's store (creates the bucket or directory when missing)."""
+    from storage.objectstore import open_store
+
+    return open_store(
+        cold_url(config),
+        endpoint=config.s3_endpoint,
+        access_key=config.s3_access_key,
+        secret_key=config.s3_secret_key,
+        region=config.s3_region,
+        secure=config.s3_secure,
+    )
+
+
+def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob:
+    from storage.postgres.tiering import TierJob
+
+    def moved(table: str, rows: int, size: int) -> None:
+        metrics.tier_objects.labels(table).inc()
+        metrics.tier_rows.labels(table).inc(rows)
+        metrics.tier_bytes.labels(table).inc(size)
+
+    return TierJob(
+        database_url,
+        partial(cold_store, config),
+        {
+            "spans": config.hot_retention_spans,
+            "logs": config.hot_retention_logs,
+            "metric_points": config.hot_retention_metrics,
+        },
+        interval=config.tier_interval,
+        cold_retention={
+            "spans": config.cold_retention_spans,
+            "logs": config.cold_retention_logs,
+            "metric_points": config.cold_retention_metrics,
+        },
+        on_object=moved,
+        on_lag=lambda table, seconds: metrics.tier_lag.labels(table).set(seconds),
+    )
+
+
+def background_jobs(config: Config, database_url: str, metrics: Instruments) -> list[Job]:
+    def rolled(minutes: int, seconds: float) -> None:
+        metrics.rollup_minutes.inc(minutes)
+        metrics.rollup_seconds.observe(seconds)
+
+    jobs: list[Job] = [
+        SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay, on_round=rolled)
+    ]
+    if config.text_index:
+        jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
+    if config.tiering:
+        jobs.append(tier_job(config, database_url, metrics))
+    return jobs
+
+
+def scheduler(config: Config, database_url: str, metrics: Instruments) -> Scheduler:
+    def ran(job: str, ok: bool, seconds: float) -> None:
+        metrics.job_runs.labels(job, "ok" if ok else "failed").inc()
+        metrics.job_seconds.labels(job).observe(seconds)
+
+    return Scheduler(
+        database_url,
+        background_jobs(config, database_url, metrics),
+        connect_timeout=config.store_timeout,
+        on_round=ran,
+    )
+
+
+def tier_once(config: Config, database_url: str) -> int:
+    """``otlpd tier --once``: the rollups, then tiering, once each; the exit status."""
+    import asyncio
+    import logging
+
+    from storage.postgres.migrate import migrate
+
+    log = logging.getLogger("otlpd.tier")
+    migrate(database_url)
+    metrics = Instruments()
+    run = Scheduler(database_url, [], connect_timeout=config.store_timeout)
+    tiering = tier_job(config, database_url, metrics)
+    todo: list[Job] = [
+        SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay),
+        tiering,
+    ]
+    for job in todo:
+        try:
+            ran = asyncio.run(run.run_once(job))
+        except Exception:
+            log.exception("job %s failed", job.name)
+            return 1
+        if not ran:
+            log.warning("another replica is running job %s; try again later", job.name)
+            return 75
+    log.info(
+        "tiering pass complete",
+        extra={
+            "partitions": tiering.last.partitions,
+            "objects": tiering.last.objects,
+            "rows": tiering.last.rows,
+            "bytes": tiering.last.bytes,
+            "expired": tiering.last.expired,
+            "cold_url": cold_url(config),
+        },
+    )
+    return 0

@@ -1,0 +1,321 @@
+"""Tiering: hot partitions past their retention become Parquet objects, then go.
+
+A partition (one table of one signal, one time range) is tiered once its whole range is
+older than its signal's hot retention. For each project with rows in it:
+
+1. export the project's rows to a local Parquet file (``storage.parquet.export_rows``);
+2. upload it under its Hive-style key (``storage.objectstore.hive_key``), replacing what
+   an interrupted pass may have left there;
+3. read the object's footer back from the store and check it against the export (row
+   count and otlpd's metadata: ``storage.parquet.verify``) and its size;
+4. record it in the ``cold_objects`` manifest (0006).
+
+Then, in one transaction that holds the partition ``ACCESS EXCLUSIVE`` (no write can
+slip in), the rows of each project are counted again; only when every count equals the
+manifest's is the partition dropped. A count that differs (a late record after the
+export) removes that project's manifest rows of this generation instead, so the next
+pass exports it again under the same key.
+
+Killed at any step, a later pass goes on from what it finds: an object without a
+manifest row is overwritten (same key), a manifest row without a drop skips the export
+and goes to the check and drop. Nothing is lost (rows leave PostgreSQL only after their
+object was read back) and nothing is stored twice (one key per project, partition and
+generation). A partition made again after its drop (the writer makes missing ones for a
+late record) is a new generation: another table oid, the next ``{n}`` in the key.
+
+Cold objects past their signal's cold retention (by their newest row) are deleted,
+manifest row first, then the object.
+
+The store being down fails the round before anything is dropped; the partition stays
+hot and the job tries again with backoff (``interval``). ``TierJob`` is an
+``otlpd.scheduler.Job``: one replica at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from storage import parquet
+from storage.objectstore import ObjectStore, hive_key
+from storage.postgres.connect import connection_kwargs
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
+
+log = logging.getLogger(__name__)
+
+JOB_NAME: Final = "tiering"
+TAIL_BYTES: Final = 64 * 1024  # read first for a footer; a larger one is read again
+DROP_LOCK_TIMEOUT: Final = "1s"  # writers wait this long at most while a partition goes
+MAX_BACKOFF: Final = 3600.0
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+_BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
+_PARTITIONS: Final = """
+SELECT c.relname, c.oid, pg_get_expr(c.relpartbound, c.oid)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass(%s)
+"""
+_RECORD: Final = """
+INSERT INTO cold_objects (project_id, signal, key, partition, partition_oid, min_time,
+    max_time, rows, bytes, sha256, schema_version)
+VALUES (%(project)s, %(signal)s, %(key)s, %(partition)s, %(oid)s, %(min_time)s,
+    %(max_time)s, %(rows)s, %(bytes)s, %(sha256)s, %(version)s)
+ON CONFLICT (project_id, signal, key) DO UPDATE SET
+    partition_oid = EXCLUDED.partition_oid, min_time = EXCLUDED.min_time,
+    max_time = EXCLUDED.max_time, rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,
+    sha256 = EXCLUDED.sha256, schema_version = EXCLUDED.schema_version, created_at = now()
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    table: str  # the signal's parent table
+    name: str
+    oid: int
+    low_ns: int
+    high_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What one pass did, for metrics and ``otlpd tier``."""
+
+    partitions: int = 0
+    objects: int = 0
+    rows: int = 0
+    bytes: int = 0
+    expired: int = 0  # cold objects deleted past their cold retention
+
+
+def object_key(partition: Partition, project: str, generation: int) -> str:
+    """``{signal}/project={id}/date=/hour=/{partition}-{generation}.parquet``."""
+    return hive_key(
+        partition.table, project, partition.low_ns, f"{partition.name}-{generation}.parquet"
+    )
+
+
+async def partitions_past(conn: Connection, table: str, cutoff_ns: int) -> list[Partition]:
+    """``table``'s partitions whose whole range ends at or before ``cutoff_ns``, oldest first."""
+    await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+    cursor = await conn.execute(_PARTITIONS, (table,))
+    found = []
+    for name, oid, bound in await cursor.fetchall():
+        match = _BOUNDS.search(str(bound))
+        if match is None:
+            continue
+        try:
+            low = ns_from_datetime(datetime.fromisoformat(match[1]))
+            high = ns_from_datetime(datetime.fromisoformat(match[2]))
+        except ValueError:
+            continue  # not a bound we made
+        if high <= cutoff_ns:
+            found.append(Partition(table, str(name), int(oid), low, high))
+    return sorted(found, key=lambda p: (p.low_ns, p.name))
+
+
+class TierJob:
+    """Moves every partition past its signal's hot retention to ``store``."""
+
+    name = JOB_NAME
+
+    def __init__(
+        self,
+        conninfo: str,
+        open_store: Callable[[], ObjectStore],
+        retention: Mapping[str, float],
+        *,
+        interval: float = 900.0,
+        cold_retention: Mapping[str, float] | None = None,
+        on_object: Callable[[str, int, int], None] | None = None,
+        on_lag: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``open_store`` is called at the first round (in a thread: it may create the
+        bucket), so a store that is down delays tiering, never start-up;
+        ``retention``: seconds per hot table (``spans``, ``logs``, ``metric_points``);
+        ``cold_retention``: likewise for the objects (a table left out keeps its own)."""
+        self._conninfo = conninfo
+        self._open_store = open_store
+        self._store: ObjectStore | None = None
+        self.last = Moved()  # what the last successful round did
+        self._retention = dict(retention)
+        self._cold_retention = dict(cold_retention or {})
+        self._interval = interval
+        self._failures = 0
+        self._on_object = on_object  # (table, rows, bytes) per object recorded
+        self._on_lag = on_lag  # (table, seconds the oldest due partition is overdue)
+
+    def store(self) -> ObjectStore:
+        """The object store, opened on first use (blocking: call it in a thread)."""
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    @property
+    def interval(self) -> float:
+        """The tiering interval; after failed rounds, 30 s doubling up to it (backoff)."""
+        if not self._failures:
+            return self._interval
+        backoff: float = 30.0 * 2.0 ** (self._failures - 1)
+        return min(self._interval, MAX_BACKOFF, backoff)
+
+    async def run(self, conn: Connection) -> None:
+        try:
+            self.last = await self.run_pass(conn)
+        except BaseException:
+            self._failures += 1
+            raise
+        self._failures = 0
+
+    async def run_pass(self, conn: Connection) -> Moved:
+        """Every due partition of every signal, oldest first."""
+        await asyncio.to_thread(self.store)
+        now = time.time_ns()
+        total = Moved()
+        for table, keep_s in self._retention.items():
+            cutoff = now - int(keep_s * 1e9)
+            due = await partitions_past(conn, table, cutoff)
+            if self._on_lag is not None:
+                self._on_lag(table, (cutoff - due[0].high_ns) / 1e9 if due else 0.0)
+            for partition in due:
+                moved = await self.tier(conn, partition)
+                total = Moved(
+                    total.partitions + moved.partitions,
+                    total.objects + moved.objects,
+                    total.rows + moved.rows,
+                    total.bytes + moved.bytes,
+                    total.expired,
+                )
+        for table, keep_s in self._cold_retention.items():
+            expired = await self.expire(conn, table, now - int(keep_s * 1e9))
+            total = Moved(
+                total.partitions, total.objects, total.rows, total.bytes, total.expired + expired
+            )
+        return total
+
+    async def expire(self, conn: Connection, table: str, cutoff_ns: int) -> int:
+        """Deletes ``table``'s objects whose newest row is older than ``cutoff_ns``:
+        manifest row first, then the object, so no reader is ever sent to an object that
+        is gone (a crash in between leaves an object nothing names, not a dangling row).
+        Returns how many."""
+        cursor = await conn.execute(
+            "DELETE FROM cold_objects WHERE signal = %s AND max_time < %s RETURNING key",
+            (table, datetime_from_ns(cutoff_ns)),
+        )
+        keys = [str(key) for (key,) in await cursor.fetchall()]
+        store = self.store()
+        for key in keys:
+            await asyncio.to_thread(store.delete, key)
+        return len(keys)
+
+    async def tier(self, conn: Connection, partition: Partition) -> Moved:
+        """Exports what of ``partition`` is not in the manifest yet, then drops it if
+        every project's count agrees with the manifest."""
+        ident = sql.Identifier(partition.name)
+        cursor = await conn.execute(sql.SQL("SELECT DISTINCT project_id FROM {}").format(ident))
+        projects = sorted(str(p) for (p,) in await cursor.fetchall())
+        cursor = await conn.execute(
+            "SELECT project_id, partition_oid, rows FROM cold_objects "
+            "WHERE partition = %s AND signal = %s",
+            (partition.name, partition.table),
+        )
+        recorded = await cursor.fetchall()
+        generation = len({int(oid) for _, oid, _ in recorded if int(oid) != partition.oid})
+        exported = {str(p): int(n) for p, oid, n in recorded if int(oid) == partition.oid}
+        objects = rows = size = 0
+        for project in projects:
+            if project in exported:
+                continue  # a pass before this one got as far as the manifest
+            key = object_key(partition, project, generation)
+            result = await asyncio.to_thread(self.export_and_upload, partition, project, key)
+            await conn.execute(
+                _RECORD,
+                {
+                    "project": project,
+                    "signal": partition.table,
+                    "key": key,
+                    "partition": partition.name,
+                    "oid": partition.oid,
+                    "min_time": datetime_from_ns(result.min_time_ns),
+                    "max_time": datetime_from_ns(result.max_time_ns),
+                    "rows": result.rows,
+                    "bytes": result.bytes,
+                    "sha256": result.sha256,
+                    "version": parquet.SCHEMA_VERSION,
+                },
+            )
+            exported[project] = result.rows
+            objects, rows, size = objects + 1, rows + result.rows, size + result.bytes
+            if self._on_object is not None:
+                self._on_object(partition.table, result.rows, result.bytes)
+        dropped = await self._drop_if_complete(conn, partition, exported)
+        return Moved(int(dropped), objects, rows, size, 0)
+
+    def export_and_upload(self, partition: Partition, project: str, key: str) -> parquet.Exported:
+        """Steps 1-3, in a worker thread: export, upload, read the footer back."""
+        store = self.store()
+        with tempfile.TemporaryDirectory(prefix="otlpd-tier-") as tmp:
+            path = Path(tmp) / "object.parquet"
+            with psycopg.connect(
+                self._conninfo, **connection_kwargs("otlpd-tiering", 10.0)
+            ) as export_conn:
+                result = parquet.export_rows(
+                    export_conn, partition.table, partition.name, project, path
+                )
+            info = store.put_file(key, path)
+        if info.size != result.bytes:
+            raise OSError(f"{key}: stored {info.size} bytes of {result.bytes}")
+        tail = store.get_range(key, -min(TAIL_BYTES, result.bytes), 0)
+        needed = parquet.footer_bytes_needed(tail)
+        if needed > len(tail):
+            tail = store.get_range(key, -needed, 0)
+        parquet.verify(tail, result)
+        return result
+
+    async def _drop_if_complete(
+        self, conn: Connection, partition: Partition, exported: dict[str, int]
+    ) -> bool:
+        ident = sql.Identifier(partition.name)
+        async with conn.transaction():
+            await conn.execute(
+                sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(DROP_LOCK_TIMEOUT))
+            )
+            await conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(ident))
+            cursor = await conn.execute(
+                sql.SQL("SELECT project_id, count(*) FROM {} GROUP BY project_id").format(ident)
+            )
+            counts = {str(p): int(n) for p, n in await cursor.fetchall()}
+            differ = sorted(
+                p for p in counts.keys() | exported.keys() if counts.get(p) != exported.get(p)
+            )
+            if differ:
+                # Late records after the export: export those projects again next pass.
+                log.warning(
+                    "partition %s changed while it was tiered; exporting %d project(s) again",
+                    partition.name,
+                    len(differ),
+                )
+                await conn.execute(
+                    "DELETE FROM cold_objects WHERE partition = %s AND partition_oid = %s "
+                    "AND project_id = ANY(%s)",
+                    (partition.name, partition.oid, differ),
+                )
+                return False
+            await conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+        log.info(
+            "tiered partition",
+            extra={"partition": partition.name, "rows": sum(exported.values())},
+        )
+        return True
