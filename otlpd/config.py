@@ -357,6 +357,12 @@ class Config:
         parse_duration,
         "cold metric objects are deleted this long after their newest row",
     )
+    tier_max_rows: float = _setting(
+        20_000.0,
+        "OTLPD_TIER_MAX_ROWS",
+        float,
+        "rows per second tiering may read (0: as fast as it can); ingest keeps the rest",
+    )
     tier_interval: float = _setting(
         900.0, "OTLPD_TIER_INTERVAL", parse_duration, "time between two tiering passes"
     )
@@ -492,6 +498,7 @@ class Config:
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
+        need(self.tier_max_rows >= 0, "tier_max_rows", "must be >= 0", self.tier_max_rows)
         for signal in ("spans", "logs", "metrics"):
             hot, cold = f"hot_retention_{signal}", f"cold_retention_{signal}"
             need(getattr(self, hot) > 0, hot, "must be > 0", getattr(self, hot))

@@ -60,6 +60,7 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
             "metric_points": config.hot_retention_metrics,
         },
         interval=config.tier_interval,
+        max_rows_per_second=config.tier_max_rows,
         cold_retention={
             "spans": config.cold_retention_spans,
             "logs": config.cold_retention_logs,

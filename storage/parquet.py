@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -306,8 +307,12 @@ def export_rows(
     path: Path,
     *,
     row_group_rows: int = ROW_GROUP_ROWS,
+    pace: Callable[[int], None] | None = None,
 ) -> Exported:
     """Writes ``project``'s rows of hot partition ``partition`` of ``signal`` to ``path``.
+
+    ``pace`` is called with the number of rows of every batch read, and may sleep: the
+    caller's way to keep an export from taking the cores ingest needs.
 
     ``conn`` must be idle (not in a transaction): the export runs in a REPEATABLE READ
     READ ONLY transaction of its own, so the rows and what they refer to come from one
@@ -344,6 +349,7 @@ def export_rows(
                     partition=partition,
                     project=project,
                     row_group_rows=row_group_rows,
+                    pace=pace,
                 )
     finally:
         conn.isolation_level, conn.read_only = saved
@@ -443,6 +449,7 @@ def _write(
     partition: str,
     project: str,
     row_group_rows: int,
+    pace: Callable[[int], None] | None,
 ) -> Exported:
     """Streams the cursor's rows into ``path``, a row group at a time."""
     layout = _layout(signal)
@@ -456,6 +463,8 @@ def _write(
     try:
         while True:
             fetched = cursor.fetchmany(min(FETCH_ROWS, row_group_rows))
+            if fetched and pace is not None:
+                pace(len(fetched))
             if fetched:
                 columns = list(zip(*fetched, strict=True))
                 times = columns[time_at]

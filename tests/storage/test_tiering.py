@@ -266,3 +266,16 @@ async def test_cold_retention_deletes_only_expired_objects_manifest_first(
     assert expiring.last.expired == 1
     assert list(cold_rows(expiring.store()).values()) == [2]
     assert [r[3] for r in manifest(url)] == [2]
+
+
+def test_the_pacer_holds_an_export_to_its_rate() -> None:
+    from storage.postgres.tiering import Pacer
+
+    pace = Pacer(2000)
+    started = time.monotonic()
+    for _ in range(4):
+        pace(250)  # 1,000 rows at 2,000 rows/s: half a second at least
+    assert time.monotonic() - started >= 0.45
+    unlimited, started = Pacer(0), time.monotonic()
+    unlimited(10**9)
+    assert time.monotonic() - started < 0.1
