@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from otlpd.envelope import key_safe_project
 from otlpd.receiver.redaction import (
     DEFAULT_IP_KEYS,
     DEFAULT_KEYS,
@@ -499,6 +500,13 @@ class Config:
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
         need(self.tier_max_rows >= 0, "tier_max_rows", "must be >= 0", self.tier_max_rows)
+        need(
+            bool(self.default_project) and key_safe_project(self.default_project),
+            "default_project",
+            "must be non-empty, without '/', '\\', '=', '..' or control characters "
+            "(it becomes a cold-tier key segment)",
+            self.default_project,
+        )
         for signal in ("spans", "logs", "metrics"):
             hot, cold = f"hot_retention_{signal}", f"cold_retention_{signal}"
             need(getattr(self, hot) > 0, hot, "must be > 0", getattr(self, hot))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,20 @@ Found = tuple[str | None, str | None, str | None, str | None]
 """Envelope values named at one level (record, scope or resource), indexed by slot."""
 
 NOTHING_FOUND: Final[Found] = (None, None, None, None)
+
+# Characters a project id may not hold, beyond control characters and "..": it becomes
+# the object-store key segment ``project={id}`` of the cold tier (docs/storage.md).
+FORBIDDEN_IN_PROJECT: Final = frozenset("/\\=")
+
+
+def key_safe_project(project: str) -> bool:
+    """Whether ``project`` can be a key segment as it is: no ``/``, ``\\``, ``=``, ``..``
+    or control character (Unicode category Cc)."""
+    return (
+        ".." not in project
+        and not any(c in FORBIDDEN_IN_PROJECT for c in project)
+        and not any(unicodedata.category(c) == "Cc" for c in project)
+    )
 
 
 @dataclass(frozen=True, slots=True)

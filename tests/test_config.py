@@ -234,3 +234,9 @@ def test_envelope_keys_cannot_be_redacted_or_anonymized() -> None:
     assert ip == f"OTLPD_IP_KEYS {envelope_key} OTLPD_SESSION_KEYS), got 'session.id'"
     # Rules that are off name nothing.
     load({"OTLPD_REDACT": "false", "OTLPD_REDACT_KEYS": "user.id"})
+
+
+@pytest.mark.parametrize("project", ["a/b", "..", "p=q", "x\\y"])
+def test_a_default_project_that_could_leave_its_key_segment_is_refused(project: str) -> None:
+    with pytest.raises(ConfigError, match="OTLPD_DEFAULT_PROJECT"):
+        load({"OTLPD_DEFAULT_PROJECT": project})

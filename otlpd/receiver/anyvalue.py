@@ -33,7 +33,14 @@ from typing import Final
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from otlpd.envelope import NOTHING_FOUND, EnvelopeKeys, Found, envelope_value
+from otlpd.envelope import (
+    NOTHING_FOUND,
+    PROJECT,
+    EnvelopeKeys,
+    Found,
+    envelope_value,
+    key_safe_project,
+)
 from otlpd.receiver import salvage
 from otlpd.receiver.redaction import CLIENT_IP, PLAIN, REDACTED, SECRET, Count, Redactor, ignore
 from otlpd.receiver.rejections import RecordRejected
@@ -480,6 +487,13 @@ class _Fragments(dict[bytes, str]):
                         "value too long",
                         f"attribute {_short(key)} is {len(named.encode())} bytes, "
                         f"limit {limit} for an indexed value",
+                    )
+                if slot[0] == PROJECT and not key_safe_project(named):
+                    # A project id is a key segment of the cold tier (project={id}).
+                    raise RecordRejected(
+                        "invalid project id",
+                        f"attribute {_short(key)} may not contain '/', '\\', '=', '..' "
+                        "or control characters",
                     )
                 fragment = _EnvelopeFragment(f"{key_text}:\t{value_text}")
                 fragment.slot, fragment.rank = slot

@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from otlpd import tokens
+from otlpd.envelope import FORBIDDEN_IN_PROJECT
 from storage.postgres.connect import PooledStore, async_pool, connection_kwargs
 from storage.postgres.errors import translate
 
@@ -45,7 +46,6 @@ MAX_PROJECT_BYTES: Final = 128
 SCOPES: Final = ("ingest", "query", "admin")  # otlpd.access.Scope, in display order
 MAX_NAME_CHARS: Final = 200
 MAX_ACTOR_CHARS: Final = 200
-_FORBIDDEN_IN_PROJECT: Final = frozenset("/\\=")
 # A browser's Origin header: scheme "://" host [":" port], nothing after (RFC 6454).
 _ORIGIN: Final = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s@]+")
 _CONNECT_TIMEOUT: Final = 10.0
@@ -239,7 +239,7 @@ def check_project(project: object) -> str:
         raise InvalidArgument(f"project id {project!r} is not valid UTF-8") from None
     if size > MAX_PROJECT_BYTES:
         raise InvalidArgument(f"a project id is at most {MAX_PROJECT_BYTES} bytes, got {size}")
-    bad = sorted({c for c in project if c in _FORBIDDEN_IN_PROJECT})
+    bad = sorted({c for c in project if c in FORBIDDEN_IN_PROJECT})
     if bad:
         raise InvalidArgument(f"project id {project!r} contains {' '.join(bad)}")
     if any(unicodedata.category(c) == "Cc" for c in project):

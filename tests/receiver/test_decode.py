@@ -1689,3 +1689,15 @@ def test_mutated_valid_requests_decode_or_are_invalid(data: st.DataObject) -> No
     except InvalidRequest:
         return
     assert_rows_keep_the_contract(decoded)
+
+
+def test_a_project_id_that_could_leave_its_key_segment_rejects_its_record_alone() -> None:
+    d = decoder()
+    hostile = ["../etc", "a/b", "p=q", "x\\y", "tab\tbed"]
+    payload = traces(
+        [span(attributes=attrs({"project.id": p})) for p in hostile]
+        + [span(attributes=attrs({"project.id": "shop-1.eu"}))]
+    )
+    decoded = d.traces(payload, NOW)
+    assert [s["project_id"] for s in spans_of(decoded)] == ["shop-1.eu"]
+    assert_rejected(decoded, len(hostile), "invalid project id", "'project.id' may not contain")
