@@ -60,6 +60,21 @@ def rate(text: str) -> float:
     return number
 
 
+def duration_or_default(text: str) -> float | str:
+    """A duration in seconds (``24h``, ``30d``), or ``default``."""
+    from otlpd.config import parse_duration
+
+    if text.strip().lower() == _DEFAULT:
+        return _DEFAULT
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return seconds
+
+
 def rate_or_default(text: str) -> float | str:
     """A rate, or ``default`` (the server's OTLPD_RATE_LIMIT_*)."""
     return _DEFAULT if text.strip().lower() == _DEFAULT else rate(text)
@@ -166,7 +181,9 @@ def add_commands(commands: Any) -> None:
     revoke.add_argument("token_id", metavar="ID", help="the token's id (tokens list)")
     actor(revoke)
 
-    projects = group("projects", "a project's settings: browser origins, IP anonymizing, limits")
+    projects = group(
+        "projects", "a project's settings: browser origins, IP anonymizing, limits, retention"
+    )
     settings = command(
         projects,
         "set",
@@ -203,6 +220,27 @@ def add_commands(commands: Any) -> None:
     actor(settings)
     listing = command(projects, "list", _projects_list, "list projects and their settings")
     as_json(listing)
+    retention = command(
+        projects,
+        "set-retention",
+        _projects_set_retention,
+        "how long a project's rows stay hot (PostgreSQL) and cold (objects) before they go",
+    )
+    retention.add_argument("project", metavar="PROJECT")
+    retention.add_argument("--signal", required=True, choices=tuple(_RETENTION_SIGNALS))
+    retention.add_argument(
+        "--hot",
+        type=duration_or_default,
+        default=_KEEP,
+        help="e.g. 24h, or default (OTLPD_HOT_RETENTION_*)",
+    )
+    retention.add_argument(
+        "--cold",
+        type=duration_or_default,
+        default=_KEEP,
+        help="e.g. 30d, or default (OTLPD_COLD_RETENTION_*)",
+    )
+    actor(retention)
 
     usage = command(commands, "usage", _usage, "records and bytes stored per day and signal")
     usage.add_argument("--project", required=True)
@@ -366,6 +404,33 @@ def _projects_set(args: argparse.Namespace, database_url: str) -> int:
         actor=args.actor or default_actor(),
     )
     _print(_table(_PROJECT_HEADERS, [_project_cells(row)]))
+    return 0
+
+
+# otlpd projects set-retention --signal: its name -> the hot table it covers.
+_RETENTION_SIGNALS = {"spans": "spans", "logs": "logs", "metrics": "metric_points"}
+
+
+def _projects_set_retention(args: argparse.Namespace, database_url: str) -> int:
+    from storage.postgres.tenants import set_retention
+
+    row = set_retention(
+        database_url,
+        args.project,
+        _RETENTION_SIGNALS[args.signal],
+        hot_seconds=_setting(args.hot),
+        cold_seconds=_setting(args.cold),
+        actor=args.actor or default_actor(),
+    )
+    cells = [
+        (
+            row.project_id,
+            args.signal,
+            _DEFAULT if row.hot_seconds is None else f"{row.hot_seconds:g}s",
+            _DEFAULT if row.cold_seconds is None else f"{row.cold_seconds:g}s",
+        )
+    ]
+    _print(_table(("PROJECT", "SIGNAL", "HOT", "COLD"), cells))
     return 0
 
 

@@ -559,3 +559,98 @@ def audit_entries(conninfo: str, project: str | None = None, limit: int = 50) ->
         {"project": project, "limit": limit},
     )
     return [AuditEntry(*row) for row in rows]
+
+
+RETENTION_SIGNALS: Final = ("spans", "logs", "metric_points")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRow:
+    """A row of ``project_retention``: seconds, None for the server's default."""
+
+    project_id: str
+    signal: str
+    hot_seconds: float | None
+    cold_seconds: float | None
+
+
+def set_retention(
+    conninfo: str,
+    project: str,
+    signal: str,
+    *,
+    hot_seconds: float | _Unchanged | None = UNCHANGED,
+    cold_seconds: float | _Unchanged | None = UNCHANGED,
+    actor: str = "otlpd",
+) -> RetentionRow:
+    """Sets ``project``'s retention of ``signal`` (a hot table); None restores the
+    default. Audited like every project change."""
+    project = check_project(project)
+    actor = _check_text(actor, "an actor", MAX_ACTOR_CHARS)
+    if signal not in RETENTION_SIGNALS:
+        raise InvalidArgument(
+            f"signal must be one of {', '.join(RETENTION_SIGNALS)}, got {signal!r}"
+        )
+    changes: dict[str, float | None] = {}
+    for name, value in (("hot_seconds", hot_seconds), ("cold_seconds", cold_seconds)):
+        if isinstance(value, _Unchanged):
+            continue
+        if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise InvalidArgument(f"{name} must be a positive number of seconds, got {value!r}")
+        changes[name] = None if value is None else float(value)
+    try:
+        with _connect(conninfo) as conn, conn.transaction():
+            _ensure_project(conn, project, actor)
+            conn.execute(
+                "INSERT INTO project_retention (project_id, signal) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (project, signal),
+            )
+            before = conn.execute(
+                "SELECT hot_seconds, cold_seconds FROM project_retention "
+                "WHERE project_id = %s AND signal = %s FOR UPDATE",
+                (project, signal),
+            ).fetchone()
+            assert before is not None
+            for name, value in changes.items():
+                conn.execute(
+                    sql.SQL(
+                        "UPDATE project_retention SET {} = %s, updated_at = now() "
+                        "WHERE project_id = %s AND signal = %s"
+                    ).format(sql.Identifier(name)),
+                    (value, project, signal),
+                )
+            if changes:
+                old = dict(zip(("hot_seconds", "cold_seconds"), before, strict=True))
+                _audit(
+                    conn,
+                    project,
+                    actor,
+                    "project.retention",
+                    signal,
+                    details={"before": {k: old[k] for k in changes}, "after": changes},
+                )
+            row = conn.execute(
+                "SELECT hot_seconds, cold_seconds FROM project_retention "
+                "WHERE project_id = %s AND signal = %s",
+                (project, signal),
+            ).fetchone()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    assert row is not None
+    return RetentionRow(project, signal, row[0], row[1])
+
+
+def get_retention(conninfo: str, project: str | None = None) -> list[RetentionRow]:
+    """Every override (or ``project``'s), by project then signal."""
+    try:
+        with _connect(conninfo) as conn:
+            rows = conn.execute(
+                "SELECT project_id, signal, hot_seconds, cold_seconds FROM project_retention "
+                "WHERE %(project)s::text IS NULL OR project_id = %(project)s "
+                "ORDER BY project_id, signal",
+                {"project": project},
+            ).fetchall()
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+    return [RetentionRow(*row) for row in rows]

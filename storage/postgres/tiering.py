@@ -24,7 +24,11 @@ generation). A partition made again after its drop (the writer makes missing one
 late record) is a new generation: another table oid, the next ``{n}`` in the key.
 
 Cold objects past their signal's cold retention (by their newest row) are deleted,
-manifest row first, then the object.
+manifest row first, then the object. A project's own retentions (``project_retention``,
+``otlpd projects set-retention``) win over the server's: a partition is exported for a
+project once its range is past that project's hot retention, and dropped once it is for
+every project with rows in it; until then those rows are in both tiers, and the hot
+copy is the answer.
 
 The store being down fails the round before anything is dropped; the partition stays
 hot and the job tries again with backoff (``interval``). ``TierJob`` is an
@@ -41,6 +45,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -67,6 +72,21 @@ _PARTITIONS: Final = """
 SELECT c.relname, c.oid, pg_get_expr(c.relpartbound, c.oid)
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = to_regclass(%s)
+"""
+# Per-project hot retentions that override the server's (0007).
+_OVERRIDES: Final = """
+SELECT project_id, signal, hot_seconds FROM project_retention WHERE hot_seconds IS NOT NULL
+"""
+# Objects past their project's cold retention, or the server's where it has none.
+_EXPIRE: Final = """
+DELETE FROM cold_objects c
+WHERE c.signal = %(signal)s
+  AND c.max_time < coalesce(
+      (SELECT now() - r.cold_seconds * interval '1 second' FROM project_retention r
+       WHERE r.project_id = c.project_id AND r.signal = c.signal
+         AND r.cold_seconds IS NOT NULL),
+      %(default_cutoff)s::timestamptz)
+RETURNING c.key
 """
 _RECORD: Final = """
 INSERT INTO cold_objects (project_id, signal, key, partition, partition_oid, min_time,
@@ -120,6 +140,10 @@ class Moved:
     expired: int = 0  # cold objects deleted past their cold retention
 
 
+def _cutoff(own: Mapping[str, int], default: int, project: str) -> int:
+    return own.get(project, default)
+
+
 def object_key(partition: Partition, project: str, generation: int) -> str:
     """``{signal}/project={id}/date=/hour=/{partition}-{generation}.parquet``."""
     return hive_key(
@@ -166,7 +190,8 @@ class TierJob:
         """``open_store`` is called at the first round (in a thread: it may create the
         bucket), so a store that is down delays tiering, never start-up;
         ``retention``: seconds per hot table (``spans``, ``logs``, ``metric_points``);
-        ``cold_retention``: likewise for the objects (a table left out keeps its own)."""
+        ``cold_retention``: likewise for the objects (a table left out expires only where
+        a project set its own)."""
         self._conninfo = conninfo
         self._open_store = open_store
         self._store: ObjectStore | None = None
@@ -206,13 +231,19 @@ class TierJob:
         await asyncio.to_thread(self.store)
         now = time.time_ns()
         total = Moved()
+        cursor = await conn.execute(_OVERRIDES)
+        overrides = {(str(p), str(t)): float(s) for p, t, s in await cursor.fetchall()}
         for table, keep_s in self._retention.items():
             cutoff = now - int(keep_s * 1e9)
-            due = await partitions_past(conn, table, cutoff)
+            own = {p: now - int(s * 1e9) for (p, t), s in overrides.items() if t == table}
+            # A partition may be due for one project (a shorter retention) before the
+            # others: the earliest cutoff of any project finds it.
+            due = await partitions_past(conn, table, max([cutoff, *own.values()]))
             if self._on_lag is not None:
-                self._on_lag(table, (cutoff - due[0].high_ns) / 1e9 if due else 0.0)
+                overdue = [cutoff - p.high_ns for p in due if p.high_ns <= cutoff]
+                self._on_lag(table, max(overdue) / 1e9 if overdue else 0.0)
             for partition in due:
-                moved = await self.tier(conn, partition)
+                moved = await self.tier(conn, partition, due_for=partial(_cutoff, own, cutoff))
                 total = Moved(
                     total.partitions + moved.partitions,
                     total.objects + moved.objects,
@@ -220,21 +251,27 @@ class TierJob:
                     total.bytes + moved.bytes,
                     total.expired,
                 )
-        for table, keep_s in self._cold_retention.items():
-            expired = await self.expire(conn, table, now - int(keep_s * 1e9))
+        for table in self._retention:
+            keep = self._cold_retention.get(table)
+            default = None if keep is None else now - int(keep * 1e9)
+            expired = await self.expire(conn, table, default)
             total = Moved(
                 total.partitions, total.objects, total.rows, total.bytes, total.expired + expired
             )
         return total
 
-    async def expire(self, conn: Connection, table: str, cutoff_ns: int) -> int:
-        """Deletes ``table``'s objects whose newest row is older than ``cutoff_ns``:
+    async def expire(self, conn: Connection, table: str, cutoff_ns: int | None) -> int:
+        """Deletes ``table``'s objects whose newest row is older than their project's
+        cold retention, else than ``cutoff_ns`` (None: only projects' own retentions):
         manifest row first, then the object, so no reader is ever sent to an object that
         is gone (a crash in between leaves an object nothing names, not a dangling row).
         Returns how many."""
         cursor = await conn.execute(
-            "DELETE FROM cold_objects WHERE signal = %s AND max_time < %s RETURNING key",
-            (table, datetime_from_ns(cutoff_ns)),
+            _EXPIRE,
+            {
+                "signal": table,
+                "default_cutoff": None if cutoff_ns is None else datetime_from_ns(cutoff_ns),
+            },
         )
         keys = [str(key) for (key,) in await cursor.fetchall()]
         store = self.store()
@@ -242,9 +279,19 @@ class TierJob:
             await asyncio.to_thread(store.delete, key)
         return len(keys)
 
-    async def tier(self, conn: Connection, partition: Partition) -> Moved:
+    async def tier(
+        self,
+        conn: Connection,
+        partition: Partition,
+        *,
+        due_for: Callable[[str], int] | None = None,
+    ) -> Moved:
         """Exports what of ``partition`` is not in the manifest yet, then drops it if
-        every project's count agrees with the manifest."""
+        every project's count agrees with the manifest.
+
+        ``due_for(project)`` is the time (ns) a partition must end before to be due for
+        that project (its own hot retention); a project it is not due for yet stays hot,
+        and so does the partition. None: due for every project."""
         ident = sql.Identifier(partition.name)
         cursor = await conn.execute(sql.SQL("SELECT DISTINCT project_id FROM {}").format(ident))
         projects = sorted(str(p) for (p,) in await cursor.fetchall())
@@ -257,9 +304,10 @@ class TierJob:
         generation = len({int(oid) for _, oid, _ in recorded if int(oid) != partition.oid})
         exported = {str(p): int(n) for p, oid, n in recorded if int(oid) == partition.oid}
         objects = rows = size = 0
+        waiting = [p for p in projects if due_for is not None and partition.high_ns > due_for(p)]
         for project in projects:
-            if project in exported:
-                continue  # a pass before this one got as far as the manifest
+            if project in exported or project in waiting:
+                continue  # a pass before this one got as far as the manifest, or not yet due
             key = object_key(partition, project, generation)
             result = await asyncio.to_thread(self.export_and_upload, partition, project, key)
             await conn.execute(
@@ -282,7 +330,7 @@ class TierJob:
             objects, rows, size = objects + 1, rows + result.rows, size + result.bytes
             if self._on_object is not None:
                 self._on_object(partition.table, result.rows, result.bytes)
-        dropped = await self._drop_if_complete(conn, partition, exported)
+        dropped = not waiting and await self._drop_if_complete(conn, partition, exported)
         return Moved(int(dropped), objects, rows, size, 0)
 
     def export_and_upload(self, partition: Partition, project: str, key: str) -> parquet.Exported:

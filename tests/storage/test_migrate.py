@@ -123,6 +123,7 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("cold_objects", "btree (project_id, signal, key)"),
         ("cold_objects", "btree (project_id, signal, min_time)"),
         ("cold_objects", "btree (partition, project_id)"),
+        ("project_retention", "btree (project_id, signal)"),
         ("schema_migrations", "btree (version)"),
     }
 
@@ -155,6 +156,7 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "operation_rollups",
         "span_rollup_state",
         "cold_objects",
+        "project_retention",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 1
     # Tokens are looked up by their id, across projects: api_tokens is a small table,

@@ -279,3 +279,36 @@ def test_the_pacer_holds_an_export_to_its_rate() -> None:
     unlimited, started = Pacer(0), time.monotonic()
     unlimited(10**9)
     assert time.monotonic() - started < 0.1
+
+
+async def test_a_project_s_own_retention_wins_in_both_tiers(
+    server: RunningOtlpd, store_factory: Callable[[], ObjectStore]
+) -> None:
+    from storage.postgres.tenants import set_retention
+    from tests.test_main import base_env, run_otlpd
+
+    url = server.database_url
+    send_old(server, 4, "shop")
+    send_old(server, 3, "blog")
+    recent = (time.time_ns() - 3 * HOUR) // HOUR * HOUR
+    send_old(server, 2, "fast", at=recent)
+    send_old(server, 1, "shop", at=recent)
+    set_retention(url, "blog", "spans", hot_seconds=60 * 3600.0)  # longer than 48 h
+    done = run_otlpd(
+        ["projects", "set-retention", "fast", "--signal", "spans", "--hot", "1h"],
+        base_env(OTLPD_DATABASE_URL=url),
+    )
+    assert done.returncode == 0, done.stderr
+    tier = job(url, store_factory)
+    assert await run(url, tier)
+    old = f"spans_p{time.strftime('%Y%m%dt%H00', time.gmtime(OLD / 1e9))}"
+    new = f"spans_p{time.strftime('%Y%m%dt%H00', time.gmtime(recent / 1e9))}"
+    assert {(r[0], r[3]) for r in manifest(url)} == {("shop", 4), ("fast", 2)}
+    assert old in span_partitions(url) and new in span_partitions(url)  # blog, shop: not yet
+    set_retention(url, "blog", "spans", hot_seconds=None)  # back to the server's 48 h
+    set_retention(url, "shop", "spans", cold_seconds=1.0)
+    assert await run(url, tier)
+    assert old not in span_partitions(url) and new in span_partitions(url)
+    # shop's object went with its one-second cold retention; blog keeps the default.
+    assert {(r[0], r[3]) for r in manifest(url)} == {("blog", 3), ("fast", 2)}
+    assert sorted(cold_rows(tier.store()).values()) == [2, 3]
