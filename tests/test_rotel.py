@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,10 @@ class Rotel:
     output: Path  # its log, for failure messages
 
 
-@pytest.fixture
-def rotel(otlpd: RunningOtlpd, tmp_path: Path) -> Iterator[Rotel]:
-    """A rotel-agent forwarding OTLP/gRPC to ``otlpd``."""
+@contextmanager
+def running_rotel(tmp_path: Path, exporter: list[str]) -> Iterator[Rotel]:
+    """A rotel-agent receiving OTLP/gRPC on a free port and exporting with the
+    ``exporter`` flags (``--otlp-exporter-*``), killed on exit."""
     grpc_port, http_port = free_port(), free_port()
     output_path = tmp_path / "rotel.out"
     output = output_path.open("wb")
@@ -73,8 +75,7 @@ def rotel(otlpd: RunningOtlpd, tmp_path: Path) -> Iterator[Rotel]:
             f"127.0.0.1:{http_port}",
             "--exporter",
             "otlp",
-            "--otlp-exporter-endpoint",
-            f"http://{otlpd.grpc_target}",
+            *exporter,
             "--batch-timeout",
             "100ms",
             "--pid-file",
@@ -92,6 +93,13 @@ def rotel(otlpd: RunningOtlpd, tmp_path: Path) -> Iterator[Rotel]:
         proc.kill()
         proc.wait(10)
         output.close()
+
+
+@pytest.fixture
+def rotel(otlpd: RunningOtlpd, tmp_path: Path) -> Iterator[Rotel]:
+    """A rotel-agent forwarding OTLP/gRPC to ``otlpd``."""
+    with running_rotel(tmp_path, ["--otlp-exporter-endpoint", f"http://{otlpd.grpc_target}"]) as r:
+        yield r
 
 
 def poll_rows(

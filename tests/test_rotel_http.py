@@ -4,7 +4,6 @@ rotel (a Rust OTLP collector) over OTLP/gRPC, rotel forwards to otlpd's OTLP/HTT
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.conftest import RunningOtlpd, free_port
-from tests.test_rotel import Rotel, poll_rows, rotel_agent, wait_for_port
+from tests.conftest import RunningOtlpd
+from tests.test_rotel import Rotel, poll_rows, running_rotel
 
 RESOURCE = Resource.create({"service.name": "via-rotel-http"})
 
@@ -29,42 +28,16 @@ RESOURCE = Resource.create({"service.name": "via-rotel-http"})
 @pytest.fixture
 def rotel_http(otlpd: RunningOtlpd, tmp_path: Path) -> Iterator[Rotel]:
     """A rotel-agent forwarding to ``otlpd`` over OTLP/HTTP with gzip."""
-    grpc_port, http_port = free_port(), free_port()
-    output_path = tmp_path / "rotel.out"
-    output = output_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            str(rotel_agent()),
-            "start",
-            "--otlp-grpc-endpoint",
-            f"127.0.0.1:{grpc_port}",
-            "--otlp-http-endpoint",
-            f"127.0.0.1:{http_port}",
-            "--exporter",
-            "otlp",
-            "--otlp-exporter-protocol",
-            "http",
-            "--otlp-exporter-compression",
-            "gzip",
-            "--otlp-exporter-endpoint",
-            otlpd.http_url,
-            "--batch-timeout",
-            "100ms",
-            "--pid-file",
-            str(tmp_path / "rotel.pid"),
-            "--log-file",
-            str(tmp_path / "rotel.log"),
-        ],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(grpc_port, proc, 10)
-        yield Rotel(f"127.0.0.1:{grpc_port}", output_path)
-    finally:
-        proc.kill()
-        proc.wait(10)
-        output.close()
+    exporter = [
+        "--otlp-exporter-protocol",
+        "http",
+        "--otlp-exporter-compression",
+        "gzip",
+        "--otlp-exporter-endpoint",
+        otlpd.http_url,
+    ]
+    with running_rotel(tmp_path, exporter) as rotel:
+        yield rotel
 
 
 def test_rotel_over_otlp_http_lands_everything(otlpd: RunningOtlpd, rotel_http: Rotel) -> None:
