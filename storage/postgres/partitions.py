@@ -25,8 +25,9 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -52,6 +53,52 @@ FROM unnest(%s::text[]) AS p(name)
 JOIN pg_inherits i ON i.inhparent = to_regclass(p.name)
 JOIN pg_class c ON c.oid = i.inhrelid
 """
+
+
+# Every partition of one table, for the background jobs (rollups' backfill, tiering).
+_PARTITIONS_OF: Final = """
+SELECT c.relname, c.oid, pg_get_expr(c.relpartbound, c.oid)
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass(%s)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition of ``table``: ``[low_ns, high_ns)``, its name and table oid."""
+
+    table: str
+    name: str
+    oid: int
+    low_ns: int
+    high_ns: int
+
+
+def parse_bound(bound: str) -> tuple[int, int] | None:
+    """``(low_ns, high_ns)`` of a range bound as PostgreSQL prints it in UTC; None for a
+    bound otlpd did not make (MINVALUE, MAXVALUE, a BC date)."""
+    match = _BOUNDS.search(bound)
+    if not match:
+        return None
+    try:
+        low = ns_from_datetime(datetime.fromisoformat(match[1]))
+        high = ns_from_datetime(datetime.fromisoformat(match[2]))
+    except ValueError:
+        return None
+    return low, high
+
+
+async def partitions_of(conn: psycopg.AsyncConnection[Any], table: str) -> list[Partition]:
+    """Every partition of ``table`` that otlpd made, oldest first. Sets the session's
+    TimeZone to UTC, so that the bounds print the way ``parse_bound`` reads them."""
+    await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+    cursor = await conn.execute(_PARTITIONS_OF, (table,))
+    found = []
+    for name, oid, bound in await cursor.fetchall():
+        parsed = parse_bound(str(bound))
+        if parsed is not None:
+            found.append(Partition(table, str(name), int(oid), *parsed))
+    return sorted(found, key=lambda p: (p.low_ns, p.name))
 
 
 def datetime_from_ns(ns: int) -> datetime:
@@ -195,14 +242,10 @@ class PartitionManager:
             raise translate(exc) from exc
         width = self.interval_ns
         for table, bound in rows:
-            match = _BOUNDS.search(str(bound))
-            if not match:
-                continue  # MINVALUE/MAXVALUE or a bound we did not create
-            try:
-                low = ns_from_datetime(datetime.fromisoformat(match[1]))
-                high = ns_from_datetime(datetime.fromisoformat(match[2]))
-            except ValueError:
-                continue  # e.g. a BC date: not ours either
+            parsed = parse_bound(str(bound))
+            if parsed is None:
+                continue  # MINVALUE/MAXVALUE, a BC date: a bound we did not create
+            low, high = parsed
             start = -(-low // width) * width
             known = self._known[str(table)]
             while start + width <= high:

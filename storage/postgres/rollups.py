@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +42,6 @@ SUB_BUCKETS: Final = 8  # buckets per doubling of the duration
 JOB_NAME: Final = "span_rollups"
 
 Connection = psycopg.AsyncConnection[TupleRow]
-
-_BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
-_SPAN_PARTITIONS: Final = """
-SELECT pg_get_expr(c.relpartbound, c.oid)
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = to_regclass('spans')
-"""
 
 # Work of one round: the marked minutes older than the horizon, per project (NULL: all)
 # and hour, oldest first. One hour is one partition at the default width, and one scan.
@@ -194,19 +186,11 @@ class SpanRollupJob:
     async def _backfill(self, conn: Connection, horizon: datetime) -> None:
         """Marks every minute of every span partition before ``horizon`` for every
         project: spans stored before the rollups existed (or by hand) get rolled up."""
-        cursor = await conn.execute(_SPAN_PARTITIONS)
-        ranges: list[tuple[datetime, datetime]] = []
-        for (bound,) in await cursor.fetchall():
-            match = _BOUNDS.search(str(bound))
-            if match is None:
-                continue
-            try:
-                low = datetime.fromisoformat(match[1])
-                high = min(datetime.fromisoformat(match[2]), horizon)
-            except ValueError:
-                continue  # not a bound we made
-            if low < high:
-                ranges.append((low, high))
+        ranges = [
+            (datetime_from_ns(p.low_ns), min(datetime_from_ns(p.high_ns), horizon))
+            for p in await partitions_of(conn, "spans")
+        ]
+        ranges = [(low, high) for low, high in ranges if low < high]
         async with conn.transaction():
             for low, high in ranges:
                 await conn.execute(

@@ -22,22 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Final
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from storage.postgres.partitions import ns_from_datetime
+from storage.postgres.partitions import parse_bound
 
 log = logging.getLogger(__name__)
 
 INDEX_SUFFIX: Final = "_body_trgm"
-_BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 # Every partition of logs, its bound (printed in UTC by the caller's TimeZone setting),
 # and whether its text index exists and is valid (null: there is none).
@@ -81,13 +78,10 @@ async def closed_unindexed(conn: Connection, now_ns: int, grace_ns: int) -> list
     cursor = await conn.execute(_PARTITIONS, (INDEX_SUFFIX,))
     found: list[tuple[int, str, bool]] = []
     for name, bound, valid in await cursor.fetchall():
-        match = _BOUNDS.search(str(bound))
-        if match is None or valid:
-            continue
-        try:
-            high = ns_from_datetime(datetime.fromisoformat(match[2]))
-        except ValueError:
-            continue  # not a bound we made
+        parsed = parse_bound(str(bound))
+        if parsed is None or valid:
+            continue  # not a bound we made, or indexed already
+        high = parsed[1]
         if high <= now_ns - grace_ns:
             found.append((high, str(name), valid is False))
     return [(name, invalid) for _, name, invalid in sorted(found, reverse=True)]

@@ -39,12 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -56,7 +54,7 @@ from psycopg.rows import TupleRow
 from storage import parquet
 from storage.objectstore import ObjectStore, hive_key
 from storage.postgres.connect import connection_kwargs
-from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
+from storage.postgres.partitions import Partition, datetime_from_ns, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +65,6 @@ MAX_BACKOFF: Final = 3600.0
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-_BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
-_PARTITIONS: Final = """
-SELECT c.relname, c.oid, pg_get_expr(c.relpartbound, c.oid)
-FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = to_regclass(%s)
-"""
-# Per-project hot retentions that override the server's (0007).
 _OVERRIDES: Final = """
 SELECT project_id, signal, hot_seconds FROM project_retention WHERE hot_seconds IS NOT NULL
 """
@@ -121,15 +112,6 @@ class Pacer:
 
 
 @dataclass(frozen=True, slots=True)
-class Partition:
-    table: str  # the signal's parent table
-    name: str
-    oid: int
-    low_ns: int
-    high_ns: int
-
-
-@dataclass(frozen=True, slots=True)
 class Moved:
     """What one pass did, for metrics and ``otlpd tier``."""
 
@@ -153,21 +135,7 @@ def object_key(partition: Partition, project: str, generation: int) -> str:
 
 async def partitions_past(conn: Connection, table: str, cutoff_ns: int) -> list[Partition]:
     """``table``'s partitions whose whole range ends at or before ``cutoff_ns``, oldest first."""
-    await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
-    cursor = await conn.execute(_PARTITIONS, (table,))
-    found = []
-    for name, oid, bound in await cursor.fetchall():
-        match = _BOUNDS.search(str(bound))
-        if match is None:
-            continue
-        try:
-            low = ns_from_datetime(datetime.fromisoformat(match[1]))
-            high = ns_from_datetime(datetime.fromisoformat(match[2]))
-        except ValueError:
-            continue  # not a bound we made
-        if high <= cutoff_ns:
-            found.append(Partition(table, str(name), int(oid), low, high))
-    return sorted(found, key=lambda p: (p.low_ns, p.name))
+    return [p for p in await partitions_of(conn, table) if p.high_ns <= cutoff_ns]
 
 
 class TierJob:
