@@ -18,6 +18,7 @@ import pytest
 from otlpd.scheduler import Scheduler
 from storage.api import StorageUnavailable
 from storage.objectstore import ObjectStore, open_store
+from storage.postgres.partitions import Partition
 from storage.postgres.tiering import TierJob, object_key, partitions_past
 from tests.conftest import RunningOtlpd, start_moto, start_otlpd_thread
 from tests.query.test_traces import S, send_spans
@@ -87,6 +88,15 @@ def cold_rows(store: ObjectStore, signal: str = "spans") -> dict[str, int]:
     }
 
 
+async def partition_of_old(url: str) -> Partition:
+    """The spans partition of the hour ``OLD``, where ``send_old`` puts its spans."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        (partition,) = [
+            p for p in await partitions_past(conn, "spans", OLD + HOUR) if p.low_ns == OLD
+        ]
+    return partition
+
+
 def job(url: str, factory: Callable[[], ObjectStore]) -> TierJob:
     return TierJob(url, factory, RETENTION, interval=60)
 
@@ -127,10 +137,7 @@ async def test_killed_between_upload_and_manifest_a_pass_finishes_without_duplic
     url = server.database_url
     send_old(server, 12, "shop")
     tier = job(url, store_factory)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        (partition,) = [
-            p for p in await partitions_past(conn, "spans", OLD + HOUR) if p.low_ns == OLD
-        ]
+    partition = await partition_of_old(url)
     key = object_key(partition, "shop", 0)
     await asyncio.to_thread(tier.export_and_upload, partition, "shop", key)  # then "killed"
     assert manifest(url) == []
@@ -146,10 +153,7 @@ async def test_killed_between_manifest_and_drop_a_pass_drops_without_exporting_a
     url = server.database_url
     send_old(server, 7, "shop")
     tier = job(url, store_factory)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        (partition,) = [
-            p for p in await partitions_past(conn, "spans", OLD + HOUR) if p.low_ns == OLD
-        ]
+    partition = await partition_of_old(url)
     with psycopg.connect(url) as reader:  # a long read holds the drop off: the round fails
         reader.execute(f'SELECT count(*) FROM "{partition.name}"')
         with pytest.raises(psycopg.errors.LockNotAvailable):
@@ -169,11 +173,9 @@ async def test_a_late_record_after_the_export_is_exported_again_before_the_drop(
     url = server.database_url
     send_old(server, 5, "shop")
     tier = job(url, store_factory)
+    partition = await partition_of_old(url)
+    key = object_key(partition, "shop", 0)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        (partition,) = [
-            p for p in await partitions_past(conn, "spans", OLD + HOUR) if p.low_ns == OLD
-        ]
-        key = object_key(partition, "shop", 0)
         await tier.tier(conn, partition)  # exported and dropped...
     assert partition.name not in span_partitions(url)
     send_old(server, 3, "shop", at=OLD + 10 * 10**9)  # ...then a record that late arrives
