@@ -36,6 +36,13 @@ class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AGGREGATION_P90: _ClassVar[Aggregation]
     AGGREGATION_P95: _ClassVar[Aggregation]
     AGGREGATION_P99: _ClassVar[Aggregation]
+
+class Resolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESOLUTION_UNSPECIFIED: _ClassVar[Resolution]
+    RESOLUTION_RAW: _ClassVar[Resolution]
+    RESOLUTION_1M: _ClassVar[Resolution]
+    RESOLUTION_1H: _ClassVar[Resolution]
 METRIC_TYPE_UNSPECIFIED: MetricType
 METRIC_TYPE_GAUGE: MetricType
 METRIC_TYPE_SUM: MetricType
@@ -55,6 +62,20 @@ AGGREGATION_P50: Aggregation
 AGGREGATION_P90: Aggregation
 AGGREGATION_P95: Aggregation
 AGGREGATION_P99: Aggregation
+RESOLUTION_UNSPECIFIED: Resolution
+RESOLUTION_RAW: Resolution
+RESOLUTION_1M: Resolution
+RESOLUTION_1H: Resolution
+
+class ColdRead(_message.Message):
+    __slots__ = ("objects", "row_groups", "bytes")
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    ROW_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    objects: int
+    row_groups: int
+    bytes: int
+    def __init__(self, objects: _Optional[int] = ..., row_groups: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class AttributeFilter(_message.Message):
     __slots__ = ("key", "value")
@@ -181,12 +202,14 @@ class SearchLogsRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., filter: _Optional[_Union[LogFilter, _Mapping]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class SearchLogsResponse(_message.Message):
-    __slots__ = ("records", "next_page_token")
+    __slots__ = ("records", "next_page_token", "cold")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     records: _containers.RepeatedCompositeFieldContainer[LogRecord]
     next_page_token: str
-    def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, records: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class GetLogContextRequest(_message.Message):
     __slots__ = ("project_id", "id", "before", "after")
@@ -201,14 +224,16 @@ class GetLogContextRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., id: _Optional[str] = ..., before: _Optional[int] = ..., after: _Optional[int] = ...) -> None: ...
 
 class GetLogContextResponse(_message.Message):
-    __slots__ = ("before", "record", "after")
+    __slots__ = ("before", "record", "after", "cold")
     BEFORE_FIELD_NUMBER: _ClassVar[int]
     RECORD_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     before: _containers.RepeatedCompositeFieldContainer[LogRecord]
     record: LogRecord
     after: _containers.RepeatedCompositeFieldContainer[LogRecord]
-    def __init__(self, before: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., record: _Optional[_Union[LogRecord, _Mapping]] = ..., after: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, before: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., record: _Optional[_Union[LogRecord, _Mapping]] = ..., after: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class GetLogVolumeRequest(_message.Message):
     __slots__ = ("project_id", "start_time", "end_time", "filter", "step")
@@ -245,12 +270,14 @@ class VolumeBucket(_message.Message):
     def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[SeverityCount, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class GetLogVolumeResponse(_message.Message):
-    __slots__ = ("step", "buckets")
+    __slots__ = ("step", "buckets", "cold")
     STEP_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     step: _duration_pb2.Duration
     buckets: _containers.RepeatedCompositeFieldContainer[VolumeBucket]
-    def __init__(self, step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[VolumeBucket, _Mapping]]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[VolumeBucket, _Mapping]]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class TailLogsRequest(_message.Message):
     __slots__ = ("project_id", "filter")
@@ -321,12 +348,14 @@ class TraceSummary(_message.Message):
     def __init__(self, trace_id: _Optional[bytes] = ..., root_service: _Optional[str] = ..., root_name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., span_count: _Optional[int] = ..., error_count: _Optional[int] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchTracesResponse(_message.Message):
-    __slots__ = ("traces", "next_page_token")
+    __slots__ = ("traces", "next_page_token", "cold")
     TRACES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     traces: _containers.RepeatedCompositeFieldContainer[TraceSummary]
     next_page_token: str
-    def __init__(self, traces: _Optional[_Iterable[_Union[TraceSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, traces: _Optional[_Iterable[_Union[TraceSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class GetTraceRequest(_message.Message):
     __slots__ = ("project_id", "trace_id", "include_logs")
@@ -339,12 +368,14 @@ class GetTraceRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., trace_id: _Optional[bytes] = ..., include_logs: _Optional[bool] = ...) -> None: ...
 
 class GetTraceResponse(_message.Message):
-    __slots__ = ("spans", "logs")
+    __slots__ = ("spans", "logs", "cold")
     SPANS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     spans: _containers.RepeatedCompositeFieldContainer[Span]
     logs: _containers.RepeatedCompositeFieldContainer[LogRecord]
-    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class Service(_message.Message):
     __slots__ = ("name", "first_seen", "last_seen")
@@ -466,18 +497,20 @@ class Series(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., samples: _Optional[_Iterable[_Union[Sample, _Mapping]]] = ...) -> None: ...
 
 class MetricResult(_message.Message):
-    __slots__ = ("metric_name", "type", "unit", "step", "series")
+    __slots__ = ("metric_name", "type", "unit", "step", "series", "resolution")
     METRIC_NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     metric_name: str
     type: MetricType
     unit: str
     step: _duration_pb2.Duration
     series: _containers.RepeatedCompositeFieldContainer[Series]
-    def __init__(self, metric_name: _Optional[str] = ..., type: _Optional[_Union[MetricType, str]] = ..., unit: _Optional[str] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., series: _Optional[_Iterable[_Union[Series, _Mapping]]] = ...) -> None: ...
+    resolution: Resolution
+    def __init__(self, metric_name: _Optional[str] = ..., type: _Optional[_Union[MetricType, str]] = ..., unit: _Optional[str] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., series: _Optional[_Iterable[_Union[Series, _Mapping]]] = ..., resolution: _Optional[_Union[Resolution, str]] = ...) -> None: ...
 
 class QueryMetricsRequest(_message.Message):
     __slots__ = ("project_id", "queries")
@@ -488,10 +521,12 @@ class QueryMetricsRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[MetricQuery, _Mapping]]] = ...) -> None: ...
 
 class QueryMetricsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "cold")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[MetricResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[MetricResult, _Mapping]]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, results: _Optional[_Iterable[_Union[MetricResult, _Mapping]]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class MetricInfo(_message.Message):
     __slots__ = ("name", "type", "unit", "description", "label_keys")
@@ -582,14 +617,16 @@ class GetSessionTimelineRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., session_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetSessionTimelineResponse(_message.Message):
-    __slots__ = ("session", "items", "next_page_token")
+    __slots__ = ("session", "items", "next_page_token", "cold")
     SESSION_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     session: Session
     items: _containers.RepeatedCompositeFieldContainer[TimelineItem]
     next_page_token: str
-    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., items: _Optional[_Iterable[_Union[TimelineItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., items: _Optional[_Iterable[_Union[TimelineItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class RedStats(_message.Message):
     __slots__ = ("requests", "errors", "request_rate", "error_rate", "p50", "p95", "p99", "mean")
