@@ -29,7 +29,12 @@ def logs_locked(database_url: str) -> Iterator[psycopg.Connection[tuple[object, 
 
 def waiting_query_backends(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     """Query statements running in this test's database (another test's otlpd, killed,
-    may leave one running elsewhere until its own statement_timeout)."""
+    may leave one running elsewhere until its own statement_timeout).
+
+    ``conn`` holds a transaction open (the lock), and within a transaction PostgreSQL
+    answers pg_stat_activity from the snapshot it took at the first read: clear it, or a
+    caller polling until a statement stops would see it running forever."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND application_name = 'otlpd-query' AND state = 'active'"
