@@ -38,10 +38,13 @@ from typing import Any, Final
 
 import psycopg
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
+from storage import keybloom
+from storage.keybloom import ShardBloom
 from storage.postgres.records import RESOURCE_JOIN
 
 SCHEMA_VERSION: Final = 1
@@ -224,6 +227,7 @@ class _Layout:
     joins: str  # what r is
     order: tuple[str, ...]  # the sort, as column names
     bloom: tuple[str, ...]  # columns with a bloom filter
+    keys: tuple[tuple[int, str], ...]  # (keybloom kind, column) of the manifest's key blooms
 
 
 # The resource of a span or log record, joined as every reader of the hot tier joins it.
@@ -235,18 +239,25 @@ _LAYOUTS: Final = {
         _RESOURCE_JOIN,
         ("service_name", "time", "trace_id"),
         ("trace_id",),
+        ((keybloom.TRACE, "trace_id"), (keybloom.SESSION, "session_id")),
     ),
     "logs": _Layout(
         _LOGS,
         _RESOURCE_JOIN,
         ("service_name", "time"),
         (),
+        (
+            (keybloom.TRACE, "trace_id"),
+            (keybloom.SESSION, "session_id"),
+            (keybloom.WORD, "body"),
+        ),
     ),
     "metric_points": _Layout(
         _POINTS,
         "LEFT JOIN metric_series r ON r.project_id = t.project_id AND r.series_id = t.series_id",
         ("service_name", "time"),
         (),
+        ((keybloom.SESSION, "session_id"),),
     ),
 }
 
@@ -297,6 +308,10 @@ class Exported:
     signal: str
     project: str
     partition: str
+    row_groups: int = 0
+    # The key blooms of the manifest (storage.keybloom): which row groups hold which trace
+    # and session ids, recorded with the object.
+    blooms: tuple[ShardBloom, ...] = ()
 
 
 def export_rows(
@@ -459,6 +474,8 @@ def _write(
     writer: pq.ParquetWriter | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = rows = 0
+    keys: dict[int, list[list[bytes] | None]] = {kind: [] for kind, _ in layout.keys}
+    groups = 0
     min_ns = max_ns = 0
     try:
         while True:
@@ -486,7 +503,14 @@ def _write(
                     writer = _writer(partial, schema, layout, row_group_rows)
                 table = pa.Table.from_batches(pending, schema)
                 size = min(pending_rows, row_group_rows)
-                writer.write_table(table.slice(0, size).combine_chunks(), row_group_size=size)
+                group = table.slice(0, size).combine_chunks()
+                writer.write_table(group, row_group_size=size)
+                groups += 1
+                for kind, name in layout.keys:
+                    column = group.column(name)
+                    keys[kind].append(
+                        body_words(column) if kind == keybloom.WORD else _distinct_keys(column)
+                    )
                 rest = table.slice(size)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
             if not fetched:
@@ -513,7 +537,36 @@ def _write(
         if writer is not None:
             writer.close()
         partial.unlink(missing_ok=True)
-    return Exported(path, rows, size, min_ns, max_ns, digest, signal, project, partition)
+    blooms = tuple(
+        bloom for kind, per_group in keys.items() for bloom in keybloom.build(kind, per_group)
+    )
+    return Exported(
+        path, rows, size, min_ns, max_ns, digest, signal, project, partition, groups, blooms
+    )
+
+
+def _distinct_keys(column: pa.ChunkedArray) -> list[bytes]:
+    """The distinct non-null values of a key column as bytes (strings as UTF-8)."""
+    values = pc.unique(column.drop_null()).to_pylist()
+    return [v.encode() if isinstance(v, str) else v for v in values]
+
+
+# What separates words in a body's JSON text: an escape (PostgreSQL's jsonb output escapes
+# only '"', '\\' and control characters, none of them word characters, so an escape is a
+# separator in the text it stands for) or a character that is neither a word character
+# nor whitespace (whitespace separates already). Replacing these by a space, then splitting
+# on whitespace, was ~4x faster than splitting on a pattern (pyarrow 26, measured).
+_NOT_WORDS: Final = r"\\(u[0-9a-fA-F]{4}|.)|[^\p{L}\p{N}_\s]+"
+
+
+def body_words(column: pa.ChunkedArray) -> list[bytes] | None:
+    """The distinct words (``keybloom.word_tokens``) of a row group's bodies, or None when
+    there are more than ``keybloom.MAX_WORDS``: ~0.8 us a record, vectorized."""
+    spaced = pc.replace_substring_regex(column.drop_null(), _NOT_WORDS, " ")
+    words = pc.unique(pc.list_flatten(pc.utf8_split_whitespace(pc.utf8_lower(spaced))))
+    if len(words) > keybloom.MAX_WORDS:
+        return None
+    return [w.encode() for w in words.to_pylist() if w]
 
 
 def _writer(

@@ -8,7 +8,8 @@ older than its signal's hot retention. For each project with rows in it:
    an interrupted pass may have left there;
 3. read the object's footer back from the store and check it against the export (row
    count and otlpd's metadata: ``storage.parquet.verify``) and its size;
-4. record it in the ``cold_objects`` manifest (0006).
+4. record it in the ``cold_objects`` manifest (0006), with its key blooms (0008,
+   ``storage.keybloom``) in the same transaction.
 
 Then, in one transaction that holds the partition ``ACCESS EXCLUSIVE`` (no write can
 slip in), the rows of each project are counted again; only when every count equals the
@@ -79,15 +80,19 @@ WHERE c.signal = %(signal)s
       %(default_cutoff)s::timestamptz)
 RETURNING c.key
 """
+# A key recorded again (its project exported anew after a late record) replaces the old
+# row, and gets a new object_id: a cold record's id names the content it was read from.
+_FORGET: Final = "DELETE FROM cold_objects WHERE project_id = %s AND signal = %s AND key = %s"
 _RECORD: Final = """
 INSERT INTO cold_objects (project_id, signal, key, partition, partition_oid, min_time,
-    max_time, rows, bytes, sha256, schema_version)
+    max_time, rows, bytes, sha256, schema_version, row_groups)
 VALUES (%(project)s, %(signal)s, %(key)s, %(partition)s, %(oid)s, %(min_time)s,
-    %(max_time)s, %(rows)s, %(bytes)s, %(sha256)s, %(version)s)
-ON CONFLICT (project_id, signal, key) DO UPDATE SET
-    partition_oid = EXCLUDED.partition_oid, min_time = EXCLUDED.min_time,
-    max_time = EXCLUDED.max_time, rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,
-    sha256 = EXCLUDED.sha256, schema_version = EXCLUDED.schema_version, created_at = now()
+    %(max_time)s, %(rows)s, %(bytes)s, %(sha256)s, %(version)s, %(row_groups)s)
+RETURNING object_id
+"""
+_BLOOM: Final = """
+INSERT INTO cold_key_blooms (project_id, kind, shard, object_id, segment_bits, hashes, bits)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 """
 
 
@@ -124,6 +129,42 @@ class Moved:
 
 def _cutoff(own: Mapping[str, int], default: int, project: str) -> int:
     return own.get(project, default)
+
+
+async def record(conn: Connection, partition: Partition, key: str, result: parquet.Exported) -> int:
+    """Step 4: the manifest row of an uploaded, verified object and its key blooms, in one
+    transaction; the new row's ``object_id``."""
+    async with conn.transaction():
+        await conn.execute(_FORGET, (result.project, partition.table, key))
+        cursor = await conn.execute(
+            _RECORD,
+            {
+                "project": result.project,
+                "signal": partition.table,
+                "key": key,
+                "partition": partition.name,
+                "oid": partition.oid,
+                "min_time": datetime_from_ns(result.min_time_ns),
+                "max_time": datetime_from_ns(result.max_time_ns),
+                "rows": result.rows,
+                "bytes": result.bytes,
+                "sha256": result.sha256,
+                "version": parquet.SCHEMA_VERSION,
+                "row_groups": result.row_groups,
+            },
+        )
+        row = await cursor.fetchone()
+        assert row is not None  # INSERT ... RETURNING returns its row
+        object_id = int(row[0])
+        async with conn.cursor() as many:
+            await many.executemany(
+                _BLOOM,
+                [
+                    (result.project, b.kind, b.shard, object_id, b.segment_bits, b.hashes, b.bits)
+                    for b in result.blooms
+                ],
+            )
+    return object_id
 
 
 def object_key(partition: Partition, project: str, generation: int) -> str:
@@ -278,22 +319,7 @@ class TierJob:
                 continue  # a pass before this one got as far as the manifest, or not yet due
             key = object_key(partition, project, generation)
             result = await asyncio.to_thread(self.export_and_upload, partition, project, key)
-            await conn.execute(
-                _RECORD,
-                {
-                    "project": project,
-                    "signal": partition.table,
-                    "key": key,
-                    "partition": partition.name,
-                    "oid": partition.oid,
-                    "min_time": datetime_from_ns(result.min_time_ns),
-                    "max_time": datetime_from_ns(result.max_time_ns),
-                    "rows": result.rows,
-                    "bytes": result.bytes,
-                    "sha256": result.sha256,
-                    "version": parquet.SCHEMA_VERSION,
-                },
-            )
+            await record(conn, partition, key, result)
             exported[project] = result.rows
             objects, rows, size = objects + 1, rows + result.rows, size + result.bytes
             if self._on_object is not None:

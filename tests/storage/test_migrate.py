@@ -123,6 +123,9 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("cold_objects", "btree (project_id, signal, key)"),
         ("cold_objects", "btree (project_id, signal, min_time)"),
         ("cold_objects", "btree (partition, project_id)"),
+        ("cold_objects", "btree (project_id, object_id)"),
+        ("cold_key_blooms", "btree (project_id, kind, shard, object_id)"),
+        ("cold_key_blooms", "btree (project_id, object_id)"),
         ("project_retention", "btree (project_id, signal)"),
         ("schema_migrations", "btree (version)"),
     }
@@ -156,6 +159,7 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "operation_rollups",
         "span_rollup_state",
         "cold_objects",
+        "cold_key_blooms",
         "project_retention",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 1
