@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import grpc
 import psycopg
@@ -37,6 +38,7 @@ from otlpd.receiver.ingest import Ingest, Shedding
 from otlpd.receiver.redaction import Redaction
 from otlpd.tls import add_port, grpc_server_credentials, server_ssl_context
 from otlpd.usage import UsageMeter
+from query.coldtier import ColdTier
 from query.grpc import QueryServicer
 from query.proto import SERVICE_NAME as QUERY_SERVICE_NAME
 from query.proto import pb_grpc as query_grpc
@@ -316,6 +318,11 @@ class App:
             connect_timeout=config.store_timeout,
         )
         await read_pool.open()
+        cold = ColdTier(
+            partial(jobs.cold_store, config, create_bucket=False),
+            cache_bytes=config.cold_cache_bytes,
+            threads=config.cold_read_threads,
+        )
         tail = LogTail(self.database_url, query_settings, metrics)
         query_server = grpc.aio.server(
             options=[("grpc.so_reuseport", 1 if config.workers > 1 else 0)]
@@ -327,6 +334,7 @@ class App:
                 query_settings,
                 tail,
                 metrics,
+                cold=cold,
             ),
             query_server,
         )
@@ -403,6 +411,7 @@ class App:
                 await query_server.stop(0)
             await ops.stop()
             await read_pool.close()
+            await asyncio.to_thread(cold.close)
             await directory.close()
             await usage_store.close()
             await tenants.close()

@@ -367,6 +367,18 @@ class Config:
     tier_interval: float = _setting(
         900.0, "OTLPD_TIER_INTERVAL", parse_duration, "time between two tiering passes"
     )
+    cold_cache_bytes: int = _setting(
+        256 * 1024**2,
+        "OTLPD_COLD_CACHE_BYTES",
+        parse_size,
+        "memory kept of cold objects' footers and column chunks (0: none)",
+    )
+    cold_read_threads: int = _setting(
+        4,
+        "OTLPD_COLD_READ_THREADS",
+        int,
+        "cold objects a replica reads at once, for all queries together",
+    )
     http_addr: str = _setting(
         ":4318", "OTLPD_HTTP_ADDR", _address, "OTLP/HTTP address (protobuf and JSON)"
     )
@@ -500,6 +512,13 @@ class Config:
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
         need(self.tier_max_rows >= 0, "tier_max_rows", "must be >= 0", self.tier_max_rows)
+        need(self.cold_cache_bytes >= 0, "cold_cache_bytes", "must be >= 0", self.cold_cache_bytes)
+        need(
+            1 <= self.cold_read_threads <= 64,
+            "cold_read_threads",
+            "must be 1 to 64",
+            self.cold_read_threads,
+        )
         need(
             bool(self.default_project) and key_safe_project(self.default_project),
             "default_project",

@@ -29,8 +29,9 @@ def cold_url(config: Config) -> str:
     return config.cold_url or (config.data_dir / "cold").resolve().as_uri()
 
 
-def cold_store(config: Config) -> ObjectStore:
-    """The cold tier's store (creates the bucket or directory when missing)."""
+def cold_store(config: Config, *, create_bucket: bool = True) -> ObjectStore:
+    """The cold tier's store (``create_bucket``: makes the bucket or directory if missing,
+    as tiering needs; the query side only reads)."""
     from storage.objectstore import open_store
 
     return open_store(
@@ -40,6 +41,7 @@ def cold_store(config: Config) -> ObjectStore:
         secret_key=config.s3_secret_key,
         region=config.s3_region,
         secure=config.s3_secure,
+        create_bucket=create_bucket,
     )
 
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from otlpd.errors import BadArgument, QueryDeadline, QueryTooCostly, from_storage
+from otlpd.errors import BadArgument, OtlpdError, QueryDeadline, QueryTooCostly, from_storage
 from storage.api import StorageDataError, StorageError, StorageTimeout
+from storage.blockcache import FetchStats
 from storage.postgres.reading import Query, ReadPool
+
+if TYPE_CHECKING:
+    from query.coldtier import ColdTier
 
 ADVICE = "narrow the time range or add a filter (service, trace_id, session_id)"
 
@@ -33,6 +37,9 @@ class QueryCall:
     # time.monotonic() when the client's deadline passes; None: no deadline.
     deadline: float | None = None
     started: float = field(default_factory=time.monotonic)
+    # The cold tier (None: the server has none), and what this call read of it.
+    cold: ColdTier | None = None
+    cold_stats: FetchStats = field(default_factory=FetchStats)
 
     def seconds_left(self) -> tuple[float, bool]:
         """(seconds a statement may still run, whether the client's deadline is the bound)."""
@@ -65,13 +72,21 @@ class QueryCall:
             return await self.pool.fetch_many(statements, seconds=seconds, binary=binary)
         except StorageTimeout as exc:
             raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc
-        except StorageDataError as exc:
+        except StorageError as exc:
+            raise self.failed(exc) from exc
+
+    def failed(self, exc: StorageError) -> OtlpdError:
+        """What answers a store's failure during this call."""
+        if isinstance(exc, StorageDataError):
             # What PostgreSQL refused of a read is the request's doing (a regular
             # expression it cannot compile, a value out of range): permanent.
             from_storage(exc, self.retry_after)  # logs it under a reference
-            raise BadArgument("request", "a value in the request was refused") from exc
-        except StorageError as exc:
-            raise from_storage(exc, self.retry_after) from exc
+            return BadArgument("request", "a value in the request was refused")
+        return from_storage(exc, self.retry_after)
+
+    def out_of_time(self) -> Exception:
+        """What answers a read stopped because this call's time ran out."""
+        return self._out_of_time(self.seconds_left()[1])
 
     def _out_of_time(self, by_deadline: bool) -> Exception:
         if by_deadline:

@@ -57,6 +57,21 @@ class Term:
         """``ILIKE`` patterns each matching body must satisfy: one per word."""
         return tuple(f"%{escape_like(word)}%" for word in self.words)
 
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The same match as ``regex`` in Python's syntax, for rows read outside
+        PostgreSQL (the cold tier): ``\\m`` and ``\\M`` become look-arounds."""
+        body = r"\s+".join(re.escape(word) for word in self.words)
+        first, last = self.words[0], self.words[-1]
+        start = r"(?<!\w)" if _is_word_char(first[0]) else ""
+        end = r"(?!\w)" if _is_word_char(last[-1]) and not self.prefix else ""
+        return re.compile(start + body + end, re.IGNORECASE)
+
+    @property
+    def whole_words(self) -> tuple[str, ...]:
+        """The words a matching body has whole (all but a prefix), for word indexes."""
+        return self.words[:-1] if self.prefix else self.words
+
 
 def _is_word_char(char: str) -> bool:
     # PostgreSQL's \m and \M: a word character is alphanumeric or underscore.

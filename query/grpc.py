@@ -24,6 +24,7 @@ from otlpd.errors import OtlpdError, grpc_status, internal_fault
 from otlpd.instruments import Instruments
 from query.anomalies import AnomalyQueries
 from query.call import QueryCall
+from query.coldtier import ColdTier
 from query.graph import ServiceGraphQueries
 from query.latency import LatencyQueries
 from query.logs import LogQueries
@@ -46,8 +47,20 @@ Response = TypeVar("Response", bound=Message)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+def _report_cold(response: Message, call: QueryCall) -> None:
+    """Fills the answer's ``ColdRead`` (where it has one) with what the call read cold."""
+    stats = call.cold_stats
+    if stats.objects and "cold" in response.DESCRIPTOR.fields_by_name:
+        report = response.cold  # type: ignore[attr-defined]
+        report.objects, report.row_groups, report.bytes = (
+            stats.objects,
+            stats.row_groups,
+            stats.bytes,
+        )
+
+
 class QueryServicer(pb_grpc.QueryServiceServicer):
-    """``otlpd.query.v1.QueryService`` over the hot tier."""
+    """``otlpd.query.v1.QueryService`` over the hot tier and, with ``cold``, the cold one."""
 
     def __init__(
         self,
@@ -56,8 +69,11 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         settings: QuerySettings,
         tail: LogTail,
         instruments: Instruments,
+        *,
+        cold: ColdTier | None = None,
     ) -> None:
         self._pool = pool
+        self._cold = cold
         self._scope = scope
         self._settings = settings
         self._metrics = instruments
@@ -83,6 +99,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             budget=self._settings.budget,
             retry_after=self._settings.retry_after,
             deadline=None if remaining is None else time.monotonic() + remaining,
+            cold=self._cold,
         )
 
     def _failure(
@@ -105,7 +122,10 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await handler(await self._call(context, request), request)
+            call = await self._call(context, request)
+            response = await handler(call, request)
+            _report_cold(response, call)
+            return response
         except Exception as exc:
             code, message, trailers = self._failure(rpc, exc)
         finally:

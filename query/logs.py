@@ -20,13 +20,14 @@ import re
 from typing import Any
 
 from otlpd.errors import BadArgument, NotFound
-from query import arguments, convert, fulltext, tokens
+from query import arguments, cold_logs, convert, fulltext, tokens
 from query.call import QueryCall
+from query.cold_logs import Scope
 from query.proto import pb
 from query.settings import QuerySettings
 from storage.postgres import log_reader
 from storage.postgres.log_reader import LogFilter
-from storage.postgres.records import LogRow, parse_record_id
+from storage.postgres.records import COLD, LogRow, parse_record_id, place_order
 
 DEFAULT_LIMIT = 100
 DEFAULT_CONTEXT = 10
@@ -37,7 +38,7 @@ _GROWTH = 4
 # silent for a day has no useful context, and the bound keeps the scan finite.
 _CONTEXT_REACH_US = 24 * 3600 * 1_000_000
 _MAX_SEVERITY = 24
-_CTID = re.compile(r"\(\d{1,10},\d{1,5}\)")
+_PLACE = re.compile(r"\(\d{1,10},\d{1,5}\)|c\d{1,18}\.\d{1,10}")
 SEVERITY_RANGES = (
     (0, "UNSPECIFIED"),
     (1, "TRACE"),
@@ -61,6 +62,9 @@ def log_filter(project: str, f: pb.LogFilter) -> LogFilter:
         project=project,
         regexes=tuple(term.regex for term in terms),
         likes=tuple(pattern for term in terms for pattern in term.like_patterns),
+        patterns=tuple(term.pattern for term in terms),
+        words=tuple(word for term in terms for word in term.words),
+        whole_words=tuple(word for term in terms for word in term.whole_words),
         service=_optional_text(f.service, "filter.service"),
         min_severity=f.min_severity,
         trace_id=arguments.trace_id(f.trace_id, "filter.trace_id") if f.trace_id else None,
@@ -84,6 +88,20 @@ def _records(rows: list[Any]) -> list[LogRow]:
     return [LogRow(*row) for row in rows]
 
 
+def _newest_first(*parts: list[LogRow], limit: int) -> list[LogRow]:
+    """The first ``limit`` records of hot and cold parts, newest first."""
+    merged = [row for part in parts for row in part]
+    merged.sort(key=lambda row: row.key, reverse=True)
+    return merged[:limit]
+
+
+def _oldest_first(*parts: list[LogRow], limit: int) -> list[LogRow]:
+    """The first ``limit`` records of hot and cold parts, oldest first."""
+    merged = [row for part in parts for row in part]
+    merged.sort(key=lambda row: row.key)
+    return merged[:limit]
+
+
 class LogQueries:
     """The log RPCs of QueryService over the hot tier."""
 
@@ -102,16 +120,20 @@ class LogQueries:
         bound_to = tokens.fingerprint(call.project, request)
         cursor = tokens.decode(request.page_token, _TOKEN_KIND, bound_to)
         start_us, end_us = _us_range(window)
-        before: tuple[int, str] | None = None
+        after: tuple[int, int, int, int] | None = None  # the last record of the last page
+        hot_end_us, before = end_us, None
         if cursor is not None:
             try:
-                time_us, ctid, start_us = int(cursor[0]), str(cursor[1]), int(cursor[2])
+                time_us, place, start_us = int(cursor[0]), str(cursor[1]), int(cursor[2])
             except (IndexError, ValueError, TypeError) as exc:
                 raise BadArgument("page_token", "is not a token this server issued") from exc
-            if not _CTID.fullmatch(ctid) or not 0 <= time_us < 2**62:
+            if not _PLACE.fullmatch(place) or not 0 <= time_us < 2**62:
                 raise BadArgument("page_token", "is not a token this server issued")
-            before = (time_us, ctid)
-            end_us = min(end_us, time_us + 1)
+            after = (time_us, *place_order(place))
+            if after[1] == COLD:  # the hot rows of its microsecond were listed before it
+                hot_end_us = min(end_us, time_us)
+            else:
+                before, hot_end_us = (time_us, place), min(end_us, time_us + 1)
         # One more than the page: whether it exists decides the next token.
         want = limit + 1
         if indexed:
@@ -119,19 +141,28 @@ class LogQueries:
                 *log_reader.search(
                     flt,
                     start_us=start_us or None,
-                    end_us=end_us,
+                    end_us=hot_end_us,
                     before=before,
                     limit=want,
                 )
             )
         else:
-            rows = await self._walk(call, flt, start_us, end_us, before=before, want=want)
-        records = _records(rows)
+            rows = await self._walk(call, flt, start_us, hot_end_us, before=before, want=want)
+        hot = _records(rows)
+        cold = await cold_logs.scan(
+            call,
+            Scope(flt, start_us or None, end_us),
+            newest_first=True,
+            after=after,
+            want=want,
+            rival=hot[want - 1].key if len(hot) >= want else None,
+        )
+        records = _newest_first(hot, cold, limit=want)
         response = pb.SearchLogsResponse(records=[convert.log_record(r) for r in records[:limit]])
         if len(records) > limit:
             last = records[limit - 1]
             response.next_page_token = tokens.encode(
-                _TOKEN_KIND, bound_to, [last.time_us, last.ctid, start_us]
+                _TOKEN_KIND, bound_to, [last.time_us, last.place, start_us]
             )
         return response
 
@@ -172,17 +203,17 @@ class LogQueries:
         key = parse_record_id(request.id) if request.id else None
         if key is None:
             raise NotFound(f"no log record with id {request.id!r}")
-        found = await call.fetch(*log_reader.record(call.project, *key))
-        if not found:
+        middle = await self._record(call, *key)
+        if middle is None:
             raise NotFound(f"no log record with id {request.id!r}")
-        middle, resource_id = LogRow(*found[0][:-1]), int(found[0][-1])
-        around = (middle.time_us, middle.ctid)
+        hot_place = None if middle.key[1] == COLD else middle.place
+        around = (middle.time_us, hot_place)
         older, newer = await call.fetch_many(
             [
                 log_reader.neighbours(
                     call.project,
                     middle.service_name,
-                    resource_id,
+                    middle.resource_id,
                     around,
                     older=True,
                     limit=n_before,
@@ -191,7 +222,7 @@ class LogQueries:
                 log_reader.neighbours(
                     call.project,
                     middle.service_name,
-                    resource_id,
+                    middle.resource_id,
                     around,
                     older=False,
                     limit=n_after,
@@ -199,11 +230,37 @@ class LogQueries:
                 ),
             ]
         )
-        return pb.GetLogContextResponse(
-            before=[convert.log_record(r) for r in _records(older)],
-            record=convert.log_record(middle),
-            after=[convert.log_record(r) for r in _records(newer)],
+        scope = Scope(
+            LogFilter(call.project, service=middle.service_name),
+            middle.time_us - _CONTEXT_REACH_US,
+            middle.time_us + _CONTEXT_REACH_US,
+            resource_id=middle.resource_id,
+            no_service=middle.service_name is None,
         )
+        cold_older = await cold_logs.scan(
+            call, scope, newest_first=True, after=middle.key, want=n_before
+        )
+        cold_newer = await cold_logs.scan(
+            call, scope, newest_first=False, after=middle.key, want=n_after
+        )
+        before = _newest_first(_records(older), cold_older, limit=n_before)
+        return pb.GetLogContextResponse(
+            before=[convert.log_record(r) for r in reversed(before)],
+            record=convert.log_record(middle),
+            after=[
+                convert.log_record(r)
+                for r in _oldest_first(_records(newer), cold_newer, limit=n_after)
+            ],
+        )
+
+    async def _record(self, call: QueryCall, time_us: int, place: str) -> LogRow | None:
+        """The record at ``(time_us, place)`` in whichever tier holds it."""
+        tier, a, b = place_order(place)
+        if tier == COLD:
+            found = await cold_logs.record(call, a, b)
+            return found if found is not None and found.time_us == time_us else None
+        rows = await call.fetch(*log_reader.record(call.project, time_us, place))
+        return LogRow(*rows[0]) if rows else None
 
     async def volume(
         self, call: QueryCall, request: pb.GetLogVolumeRequest
@@ -223,9 +280,9 @@ class LogQueries:
         rows = await call.fetch(
             *log_reader.volume(flt, start_us=start_us, end_us=end_us, step_us=step_us)
         )
-        counts: dict[tuple[int, int], int] = {
-            (int(bucket), int(severity)): int(n) for bucket, severity, n in rows
-        }
+        counts = await cold_logs.volume(call, Scope(flt, start_us, end_us), step_us)
+        for bucket, severity, n in rows:
+            counts[(int(bucket), int(severity))] = counts.get((int(bucket), int(severity)), 0) + n
         response = pb.GetLogVolumeResponse()
         convert.set_duration(response.step, step_us * 1000)
         for bucket in range(start_us // step_us, (end_us - 1) // step_us + 1):

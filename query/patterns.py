@@ -298,7 +298,7 @@ class LogPatternQueries:
             rows = await call.fetch(
                 *pattern_reader.examples(call.project, [p.example for p in page])
             )
-            examples = {(r.time_us, r.ctid): r for r in (LogRow(*row) for row in rows)}
+            examples = {(r.time_us, r.place): r for r in (LogRow(*row) for row in rows)}
         total = settled.window_total
         response = pb.GetLogPatternsResponse(
             total_records=total,

@@ -78,7 +78,7 @@ class SessionQueries:
             bounds.append(entries[-1][0])
         for row in logs:
             log = LogRow(*row)
-            entries.append(((log.time_us, session_reader.LOG, _ctid(log.ctid)), log))
+            entries.append(((log.time_us, session_reader.LOG, _ctid(log.place)), log))
         if len(logs) > limit:
             bounds.append(entries[-1][0])
         for row in exemplars:

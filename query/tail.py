@@ -239,7 +239,7 @@ class LogTail:
                     pending = pending[MAX_RECORDS:]
                 if len(rows) < MAX_RECORDS:
                     break
-                after = (rows[-1].time, rows[-1].ctid)
+                after = (rows[-1].time, rows[-1].place)
         if pending:
             yield pb.TailLogsResponse(records=pending)
 

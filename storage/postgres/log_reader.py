@@ -16,6 +16,7 @@ short time window, and the per-partition pg_trgm GIN the ``ILIKE`` prefilters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,11 +47,17 @@ class LogFilter:
 
     ``regexes`` are case-insensitive PostgreSQL AREs that must all match the body text;
     ``likes`` are ``ILIKE`` patterns implied by them (a prefilter an index can serve).
+    For rows read outside PostgreSQL (the cold tier): ``patterns``, the same matches in
+    Python's syntax; ``words``, the literal words each matching body holds somewhere
+    (case aside); ``whole_words``, those it holds as whole words.
     """
 
     project: str
     regexes: Sequence[str] = ()
     likes: Sequence[str] = ()
+    patterns: Sequence[re.Pattern[str]] = ()
+    words: Sequence[str] = ()
+    whole_words: Sequence[str] = ()
     service: str | None = None
     min_severity: int = 0
     trace_id: bytes | None = None
@@ -136,11 +143,11 @@ def search(
 
 
 def record(project: str, time_us: int, ctid: str) -> tuple[str, list[Any]]:
-    """One record by its id, with its ``resource_id`` after ``LOG_COLUMNS``."""
+    """One record (``LOG_COLUMNS``) by its id."""
     statement = (
         "SELECT "
         + LOG_COLUMNS
-        + ", l.resource_id FROM logs l "
+        + " FROM logs l "
         + RESOURCE_JOIN.format(alias="l")
         + " WHERE l.project_id = %s AND l.time = "
         + _T
@@ -153,14 +160,16 @@ def neighbours(
     project: str,
     service: str | None,
     resource_id: int,
-    around: tuple[int, str],
+    around: tuple[int, str | None],
     *,
     older: bool,
     limit: int,
     reach_us: int,
 ) -> tuple[str, list[Any]]:
     """The ``limit`` records of the same service and resource nearest before (``older``)
-    or after ``around`` = (time µs, ctid), within ``reach_us``, oldest first."""
+    or after ``around`` = (time µs, ctid), within ``reach_us``, oldest first. A ctid of
+    None places ``around`` before every hot row of its microsecond: a cold record
+    (``storage.postgres.records``)."""
     time_us, ctid = around
     conditions = ["l.project_id = %s", "l.resource_id = %s"]
     params: list[Any] = [project, resource_id]
@@ -170,12 +179,24 @@ def neighbours(
         conditions.append("l.service_name = %s")
         params.append(service)
     if older:
-        conditions += ["l.time >= " + _T, "(l.time, l.ctid) < (" + _T + ", %s::tid)"]
-        params += [time_us - reach_us, time_us, ctid]
+        conditions.append("l.time >= " + _T)
+        params.append(time_us - reach_us)
+        if ctid is None:
+            conditions.append("l.time < " + _T)
+            params.append(time_us)
+        else:
+            conditions.append("(l.time, l.ctid) < (" + _T + ", %s::tid)")
+            params += [time_us, ctid]
         order = _NEWEST_FIRST
     else:
-        conditions += ["l.time < " + _T, "(l.time, l.ctid) > (" + _T + ", %s::tid)"]
-        params += [time_us + reach_us, time_us, ctid]
+        conditions.append("l.time < " + _T)
+        params.append(time_us + reach_us)
+        if ctid is None:
+            conditions.append("l.time >= " + _T)
+            params.append(time_us)
+        else:
+            conditions.append("(l.time, l.ctid) > (" + _T + ", %s::tid)")
+            params += [time_us, ctid]
         order = _OLDEST_FIRST
     inner = f"{_INNER_LOG} WHERE {' AND '.join(conditions)} {order} LIMIT %s"
     params.append(limit)

@@ -5,10 +5,16 @@ timeline) selects ``LOG_COLUMNS`` ``FROM logs l`` with ``RESOURCE_JOIN``, so a r
 reads the same wherever it comes from; likewise spans.
 
 A log record has no key of its own (the hot tier stores a retried record twice, like
-Loki and Tempo do), so its identity and its place in "newest first" is ``(time, ctid)``:
-``time`` picks the partition and ``ctid`` the row in it. Rows are only ever appended and
-whole partitions dropped, never updated, so a row keeps its ctid while it stays in the hot
-tier.
+Loki and Tempo do), so its identity and its place in "newest first" is ``(time, place)``.
+In the hot tier the place is the row's ctid, ``"(block,offset)"``: ``time`` picks the
+partition and ``ctid`` the row in it. Rows are only ever appended and whole partitions
+dropped, never updated, so a row keeps its ctid while it stays in the hot tier. In the
+cold tier it is ``"c<object>.<row>"``: the manifest's ``object_id`` of the Parquet object
+and the row's position in it (``query.cold_logs``); an object never changes.
+
+Between tiers, at one microsecond, hot rows come after cold ones (``place_order``): a
+partition's rows are in one tier or the other, so the two meet at one time only when a
+late record made a partition again after its older rows were tiered.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import base64
 import struct
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from storage.postgres.partitions import ns_from_datetime
 
@@ -55,7 +61,7 @@ class LogRow(NamedTuple):
     """One row of ``LOG_COLUMNS``."""
 
     time: datetime
-    ctid: str
+    place: str  # the row's place in its tier (above)
     time_unix_nano: int | None
     observed_time_unix_nano: int | None
     trace_id: bytes | None
@@ -79,7 +85,12 @@ class LogRow(NamedTuple):
 
     @property
     def id(self) -> str:
-        return record_id(self.time_us, self.ctid)
+        return record_id(self.time_us, self.place)
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        """The record's position in time order, comparable across tiers."""
+        return (self.time_us, *place_order(self.place))
 
 
 class SpanRow(NamedTuple):
@@ -112,19 +123,41 @@ def micros(moment: datetime) -> int:
     return ns_from_datetime(moment) // 1000
 
 
-_ID = struct.Struct(">qIH")
+_ID = struct.Struct(">qIH")  # a hot record: time, block, offset
+_COLD_ID = struct.Struct(">qqI")  # a cold record: time, object, row
+HOT: Final = 1
+COLD: Final = 0
 
 
-def record_id(time_us: int, ctid: str) -> str:
-    """The opaque id of a log record: its time and its ctid ``"(block,offset)"``."""
-    block, offset = ctid.strip("()").split(",")
-    return base64.urlsafe_b64encode(_ID.pack(time_us, int(block), int(offset))).decode()
+def cold_place(object_id: int, row: int) -> str:
+    """The place of row ``row`` of the cold object ``object_id``."""
+    return f"c{object_id}.{row}"
+
+
+def place_order(place: str) -> tuple[int, int, int]:
+    """``(tier, a, b)`` of a place: hot ``(HOT, block, offset)``, cold ``(COLD, object,
+    row)``; tuples that order rows as their tier orders them, hot after cold."""
+    if place.startswith("c"):
+        object_id, row = place[1:].split(".")
+        return COLD, int(object_id), int(row)
+    block, offset = place.strip("()").split(",")
+    return HOT, int(block), int(offset)
+
+
+def record_id(time_us: int, place: str) -> str:
+    """The opaque id of a log record: its time and its place."""
+    tier, a, b = place_order(place)
+    packed = _ID.pack(time_us, a, b) if tier == HOT else _COLD_ID.pack(time_us, a, b)
+    return base64.urlsafe_b64encode(packed).decode()
 
 
 def parse_record_id(text: str) -> tuple[int, str] | None:
-    """``(time_us, ctid)`` of a record id, or None when ``text`` is not one."""
+    """``(time_us, place)`` of a record id, or None when ``text`` is not one."""
     try:
         raw = base64.urlsafe_b64decode(text.encode("ascii"))
+        if len(raw) == _COLD_ID.size:
+            time_us, object_id, row = _COLD_ID.unpack(raw)
+            return time_us, cold_place(object_id, row)
         time_us, block, offset = _ID.unpack(raw)
     except (ValueError, struct.error, UnicodeEncodeError):
         return None

@@ -1,9 +1,13 @@
-"""A server whose RED rollups follow the data at once, for the insight RPCs' tests."""
+"""Servers for the query tests: one whose RED rollups follow the data at once (the
+insight RPCs), one with a cold tier that tiers on demand."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,3 +41,76 @@ def wait_rolled_up(query: Any, until_ns: int, project: str = "default") -> None:
             return
         time.sleep(0.1)
     raise AssertionError("the rollups did not catch up within 30 s")
+
+
+# --- a server with a cold tier, and tiering on demand -------------------------------------
+
+HOUR_NS = 3600 * 10**9
+# An hour 50-51 h back: past the default 48 h hot retention of spans and logs, inside the
+# accepted window these servers take (53 h).
+OLD_HOUR_NS = (time.time_ns() - 50 * HOUR_NS) // HOUR_NS * HOUR_NS
+
+
+@dataclass
+class ColdTierServer:
+    """A running otlpd whose cold tier is ``store_url``; ``tier()`` runs one tiering pass
+    (48 h hot retention for spans and logs, 2 h for metric points) as the scheduler
+    would, and says what it moved."""
+
+    server: RunningOtlpd
+    store_url: str
+    query: Any
+
+    def tier(self) -> Any:
+        from otlpd.scheduler import Scheduler
+        from storage.objectstore import open_store
+        from storage.postgres.tiering import TierJob
+
+        job = TierJob(
+            self.server.database_url,
+            lambda: open_store(self.store_url),
+            {"spans": 48 * 3600.0, "logs": 48 * 3600.0, "metric_points": 2 * 3600.0},
+            interval=60,
+        )
+        assert asyncio.run(Scheduler(self.server.database_url, [job]).run_once(job))
+        return job.last
+
+
+@pytest.fixture
+def cold_tier(database_url: str, tmp_path: Path) -> Iterator[ColdTierServer]:
+    """otlpd over a fresh database, its cold tier a directory, taking records 53 h old."""
+    store_url = (tmp_path / "cold").as_uri()
+    server = start_otlpd_thread(
+        database_url, accept_past="53h", cold_url=store_url, rollup_interval="1h"
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:
+            yield ColdTierServer(server, store_url, pb_grpc.QueryServiceStub(channel))  # type: ignore[no-untyped-call]
+    finally:
+        server.stop()
+
+
+def without_ids(message: Any) -> Any:
+    """A copy of an answer with log record ids and cold-read counts cleared: the two things
+    that tell the tiers apart."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    if copy.DESCRIPTOR.fields_by_name.get("cold") is not None:
+        copy.ClearField("cold")
+    _clear_ids(copy)
+    return copy
+
+
+def _clear_ids(message: Any) -> None:
+    if message.DESCRIPTOR.full_name == "otlpd.query.v1.LogRecord":
+        message.id = ""
+    if message.DESCRIPTOR.fields_by_name.get("next_page_token") is not None:
+        message.next_page_token = ""
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None or descriptor.message_type.GetOptions().map_entry:
+            continue
+        if descriptor.is_repeated:
+            for item in value:
+                _clear_ids(item)
+        else:
+            _clear_ids(value)

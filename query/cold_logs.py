@@ -1,0 +1,458 @@
+"""Log records of the cold tier, filtered and ordered exactly as the hot tier's.
+
+The hot tier answers a ``LogFilter`` in SQL (``storage.postgres.log_reader``); here the
+same filter is applied to the Parquet rows of cold objects, so a record reads the same,
+matches the same filters and sorts the same whichever tier holds it:
+
+* Which objects: the manifest's for the time range, narrowed by the key blooms when the
+  filter names a trace, a session or whole words (``query.coldtier.ColdTier.holding``):
+  a word searched over a day reads only the row groups whose bodies may hold it.
+* Which row groups: those whose ``time`` (and ``service_name``, the files' first sort
+  key) statistics overlap the filter.
+* Which rows: vectorized (pyarrow) for everything but the cases where PostgreSQL's
+  semantics need Python: a body whose JSON text is pure ASCII without escapes is matched
+  by RE2 with ``\\b`` word boundaries, which agree there with PostgreSQL's ``\\m``/``\\M``;
+  any other body (non-ASCII letters, escaped characters) is decoded and matched with the
+  filter's Python patterns, like attribute filters, on the candidates that the literal
+  words let through.
+* Order: ``(time, place)`` as ``storage.postgres.records`` defines it across tiers; a
+  scan newest (or oldest) first stops reading objects as soon as no further object can
+  hold a row that would make the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from query.call import QueryCall
+from query.coldtier import Read
+from storage import keybloom
+from storage.cold_reader import ROW, ranges
+from storage.postgres.cold_manifest import ColdObject
+from storage.postgres.log_reader import LogFilter
+from storage.postgres.partitions import datetime_from_ns
+from storage.postgres.records import COLD, LogRow, cold_place
+
+SIGNAL: Final = "logs"
+COLUMNS: Final = (
+    "time",
+    "time_unix_nano",
+    "observed_time_unix_nano",
+    "trace_id",
+    "span_id",
+    "flags",
+    "service_name",
+    "session_id",
+    "user_id",
+    "severity_number",
+    "severity_text",
+    "body",
+    "attributes",
+    "event_name",
+    "scope_name",
+    "resource_attributes",
+    "resource_id",
+)
+Key = tuple[int, int, int, int]  # LogRow.key: (time µs, tier, a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a scan reads: the filter, the time range ``[start_us, end_us)`` (None: open),
+    and optionally one resource (GetLogContext's neighbours)."""
+
+    filter: LogFilter
+    start_us: int | None
+    end_us: int | None
+    resource_id: int | None = None
+    no_service: bool = False  # only records without a service (as SQL's IS NULL)
+
+
+def _json_text(literal: str) -> str:
+    """``literal`` as it appears inside a JSON string (PostgreSQL's jsonb text)."""
+    return json.dumps(literal, ensure_ascii=False)[1:-1]
+
+
+def _re2(pattern: re.Pattern[str]) -> str:
+    """A Python term pattern (``query.fulltext.Term.pattern``) in RE2's syntax, for
+    ASCII text: RE2 has no look-behind, and its ``\\b`` is exact there."""
+    text = pattern.pattern.replace(r"(?<!\w)", r"\b").replace(r"(?!\w)", r"\b")
+    return "(?i)" + text
+
+
+def _mask(table: pa.Table, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
+    """(rows that match, rows that may match and need ``_exact``) of ``table``."""
+    f = scope.filter
+    times = pc.divide(table.column("time").cast(pa.int64()), 1000)
+    conditions = []
+    if scope.start_us is not None:
+        conditions.append(pc.greater_equal(times, scope.start_us))
+    if scope.end_us is not None:
+        conditions.append(pc.less(times, scope.end_us))
+    if f.service is not None:
+        conditions.append(pc.equal(table.column("service_name").cast(pa.string()), f.service))
+    if f.min_severity > 0:
+        conditions.append(pc.greater_equal(table.column("severity_number"), f.min_severity))
+    for name, identifier in (("trace_id", f.trace_id), ("span_id", f.span_id)):
+        if identifier is not None:
+            wanted = pa.scalar(identifier, pa.binary(len(identifier)))
+            conditions.append(pc.equal(table.column(name), wanted))
+    for name, text in (("session_id", f.session_id), ("user_id", f.user_id)):
+        if text is not None:
+            conditions.append(pc.equal(table.column(name), text))
+    if scope.resource_id is not None:
+        conditions.append(pc.equal(table.column("resource_id"), scope.resource_id))
+    if scope.no_service:
+        conditions.append(pc.is_null(table.column("service_name")))
+    for word in f.words:
+        conditions.append(
+            pc.match_substring(table.column("body"), _json_text(word), ignore_case=True)
+        )
+    for _, value in f.attributes:
+        conditions.append(pc.match_substring(table.column("attributes"), _json_text(value)))
+    candidates = np.ones(table.num_rows, dtype=bool)
+    for condition in conditions:
+        candidates &= _true(condition)
+    nothing = np.zeros(table.num_rows, dtype=bool)
+    if not f.patterns and not f.attributes:
+        return candidates, nothing
+    if f.attributes:  # checked in Python, on the candidates only
+        return nothing, candidates
+    body = table.column("body")
+    plain = _true(pc.and_(pc.string_is_ascii(body), pc.invert(pc.match_substring(body, "\\"))))
+    exact = candidates & plain
+    for pattern in f.patterns:
+        exact &= _true(pc.match_substring_regex(body, _re2(pattern)))
+    return exact, candidates & ~plain
+
+
+def _true(condition: Any) -> np.ndarray:
+    """A boolean array as numpy, null as false (as SQL's WHERE takes NULL)."""
+    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+
+
+def _body_text(text: str | None) -> str | None:
+    """A body as PostgreSQL's ``body #>> '{}'`` gives it: a string body is its string,
+    any other its JSON text."""
+    if text is None:
+        return None
+    if text.startswith('"'):
+        value = orjson.loads(text)
+        return value if isinstance(value, str) else text
+    return text
+
+
+def _jsonb_text(value: Any) -> str:
+    """A JSON value printed as PostgreSQL prints jsonb (``", "`` and ``": "``)."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _attribute_text(value: Any) -> str | None:
+    """``(attributes -> key) #>> '{}'``: a string is itself, null is SQL NULL, anything else
+    its JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _jsonb_text(value)
+
+
+def _exact(table: pa.Table, rows: np.ndarray, f: LogFilter) -> np.ndarray:
+    """Which of ``rows`` match the filter's patterns and attribute filters exactly."""
+    if not len(rows):
+        return rows
+    bodies = table.column("body").take(rows).to_pylist() if f.patterns else None
+    attributes = table.column("attributes").take(rows).to_pylist() if f.attributes else None
+    keep = []
+    for i, row in enumerate(rows):
+        if bodies is not None:
+            text = _body_text(bodies[i])
+            if text is None or not all(p.search(text) for p in f.patterns):
+                continue
+        if attributes is not None:
+            found = orjson.loads(attributes[i]) if attributes[i] else {}
+            if not isinstance(found, dict) or not all(
+                _attribute_text(found.get(key)) == value for key, value in f.attributes
+            ):
+                continue
+        keep.append(row)
+    return np.array(keep, dtype=np.int64)
+
+
+def matching(table: pa.Table, scope: Scope) -> np.ndarray:
+    """Positions of the rows of ``table`` that match ``scope``, in no particular order."""
+    exact, check = _mask(table, scope)
+    found = np.flatnonzero(exact)
+    if check.any():
+        found = np.concatenate([found, _exact(table, np.flatnonzero(check), scope.filter)])
+    return found
+
+
+def keys(table: pa.Table, obj: ColdObject) -> tuple[np.ndarray, np.ndarray]:
+    """(time µs, row in object) of every row of ``table``."""
+    times = table.column("time").cast(pa.int64()).to_numpy() // 1000
+    return times, table.column(ROW).to_numpy()
+
+
+def rows(table: pa.Table, positions: Sequence[int], obj: ColdObject) -> list[LogRow]:
+    """``LogRow``s of the rows of ``table`` at ``positions``, in that order."""
+    if not len(positions):
+        return []
+    taken = table.take(pa.array(positions, pa.int64()))
+    column = {name: taken.column(name).to_pylist() for name in (*COLUMNS[1:], ROW)}
+    times = taken.column("time").cast(pa.int64()).to_pylist()
+    out = []
+    for i, time_ns in enumerate(times):
+        body = column["body"][i]
+        attributes = column["attributes"][i]
+        out.append(
+            LogRow(
+                datetime_from_ns(time_ns),
+                cold_place(obj.object_id, column[ROW][i]),
+                column["time_unix_nano"][i],
+                column["observed_time_unix_nano"][i],
+                column["trace_id"][i],
+                column["span_id"][i],
+                column["flags"][i],
+                column["service_name"][i],
+                column["session_id"][i],
+                column["user_id"][i],
+                column["severity_number"][i],
+                column["severity_text"][i],
+                None if body is None else orjson.loads(body),
+                None if attributes is None else orjson.loads(attributes),
+                column["event_name"][i],
+                column["scope_name"][i],
+                column["resource_attributes"][i],
+                column["resource_id"][i],
+            )
+        )
+    return out
+
+
+def _groups_within(scope: Scope, groups: Sequence[int] | None):  # type: ignore[no-untyped-def]
+    """The row-group chooser for ``scope``: groups (all, or ``groups``) whose time and
+    service statistics overlap it."""
+
+    def choose(metadata: pq.FileMetaData) -> list[int]:
+        chosen = range(metadata.num_row_groups) if groups is None else groups
+        times = ranges(metadata, "time")
+        services = ranges(metadata, "service_name") if scope.filter.service else None
+        low = None if scope.start_us is None else scope.start_us * 1000
+        high = None if scope.end_us is None else scope.end_us * 1000
+        kept = []
+        for g in chosen:
+            span = times[g]
+            if span is not None and (
+                (low is not None and span[1] < low) or (high is not None and span[0] >= high)
+            ):
+                continue
+            named = None if services is None else services[g]
+            wanted = scope.filter.service
+            if named and wanted is not None and not _text(named[0]) <= wanted <= _text(named[1]):
+                continue
+            kept.append(g)
+        return kept
+
+    return choose
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def candidates(call: QueryCall, scope: Scope) -> list[tuple[ColdObject, list[int] | None]]:
+    """The cold objects (newest first) that may hold records of ``scope``, each with the
+    row groups that may (None: any); the key blooms narrow them when the filter names a
+    trace, a session or whole words."""
+    cold = call.cold
+    if cold is None:
+        return []
+    start_ns = None if scope.start_us is None else scope.start_us * 1000
+    end_ns = None if scope.end_us is None else scope.end_us * 1000
+    objects = await cold.objects(call, SIGNAL, start_ns, end_ns)
+    if not objects:
+        return []
+    f = scope.filter
+    lookups: list[tuple[int, bytes]] = []
+    if f.trace_id is not None:
+        lookups.append((keybloom.TRACE, f.trace_id))
+    if f.session_id is not None:
+        lookups.append((keybloom.SESSION, f.session_id.encode()))
+    for word in f.whole_words:
+        if word.isascii():  # a non-ASCII word may lowercase otherwise than the index did
+            lookups += [(keybloom.WORD, token.encode()) for token in keybloom.word_tokens(word)]
+    allowed: dict[int, set[int]] | None = None
+    for kind, key in lookups:
+        found = {
+            obj.object_id: set(groups)
+            for obj, groups in await cold.holding(call, kind, key, (SIGNAL,), start_ns)
+        }
+        if allowed is None:
+            allowed = found
+        else:
+            allowed = {i: allowed[i] & found[i] for i in allowed.keys() & found.keys()}
+    out: list[tuple[ColdObject, list[int] | None]] = []
+    for obj in objects:
+        if allowed is None or not obj.row_groups:  # no blooms (tiered before they existed)
+            out.append((obj, None))
+        elif allowed.get(obj.object_id):
+            out.append((obj, sorted(allowed[obj.object_id])))
+    return out
+
+
+async def scan(
+    call: QueryCall,
+    scope: Scope,
+    *,
+    newest_first: bool,
+    after: Key | None,
+    want: int,
+    rival: Key | None = None,
+) -> list[LogRow]:
+    """Up to ``want`` cold records of ``scope`` past ``after`` (in the scan's direction),
+    in that order. ``rival`` is the ``want``-th record another tier already has: a record
+    that does not come before it cannot make the page, nor can an object whose rows all
+    come after it."""
+    cold = call.cold
+    if cold is None or want <= 0:
+        return []
+    found = await candidates(call, scope)
+    if not newest_first:
+        found.sort(key=lambda item: (item[0].min_ns, item[0].object_id))
+
+    def rank(key: Key) -> Key:
+        """Smaller is earlier in the scan's direction."""
+        return (-key[0], -key[1], -key[2], -key[3]) if newest_first else key
+
+    best: list[tuple[Key, LogRow]] = []  # the page so far, in the scan's order
+
+    def cutoff() -> Key | None:
+        """The key a row must come before to make the page, if any bounds it yet."""
+        bounds = [k for k in (best[want - 1][0] if len(best) >= want else None, rival) if k]
+        return min(bounds, key=rank) if bounds else None
+
+    at = 0
+    while at < len(found):
+        limit = cutoff()
+        wave: list[Read] = []
+        while at < len(found) and len(wave) < cold.threads:
+            obj, groups = found[at]
+            # The object's nearest row in the scan's direction; objects come in that order,
+            # so once one cannot beat the cutoff, none further can.
+            edge = (obj.max_ns if newest_first else obj.min_ns) // 1000
+            nearest = (edge, COLD, obj.object_id, 2**62 if newest_first else -1)
+            if limit is not None and rank(nearest) > rank(limit):
+                at = len(found)
+                break
+            at += 1
+            wave.append(Read(obj, COLUMNS, choose=_groups_within(scope, groups)))
+        tables = await cold.read(call, wave)
+        for read, table in zip(wave, tables, strict=True):
+            if not table.num_rows:
+                continue
+            positions = matching(table, scope)
+            if not len(positions):
+                continue
+            times, numbers = keys(table, read.obj)
+            times, numbers = times[positions], numbers[positions]
+            order = np.lexsort((numbers, times))
+            if newest_first:
+                order = order[::-1]
+            picked: list[int] = []
+            for i in order:
+                key = (int(times[i]), COLD, read.obj.object_id, int(numbers[i]))
+                if after is not None and (key >= after if newest_first else key <= after):
+                    continue
+                if len(picked) >= want:
+                    break
+                picked.append(int(positions[i]))
+            for row in rows(table, picked, read.obj):
+                best.append((row.key, row))
+        best.sort(key=lambda item: rank(item[0]))
+        del best[want:]
+    return [row for _, row in best]
+
+
+async def volume(call: QueryCall, scope: Scope, step_us: int) -> dict[tuple[int, int], int]:
+    """Cold records of ``scope`` counted per ``(bucket, severity range)`` as
+    ``storage.postgres.log_reader.volume`` counts them."""
+    if call.cold is None:
+        return {}
+    found = await candidates(call, scope)
+    counts: dict[tuple[int, int], int] = {}
+    reads = [
+        Read(obj, _volume_columns(scope), choose=_groups_within(scope, groups))
+        for obj, groups in found
+    ]
+    for table in await call.cold.read(call, reads):
+        if not table.num_rows:
+            continue
+        positions = matching(table, scope)
+        if not len(positions):
+            continue
+        times = table.column("time").cast(pa.int64()).to_numpy()[positions] // 1000
+        severity = table.column("severity_number").to_numpy(zero_copy_only=False)[positions]
+        severity = np.nan_to_num(severity.astype(np.float64), nan=0.0).astype(np.int64)
+        ranges_ = np.where(severity <= 0, 0, np.minimum((severity - 1) // 4, 5) * 4 + 1)
+        buckets = np.floor_divide(times, step_us)
+        pairs, n = np.unique(np.stack([buckets, ranges_]), axis=1, return_counts=True)
+        for (bucket, severity_range), count in zip(pairs.T.tolist(), n.tolist(), strict=True):
+            counts[(bucket, severity_range)] = counts.get((bucket, severity_range), 0) + count
+    return counts
+
+
+def _volume_columns(scope: Scope) -> tuple[str, ...]:
+    f = scope.filter
+    needed = ["time", "severity_number"]
+    if f.words or f.patterns:
+        needed.append("body")
+    if f.service is not None or scope.no_service:
+        needed.append("service_name")
+    for name, value in (
+        ("trace_id", f.trace_id),
+        ("span_id", f.span_id),
+        ("session_id", f.session_id),
+        ("user_id", f.user_id),
+    ):
+        if value is not None:
+            needed.append(name)
+    if f.attributes:
+        needed.append("attributes")
+    return tuple(needed)
+
+
+async def record(call: QueryCall, object_id: int, row: int) -> LogRow | None:
+    """Row ``row`` of the project's cold object ``object_id``, while the manifest names it."""
+    if call.cold is None:
+        return None
+    obj = await call.cold.one(call, object_id)
+    if obj is None:
+        return None
+
+    def holding_row(metadata: pq.FileMetaData) -> list[int]:
+        at = 0
+        for g in range(metadata.num_row_groups):
+            at += metadata.row_group(g).num_rows
+            if row < at:
+                return [g]
+        return []
+
+    (table,) = await call.cold.read(call, [Read(obj, COLUMNS, choose=holding_row)])
+    if not table.num_rows:
+        return None
+    positions = np.flatnonzero(table.column(ROW).to_numpy() == row)
+    found = rows(table, positions[:1].tolist(), obj)
+    return found[0] if found else None

@@ -1,0 +1,152 @@
+"""The query side of the cold tier: which objects answer a call, and their rows.
+
+The manifest is asked through the call's PostgreSQL reads (``QueryCall.fetch``: same
+deadline, same error mapping); the objects are read on threads of this tier's own
+(``OTLPD_COLD_READ_THREADS``), which bounds how many objects the whole server reads at
+once and so the memory their columns take, through one block cache
+(``OTLPD_COLD_CACHE_BYTES``, ``storage.blockcache``).
+
+What goes wrong is answered as for the hot tier: an object store that cannot be reached
+is UNAVAILABLE with RetryInfo, a call out of time is DEADLINE_EXCEEDED or
+RESOURCE_EXHAUSTED. An object the manifest named a moment ago that is gone from the store
+was deleted by cold retention in between: it is read as empty, as the manifest now says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from query.call import QueryCall
+from storage import keybloom
+from storage.api import StorageError, StorageTimeout
+from storage.blockcache import BlockCache
+from storage.cold_reader import ColdReader
+from storage.objectstore import ObjectStore
+from storage.postgres import cold_manifest
+from storage.postgres.cold_manifest import ColdObject
+
+log = logging.getLogger(__name__)
+
+# Chooses the row groups to read from an object's footer (all of them: None).
+Choose = Callable[[pq.FileMetaData], Sequence[int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One object to read: its columns, and which row groups (``choose``, from the
+    footer; or ``groups``, known beforehand, e.g. from a key bloom)."""
+
+    obj: ColdObject
+    columns: Sequence[str]
+    groups: Sequence[int] | None = None
+    choose: Choose | None = None
+
+
+class ColdTier:
+    """Cold objects for the query API: the manifest's answers and the objects' rows."""
+
+    def __init__(
+        self, open_store: Callable[[], ObjectStore], *, cache_bytes: int, threads: int
+    ) -> None:
+        """``open_store`` is called on the first read (in a thread: it may reach S3), so
+        a store that is down fails the reads that need it, never start-up."""
+        self._open_store = open_store
+        self._reader: ColdReader | None = None
+        self._opening = threading.Lock()
+        self.cache = BlockCache(cache_bytes)
+        self.threads = threads
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="otlpd-cold")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _open(self) -> ColdReader:
+        with self._opening:
+            if self._reader is None:
+                self._reader = ColdReader(self._open_store(), self.cache)
+            return self._reader
+
+    async def objects(
+        self, call: QueryCall, signal: str, start_ns: int | None, end_ns: int | None
+    ) -> list[ColdObject]:
+        """The objects of ``signal`` that may hold rows in ``[start_ns, end_ns)``, newest
+        first (by their newest row)."""
+        rows = await call.fetch(*cold_manifest.objects(call.project, signal, start_ns, end_ns))
+        return [ColdObject.from_row(row) for row in rows]
+
+    async def one(self, call: QueryCall, object_id: int) -> ColdObject | None:
+        """The object ``object_id`` of the call's project, while the manifest names it."""
+        rows = await call.fetch(*cold_manifest.one_object(call.project, object_id))
+        return ColdObject.from_row(rows[0]) if rows else None
+
+    async def holding(
+        self,
+        call: QueryCall,
+        kind: int,
+        key: bytes,
+        signals: tuple[str, ...],
+        start_ns: int | None = None,
+    ) -> list[tuple[ColdObject, list[int]]]:
+        """The objects of ``signals`` (newest first) whose key blooms say they may hold
+        ``key`` (``storage.keybloom``), each with the row groups that may."""
+        statement = cold_manifest.key_blooms(
+            call.project, kind, keybloom.shard_of(key), signals, start_ns
+        )
+        found = []
+        for row in await call.fetch(*statement):
+            segment_bits, hashes, bits = row[9], row[10], row[11]
+            groups = keybloom.maybe_in(key, int(segment_bits), int(hashes), bytes(bits))
+            if groups:
+                found.append((ColdObject.from_row(row), groups))
+        return found
+
+    async def read(self, call: QueryCall, reads: Sequence[Read]) -> list[pa.Table]:
+        """The rows of every read (each with ``storage.cold_reader.ROW``), in order, read
+        ``threads`` objects at a time within the call's time."""
+        if not reads:
+            return []
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + call.seconds_left()[0]
+        futures = [
+            loop.run_in_executor(self._executor, self._read_one, call, read, deadline)
+            for read in reads
+        ]
+        try:
+            return list(await asyncio.gather(*futures))
+        except StorageTimeout as exc:
+            raise call.out_of_time() from exc
+        except StorageError as exc:
+            raise call.failed(exc) from exc
+
+    def _read_one(self, call: QueryCall, read: Read, deadline: float) -> pa.Table:
+        if time.monotonic() >= deadline:
+            raise StorageTimeout("out of time before reading a cold object")
+        reader = self._open()
+        stats = call.cold_stats
+        try:
+            metadata = reader.metadata(read.obj, stats)
+            groups: Sequence[int] | None = read.groups
+            if groups is None and read.choose is not None:
+                groups = read.choose(metadata)
+            if groups is None:
+                groups = range(metadata.num_row_groups)
+            return reader.read(read.obj, metadata, groups, read.columns, stats)
+        except FileNotFoundError:
+            log.info("cold object %s is gone (cold retention); read as empty", read.obj.key)
+            return _no_rows(read.columns)
+
+
+def _no_rows(columns: Sequence[str]) -> Any:
+    from storage.cold_reader import ROW
+
+    return pa.table({name: pa.array([], pa.null()) for name in [*columns, ROW]})
