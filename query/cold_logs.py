@@ -157,7 +157,7 @@ def _jsonb_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _attribute_text(value: Any) -> str | None:
+def attribute_text(value: Any) -> str | None:
     """``(attributes -> key) #>> '{}'``: a string is itself, null is SQL NULL, anything else
     its JSON text."""
     if value is None:
@@ -184,7 +184,7 @@ def _exact(table: pa.Table, rows: np.ndarray, f: LogFilter) -> np.ndarray:
         if attributes is not None:
             found = orjson.loads(attributes[i]) if attributes[i] else {}
             if not isinstance(found, dict) or not all(
-                _attribute_text(found.get(key)) == value for key, value in f.attributes
+                attribute_text(found.get(key)) == value for key, value in f.attributes
             ):
                 continue
         keep.append(row)

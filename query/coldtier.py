@@ -99,15 +99,42 @@ class ColdTier:
     ) -> list[tuple[ColdObject, list[int]]]:
         """The objects of ``signals`` (newest first) whose key blooms say they may hold
         ``key`` (``storage.keybloom``), each with the row groups that may."""
+        return (await self.holding_any(call, kind, [key], signals, start_ns=start_ns))[key]
+
+    async def holding_any(
+        self,
+        call: QueryCall,
+        kind: int,
+        keys: Sequence[bytes],
+        signals: tuple[str, ...],
+        *,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> dict[bytes, list[tuple[ColdObject, list[int]]]]:
+        """``holding`` for several keys of one kind, in one read of the manifest; only
+        objects with rows in ``[start_ns, end_ns)`` (None: open)."""
+        shards = {key: keybloom.shard_of(key) for key in keys}
+        found: dict[bytes, list[tuple[ColdObject, list[int]]]] = {key: [] for key in keys}
+        if not keys:
+            return found
         statement = cold_manifest.key_blooms(
-            call.project, kind, keybloom.shard_of(key), signals, start_ns
+            call.project,
+            kind,
+            sorted(set(shards.values())),
+            signals,
+            start_ns=start_ns,
+            end_ns=end_ns,
         )
-        found = []
         for row in await call.fetch(*statement):
-            segment_bits, hashes, bits = row[9], row[10], row[11]
-            groups = keybloom.maybe_in(key, int(segment_bits), int(hashes), bytes(bits))
-            if groups:
-                found.append((ColdObject.from_row(row), groups))
+            segment_bits, hashes, bits, shard = int(row[9]), int(row[10]), bytes(row[11]), row[12]
+            obj: ColdObject | None = None
+            for key in keys:
+                if shards[key] != shard:
+                    continue
+                groups = keybloom.maybe_in(key, segment_bits, hashes, bits)
+                if groups:
+                    obj = obj or ColdObject.from_row(row)
+                    found[key].append((obj, groups))
         return found
 
     async def read(self, call: QueryCall, reads: Sequence[Read]) -> list[pa.Table]:

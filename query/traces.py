@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from otlpd.errors import BadArgument, NotFound
-from query import arguments, convert, tokens
+from query import arguments, cold_spans, convert, tokens
 from query.call import QueryCall
 from query.proto import pb
 from query.settings import QuerySettings
@@ -28,6 +28,10 @@ from storage.postgres.records import LogRow, SpanRow, micros
 
 SEARCH_DEFAULT_LIMIT = 20
 CATALOG_DEFAULT_LIMIT = 1000
+# A trace found by SearchTraces is summarized over its spans within this far of the
+# search window in the cold tier (all of them in the hot tier): the cold tier has no index
+# of a trace's time, and a summary must not open a month of objects.
+SUMMARY_REACH_NS = 3600 * 10**9
 
 
 def _text_or_none(value: str, field: str) -> str | None:
@@ -77,29 +81,63 @@ class TraceQueries:
             max_duration_ns=max_duration,
             errors_only=request.errors_only,
         )
-        found = await call.fetch(
-            *trace_reader.matching_traces(call.project, match, after, limit + 1)
-        )
+        found = await self._matching(call, match, after, limit + 1)
         page = found[:limit]
         response = pb.SearchTracesResponse()
         if not page:
             return response
-        rows = await call.fetch(
-            *trace_reader.trace_summaries(call.project, [trace_id for trace_id, _ in page])
-        )
+        ids = [trace_id for trace_id, _ in page]
+        rows = await call.fetch(*trace_reader.trace_summaries(call.project, ids))
         summaries = {row[0]: row for row in rows}
-        for trace_id, _ in page:
+        cold = await cold_spans.spans_of(
+            call, ids, window.start_ns - SUMMARY_REACH_NS, window.end_ns + SUMMARY_REACH_NS
+        )
+        both = [trace_id for trace_id in ids if cold[trace_id]]
+        if both:  # summarized over the spans of both tiers
+            hot: dict[bytes, list[SpanRow]] = {trace_id: [] for trace_id in both}
+            for row in await call.fetch(*trace_reader.spans_of(call.project, both)):
+                hot[row[3]].append(SpanRow(*row))
+            for trace_id in both:
+                summaries[trace_id] = cold_spans.summary(trace_id, hot[trace_id] + cold[trace_id])
+        for trace_id in ids:
             row = summaries.get(trace_id)
             if row is not None:  # gone only if its partitions were dropped meanwhile
                 response.traces.append(_summary(row))
         if len(found) > limit:
-            last_trace, last_time = page[-1]
+            last_trace, last_us = page[-1]
             response.next_page_token = tokens.encode(
-                "traces",
-                bound_to,
-                [window.start_ns, window.end_ns, micros(last_time), last_trace.hex()],
+                "traces", bound_to, [window.start_ns, window.end_ns, last_us, last_trace.hex()]
             )
         return response
+
+    async def _matching(
+        self,
+        call: QueryCall,
+        match: trace_reader.SpanMatch,
+        after: tuple[datetime, bytes] | None,
+        want: int,
+    ) -> list[tuple[bytes, int]]:
+        """``(trace_id, latest matching span µs)`` of the first ``want`` traces in both
+        tiers, newest first: a trace's latest matching span decides, whichever tier holds
+        it (a trace whose spans cross the tiers is found in both)."""
+        rows = await call.fetch(*trace_reader.matching_traces(call.project, match, after, want))
+        latest = {trace_id: micros(time) for trace_id, time in rows}
+        cursor = None if after is None else (micros(after[0]), after[1])
+        rival = (rows[-1][1], rows[-1][0]) if len(rows) >= want else None
+        cold = await cold_spans.matching_traces(
+            call, match, cursor, want, None if rival is None else (micros(rival[0]), rival[1])
+        )
+        unseen = [trace_id for trace_id, _ in cold if trace_id not in latest]
+        hot_latest: dict[bytes, int] = {}
+        if unseen:  # its hot spans may be newer than its cold ones, and list it earlier
+            statement = trace_reader.latest_matching(call.project, match, unseen)
+            hot_latest = {t: micros(time) for t, time in await call.fetch(*statement)}
+        for trace_id, time_us in cold:
+            overall = max(time_us, hot_latest.get(trace_id, -1), latest.get(trace_id, -1))
+            if cursor is None or (overall, trace_id) < cursor:
+                latest[trace_id] = overall
+        ranked = sorted(((t, trace_id) for trace_id, t in latest.items()), reverse=True)
+        return [(trace_id, t) for t, trace_id in ranked[:want]]
 
     async def get(self, call: QueryCall, request: pb.GetTraceRequest) -> pb.GetTraceResponse:
         """Every span of one trace once, in waterfall order; NOT_FOUND when it has none."""
@@ -111,13 +149,18 @@ class TraceQueries:
             )
         results = await call.fetch_many(statements)
         spans = [SpanRow(*row) for row in results[0]]
+        spans += (await cold_spans.spans_of(call, [trace_id]))[trace_id]
         if not spans:
             raise NotFound("no trace with this trace_id in the project")
         response = pb.GetTraceResponse(
             spans=[convert.span(span, depth) for span, depth in waterfall(spans)]
         )
         if request.include_logs:
-            response.logs.extend(convert.log_record(LogRow(*row)) for row in results[1])
+            limit = self._settings.max_limit
+            logs = [LogRow(*row) for row in results[1]]
+            logs += await cold_spans.logs_of(call, trace_id, limit)
+            logs.sort(key=lambda record: record.key)
+            response.logs.extend(convert.log_record(record) for record in logs[:limit])
         return response
 
     async def services(

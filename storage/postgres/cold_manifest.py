@@ -89,29 +89,38 @@ def one_object(project: str, object_id: int) -> Statement:
 
 
 def key_blooms(
-    project: str, kind: int, shard: int, signals: tuple[str, ...], start_ns: int | None = None
+    project: str,
+    kind: int,
+    shards: list[int],
+    signals: tuple[str, ...],
+    *,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
 ) -> Statement:
-    """``ColdObject`` columns then ``(segment_bits, hashes, bits)`` of every object of
-    ``signals`` with a key of ``kind`` in ``shard`` (``storage.keybloom``), newest first;
-    with ``start_ns``, only objects with rows at or after it."""
+    """``ColdObject`` columns then ``(segment_bits, hashes, bits, shard)`` of every object
+    of ``signals`` with a key of ``kind`` in one of ``shards`` (``storage.keybloom``),
+    newest first; only objects with rows in ``[start_ns, end_ns)`` (None: open)."""
     conditions = [
         "b.project_id = %(project)s",
         "b.kind = %(kind)s",
-        "b.shard = %(shard)s",
+        "b.shard = ANY(%(shards)s)",
         "c.signal = ANY(%(signals)s)",
         _COLD_ONLY,
     ]
     params: dict[str, Any] = {
         "project": project,
         "kind": kind,
-        "shard": shard,
+        "shards": shards,
         "signals": list(signals),
     }
     if start_ns is not None:
         conditions.append("c.max_time >= %(start)s")
         params["start"] = _floor_us(start_ns)
+    if end_ns is not None:
+        conditions.append("c.min_time < %(end)s")
+        params["end"] = _ceil_us(end_ns)
     query = (
-        f"SELECT {_COLUMNS}, b.segment_bits, b.hashes, b.bits FROM cold_key_blooms b "
+        f"SELECT {_COLUMNS}, b.segment_bits, b.hashes, b.bits, b.shard FROM cold_key_blooms b "
         "JOIN cold_objects c ON c.project_id = b.project_id AND c.object_id = b.object_id "
         f"WHERE {' AND '.join(conditions)} ORDER BY c.max_time DESC, c.object_id DESC"
     )

@@ -60,26 +60,16 @@ class SpanMatch:
     errors_only: bool = False
 
 
-def matching_traces(
-    project: str, match: SpanMatch, after: tuple[datetime, bytes] | None, limit: int
-) -> Statement:
-    """``(trace_id, latest matching span time)`` of the traces with a matching span,
-    newest first by that time then by trace id, after the keyset cursor ``after``.
-
-    The cursor is compared with the trace's aggregate (HAVING), not with each span: a
-    trace already listed also has older matching spans, which must not list it again.
-    """
+def _match_conditions(
+    project: str, match: SpanMatch
+) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """The WHERE conditions (over alias ``s``) of a span that matches, and their values."""
     conditions: list[sql.Composable] = [
         sql.SQL("s.project_id = %(project)s"),
         sql.SQL("s.time >= %(start)s"),
         sql.SQL("s.time < %(end)s"),
     ]
-    params: dict[str, Any] = {
-        "project": project,
-        "start": match.start,
-        "end": match.end,
-        "limit": limit,
-    }
+    params: dict[str, Any] = {"project": project, "start": match.start, "end": match.end}
     if match.service is not None:
         # spans_service_time_idx (project_id, service_name, time)
         conditions.append(sql.SQL("s.service_name = %(service)s"))
@@ -104,6 +94,20 @@ def matching_traces(
     if match.errors_only:
         conditions.append(sql.SQL("s.status_code = %(error)s"))
         params["error"] = ERROR_STATUS
+    return conditions, params
+
+
+def matching_traces(
+    project: str, match: SpanMatch, after: tuple[datetime, bytes] | None, limit: int
+) -> Statement:
+    """``(trace_id, latest matching span time)`` of the traces with a matching span,
+    newest first by that time then by trace id, after the keyset cursor ``after``.
+
+    The cursor is compared with the trace's aggregate (HAVING), not with each span: a
+    trace already listed also has older matching spans, which must not list it again.
+    """
+    conditions, params = _match_conditions(project, match)
+    params["limit"] = limit
     having = sql.SQL("")
     if after is not None:
         having = sql.SQL("HAVING (max(s.time), s.trace_id) < (%(after_time)s, %(after_trace)s) ")
@@ -114,6 +118,27 @@ def matching_traces(
         "ORDER BY latest DESC, s.trace_id DESC LIMIT %(limit)s"
     ).format(conditions=sql.SQL(" AND ").join(conditions), having=having)
     return query, params
+
+
+def latest_matching(project: str, match: SpanMatch, trace_ids: Sequence[bytes]) -> Statement:
+    """``(trace_id, latest matching span time)`` of those of ``trace_ids`` with a matching
+    span (the cold tier's candidates, whose hot spans may be newer)."""
+    conditions, params = _match_conditions(project, match)
+    conditions.append(sql.SQL("s.trace_id = ANY(%(traces)s::bytea[])"))
+    params["traces"] = list(trace_ids)
+    query = sql.SQL(
+        "SELECT s.trace_id, max(s.time) FROM spans s WHERE {} GROUP BY s.trace_id"
+    ).format(sql.SQL(" AND ").join(conditions))
+    return query, params
+
+
+def spans_of(project: str, trace_ids: Sequence[bytes]) -> Statement:
+    """Every stored copy of every span of ``trace_ids`` (``SpanRow``s), in no order."""
+    query = sql.SQL(
+        "SELECT " + SPAN_COLUMNS + " FROM " + SPANS_FROM + " "
+        "WHERE s.project_id = %(project)s AND s.trace_id = ANY(%(traces)s::bytea[])"
+    )
+    return query, {"project": project, "traces": list(trace_ids)}
 
 
 # Root: a span with no parent, else one whose parent is not in the trace (an orphan),
