@@ -6,32 +6,35 @@ the shared order) up to ``limit + 1`` rows, and the three are merged here. A kin
 had more rows than it returned bounds the page: nothing past its last row may be listed,
 since rows of that kind further on were not read. Copies of a retried span share their
 sort key exactly, so they collapse to one item, also across a page boundary (the next
-page starts strictly after the key).
+page starts strictly after the key), and across tiers.
+
+The cold tier's items of the session (``query.cold_sessions``) are all read and merged
+in the same order; a log record or exemplar sorts by its place (``storage.postgres.
+records``), cold before hot at the same microsecond. A session whose ``sessions`` row
+was pruned with its last hot partition is described from its cold items.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from otlpd.errors import BadArgument, NotFound
-from query import arguments, convert, tokens
+from query import arguments, cold_sessions, convert, tokens
 from query.call import QueryCall
 from query.proto import pb
 from query.settings import QuerySettings
 from storage.postgres import session_reader
 from storage.postgres.partitions import datetime_from_ns
-from storage.postgres.records import LogRow, SpanRow, micros
+from storage.postgres.records import COLD, LogRow, SpanRow, micros, place_order
 
 DEFAULT_LIMIT = 1000
 
-# (time µs, kind, tiebreak): the order of session_reader, comparable in Python (a ctid
-# as (block, offset) numbers, as PostgreSQL orders tids).
+# (time µs, kind, tiebreak): the order of session_reader, comparable in Python: a span by
+# its ids, a log record or exemplar by ``place_order`` of its place (a ctid as (block,
+# offset) numbers, as PostgreSQL orders tids, after any cold row).
 SortKey = tuple[int, int, tuple[Any, ...]]
-
-
-def _ctid(text: str) -> tuple[int, int]:
-    block, offset = text.strip("()").split(",")
-    return int(block), int(offset)
+_PLACE = re.compile(r"\(\d{1,10},\d{1,5}\)|c\d{1,18}\.\d{1,10}")
 
 
 class SessionQueries:
@@ -62,9 +65,14 @@ class SessionQueries:
                 session_reader.exemplars(project, session_id, position, limit + 1),
             ]
         )
-        if not found:
+        cold = await cold_sessions.items(call, session_id)
+        if found:
+            user_id, session_service, first_seen, last_seen = found[0]
+        elif cold.first_ns is not None and cold.last_ns is not None:
+            user_id, session_service = cold.user_id, cold.service
+            first_seen, last_seen = datetime_from_ns(cold.first_ns), datetime_from_ns(cold.last_ns)
+        else:
             raise NotFound("no session with this session_id in the project")
-        user_id, session_service, first_seen, last_seen = found[0]
 
         # Rows are sorted and cut first and converted after: only the page's items are
         # built, each in place in the response (a message passed to a constructor is
@@ -78,13 +86,27 @@ class SessionQueries:
             bounds.append(entries[-1][0])
         for row in logs:
             log = LogRow(*row)
-            entries.append(((log.time_us, session_reader.LOG, _ctid(log.place)), log))
+            entries.append(((log.time_us, session_reader.LOG, place_order(log.place)), log))
         if len(logs) > limit:
             bounds.append(entries[-1][0])
         for row in exemplars:
-            entries.append(((micros(row[0]), session_reader.EXEMPLAR, _ctid(row[1])), row))
+            entries.append(((micros(row[0]), session_reader.EXEMPLAR, place_order(row[1])), row))
         if len(exemplars) > limit:
             bounds.append(entries[-1][0])
+        after = _key(position)
+        key: SortKey
+        for row in cold.spans:
+            key = (micros(row[0]), session_reader.SPAN, (row[4], row[5]))
+            if after is None or key > after:
+                entries.append((key, row))
+        for log in cold.logs:
+            key = (log.time_us, session_reader.LOG, place_order(log.place))
+            if after is None or key > after:
+                entries.append((key, log))
+        for row in cold.exemplars:
+            key = (micros(row[0]), session_reader.EXEMPLAR, place_order(row[1]))
+            if after is None or key > after:
+                entries.append((key, row))
 
         entries.sort(key=lambda entry: entry[0])
         bound = min(bounds) if bounds else None
@@ -138,7 +160,18 @@ def _cursor(key: SortKey) -> list[Any]:
     time_us, kind, tiebreak = key
     if kind == session_reader.SPAN:
         return [time_us, kind, tiebreak[0].hex(), tiebreak[1].hex()]
-    return [time_us, kind, f"({tiebreak[0]},{tiebreak[1]})"]
+    tier, a, b = tiebreak
+    return [time_us, kind, f"c{a}.{b}" if tier == COLD else f"({a},{b})"]
+
+
+def _key(position: session_reader.Position | None) -> SortKey | None:
+    """The sort key of the item a position names."""
+    if position is None:
+        return None
+    time_us = micros(position.time)
+    if position.kind == session_reader.SPAN:
+        return (time_us, position.kind, tuple(position.key))
+    return (time_us, position.kind, place_order(position.place))
 
 
 def _position(cursor: list[Any] | None) -> session_reader.Position | None:
@@ -155,8 +188,12 @@ def _position(cursor: list[Any] | None) -> session_reader.Position | None:
             return session_reader.Position(
                 when, kind, (bytes.fromhex(trace_hex), bytes.fromhex(span_hex))
             )
-        _, _, ctid = cursor
-        block, offset = _ctid(ctid)
-        return session_reader.Position(when, kind, (f"({block},{offset})",))
+        _, _, place = cursor
+        if not isinstance(place, str) or not _PLACE.fullmatch(place):
+            raise TypeError
+        # A cold place sorts before every hot row of its microsecond: the hot rows of the
+        # kind from that time on come after it (session_reader reads them from ``time``).
+        hot = () if place_order(place)[0] == COLD else (place,)
+        return session_reader.Position(when, kind, hot, place)
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise BadArgument("page_token", "is not a token this server issued") from exc

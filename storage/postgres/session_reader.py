@@ -31,11 +31,14 @@ EXEMPLAR: Kind = 2
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """The last item of the previous page: its time, kind and tiebreak key."""
+    """The last item of the previous page: its time, kind and tiebreak key (empty: an
+    item that sorts before every row of its kind at its time, a cold one), and for a log
+    record or exemplar its place (``storage.postgres.records``)."""
 
     time: datetime
     kind: Kind
     key: Sequence[Any]
+    place: str = ""
 
 
 def session(project: str, session_id: str) -> Statement:
@@ -58,7 +61,7 @@ def _after(
     params: dict[str, Any] = {"after_time": position.time}
     if kind < position.kind:  # this kind sorts first at that time: all listed
         return sql.SQL(time_column + " > %(after_time)s"), params
-    if kind > position.kind:  # sorts last at that time: none listed yet
+    if kind > position.kind or not position.key:  # none of this kind at that time listed yet
         return sql.SQL(time_column + " >= %(after_time)s"), params
     params.update({f"after_key{i}": value for i, value in enumerate(position.key)})
     return sql.SQL(key_condition), params
