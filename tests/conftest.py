@@ -242,3 +242,81 @@ def s3_endpoint() -> Iterator[str]:
     server, endpoint = start_moto()
     yield endpoint
     server.stop()
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback in front of ``target`` ("host:port") that can cut its
+    connections in the middle of a request: a network fault between otlpd and a server we
+    do not own (an S3 server), made on the wire rather than by faking either side.
+
+    ``cut_after(n)``: once more than ``n`` bytes have gone upstream in all, every
+    connection is closed at once and new ones are refused; ``heal()`` forwards again.
+    """
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit(":", 1)
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._budget: int | None = None
+        self.upstream_bytes = 0
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after(self, n: int) -> None:
+        with self._lock:
+            self._budget, self.upstream_bytes = n, 0
+            self.cut.clear()
+
+    def heal(self) -> None:
+        with self._lock:
+            self._budget = None
+            self.cut.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self.cut.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self._target)
+            with self._lock:
+                self._open += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, up: bool) -> None:
+        try:
+            while data := source.recv(16384):
+                if up:
+                    with self._lock:
+                        self.upstream_bytes += len(data)
+                        over = self._budget is not None and self.upstream_bytes > self._budget
+                    if over:
+                        self._cut()
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def _cut(self) -> None:
+        self.cut.set()
+        with self._lock:
+            doomed, self._open = self._open, []
+        for s in doomed:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        self._cut()

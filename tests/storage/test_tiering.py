@@ -20,7 +20,7 @@ from storage.api import StorageUnavailable
 from storage.objectstore import ObjectStore, open_store
 from storage.postgres.partitions import Partition
 from storage.postgres.tiering import TierJob, object_key, partitions_past
-from tests.conftest import RunningOtlpd, start_moto, start_otlpd_thread
+from tests.conftest import CuttingProxy, RunningOtlpd, start_moto, start_otlpd_thread
 from tests.query.test_traces import S, send_spans
 
 HOUR = 3600 * 10**9
@@ -219,6 +219,44 @@ async def test_a_store_that_is_down_leaves_the_partition_hot(
         assert old not in span_partitions(url)
     finally:
         s3.stop()
+
+
+async def test_s3_stopped_in_the_middle_of_an_upload_leaves_every_row_exactly_once(
+    server: RunningOtlpd, s3_endpoint: str
+) -> None:
+    """The connection to S3 dies while the object is being sent: the partition stays hot,
+    the manifest names nothing, and the next pass (S3 back) tiers every row once."""
+    url = server.database_url
+    send_old(server, 3000, "shop")  # ~150 KB of Parquet: several TCP segments upstream
+    proxy = CuttingProxy(s3_endpoint)
+    bucket = f"cut-{time.time_ns()}"
+
+    def factory() -> ObjectStore:
+        return open_store(
+            f"s3://{bucket}/x",
+            endpoint=proxy.endpoint,
+            access_key="testing",
+            secret_key="testing",
+            region="us-east-1",
+            secure=False,
+        )
+
+    try:
+        tier = job(url, factory)
+        tier.store()  # the bucket exists
+        proxy.cut_after(60_000)  # past the request line and headers, inside the body
+        with pytest.raises(StorageUnavailable):
+            await run(url, tier)
+        assert proxy.cut.is_set(), "the upload was not cut"
+        partition = await partition_of_old(url)
+        assert partition.name in span_partitions(url) and manifest(url) == []
+        proxy.heal()
+        assert await run(url, job(url, factory))
+        assert list(cold_rows(factory()).values()) == [3000]
+        assert [(r[0], r[3]) for r in manifest(url)] == [("shop", 3000)]
+        assert partition.name not in span_partitions(url)
+    finally:
+        proxy.close()
 
 
 async def test_two_replicas_never_export_a_partition_twice(
