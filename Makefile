@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PG_UP  := pg_isready -q -h 127.0.0.1 -p 5432
 
-.PHONY: run test lint typecheck unit bench bench-query bench-http proto install postgres clean
+.PHONY: run test lint typecheck unit bench bench-query bench-cold bench-http proto install postgres clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench-http: $(STAMP) postgres
 # The query benchmark: loads 10M spans and 10M log records, then times every RPC.
 bench-query: $(STAMP) postgres
 	$(BIN)/python -m bench.query $(BENCH_QUERY_ARGS)
+
+# The cold tier's benchmark: the same day of telemetry, tiered to Parquet on moto's S3
+# server, and every RPC that reads it timed. BENCH_COLD_ARGS: --quick, --store file.
+bench-cold: $(STAMP) postgres
+	$(BIN)/python -m bench.cold $(BENCH_COLD_ARGS)
 
 # Regenerates our own API stubs from proto/ into otlpd/_gen (never edited by hand). protoc
 # writes imports as `from otlpd.query.v1 import ...`, which would resolve against our own

@@ -242,12 +242,18 @@ def rows(table: pa.Table, positions: Sequence[int], obj: ColdObject) -> list[Log
     return out
 
 
-def _groups_within(scope: Scope, groups: Sequence[int] | None):  # type: ignore[no-untyped-def]
-    """The row-group chooser for ``scope``: groups (all, or ``groups``) whose time and
-    service statistics overlap it."""
+def _both(first: set[int] | None, second: set[int] | None) -> set[int] | None:
+    if first is None:
+        return second
+    return first if second is None else first & second
+
+
+def _groups_within(scope: Scope):  # type: ignore[no-untyped-def]
+    """The row-group chooser for ``scope``: groups whose time and service statistics
+    overlap it."""
 
     def choose(metadata: pq.FileMetaData) -> list[int]:
-        chosen = range(metadata.num_row_groups) if groups is None else groups
+        chosen = range(metadata.num_row_groups)
         times = ranges(metadata, "time")
         services = ranges(metadata, "service_name") if scope.filter.service else None
         low = None if scope.start_us is None else scope.start_us * 1000
@@ -273,10 +279,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def candidates(call: QueryCall, scope: Scope) -> list[tuple[ColdObject, list[int] | None]]:
-    """The cold objects (newest first) that may hold records of ``scope``, each with the
-    row groups that may (None: any); the key blooms narrow them when the filter names a
-    trace, a session or whole words."""
+async def candidates(call: QueryCall, scope: Scope, columns: Sequence[str]) -> list[Read]:
+    """Reads of ``columns`` of the cold objects (newest first) that may hold records of
+    ``scope``, and of their row groups that may: the key blooms narrow them when the
+    filter names a trace, a session or whole words, the files' bloom filters when it
+    names a trace or a session, the row groups' statistics by time and service."""
     cold = call.cold
     if cold is None:
         return []
@@ -287,29 +294,37 @@ async def candidates(call: QueryCall, scope: Scope) -> list[tuple[ColdObject, li
         return []
     f = scope.filter
     lookups: list[tuple[int, bytes]] = []
+    keys: tuple[str, list[bytes]] | None = None
     if f.trace_id is not None:
         lookups.append((keybloom.TRACE, f.trace_id))
+        keys = ("trace_id", [f.trace_id])
     if f.session_id is not None:
         lookups.append((keybloom.SESSION, f.session_id.encode()))
+        keys = keys or ("session_id", [f.session_id.encode()])
     for word in f.whole_words:
         if word.isascii():  # a non-ASCII word may lowercase otherwise than the index did
             lookups += [(keybloom.WORD, token.encode()) for token in keybloom.word_tokens(word)]
-    allowed: dict[int, set[int]] | None = None
+    # Per object: None (not looked up), or the row groups the blooms allow (None: any).
+    allowed: dict[int, set[int] | None] | None = None
     for kind, key in lookups:
         found = {
-            obj.object_id: set(groups)
+            obj.object_id: None if groups is None else set(groups)
             for obj, groups in await cold.holding(call, kind, key, (SIGNAL,), start_ns)
         }
         if allowed is None:
             allowed = found
         else:
-            allowed = {i: allowed[i] & found[i] for i in allowed.keys() & found.keys()}
-    out: list[tuple[ColdObject, list[int] | None]] = []
+            allowed = {i: _both(allowed[i], found[i]) for i in allowed.keys() & found.keys()}
+    choose = _groups_within(scope)
+    out: list[Read] = []
     for obj in objects:
         if allowed is None or not obj.row_groups:  # no blooms (tiered before they existed)
-            out.append((obj, None))
-        elif allowed.get(obj.object_id):
-            out.append((obj, sorted(allowed[obj.object_id])))
+            out.append(Read(obj, columns, choose=choose, keys=keys))
+        elif obj.object_id in allowed:
+            groups = allowed[obj.object_id]
+            if groups is None or groups:
+                chosen = None if groups is None else sorted(groups)
+                out.append(Read(obj, columns, groups=chosen, choose=choose, keys=keys))
     return out
 
 
@@ -329,9 +344,9 @@ async def scan(
     cold = call.cold
     if cold is None or want <= 0:
         return []
-    found = await candidates(call, scope)
+    found = await candidates(call, scope, COLUMNS)
     if not newest_first:
-        found.sort(key=lambda item: (item[0].min_ns, item[0].object_id))
+        found.sort(key=lambda read: (read.obj.min_ns, read.obj.object_id))
 
     def rank(key: Key) -> Key:
         """Smaller is earlier in the scan's direction."""
@@ -349,7 +364,7 @@ async def scan(
         limit = cutoff()
         wave: list[Read] = []
         while at < len(found) and len(wave) < cold.threads:
-            obj, groups = found[at]
+            obj = found[at].obj
             # The object's nearest row in the scan's direction; objects come in that order,
             # so once one cannot beat the cutoff, none further can.
             edge = (obj.max_ns if newest_first else obj.min_ns) // 1000
@@ -357,8 +372,8 @@ async def scan(
             if limit is not None and rank(nearest) > rank(limit):
                 at = len(found)
                 break
+            wave.append(found[at])
             at += 1
-            wave.append(Read(obj, COLUMNS, choose=_groups_within(scope, groups)))
         tables = await cold.read(call, wave)
         for read, table in zip(wave, tables, strict=True):
             if not table.num_rows:
@@ -391,12 +406,8 @@ async def volume(call: QueryCall, scope: Scope, step_us: int) -> dict[tuple[int,
     ``storage.postgres.log_reader.volume`` counts them."""
     if call.cold is None:
         return {}
-    found = await candidates(call, scope)
+    reads = await candidates(call, scope, _volume_columns(scope))
     counts: dict[tuple[int, int], int] = {}
-    reads = [
-        Read(obj, _volume_columns(scope), choose=_groups_within(scope, groups))
-        for obj, groups in found
-    ]
     for table in await call.cold.read(call, reads):
         if not table.num_rows:
             continue

@@ -77,14 +77,18 @@ async def items(call: QueryCall, session_id: str) -> ColdSession:
         call, keybloom.SESSION, session_id.encode(), ("spans", "logs", "metric_points")
     )
     reads = []
-    for obj, groups in where:
+    for obj, _ in where:
         if obj.signal == "spans":
             columns: tuple[str, ...] = ("time", *cold_spans.COLUMNS)
         elif obj.signal == "logs":
             columns = cold_logs.COLUMNS
         else:
             columns = _EXEMPLAR_COLUMNS
-        reads.append(Read(obj, (*columns, "session_id", "user_id"), groups=groups))
+        reads.append(
+            Read(
+                obj, (*columns, "session_id", "user_id"), keys=("session_id", [session_id.encode()])
+            )
+        )
     for read, table in zip(reads, await call.cold.read(call, reads), strict=True):
         if not table.num_rows:
             continue

@@ -95,11 +95,11 @@ async def spans_of(
     where = await call.cold.holding_any(
         call, keybloom.TRACE, list(trace_ids), (SIGNAL,), start_ns=start_ns, end_ns=end_ns
     )
-    groups: dict[int, tuple[ColdObject, set[int]]] = {}
-    for places in where.values():
-        for obj, chosen in places:
-            groups.setdefault(obj.object_id, (obj, set()))[1].update(chosen)
-    reads = [Read(obj, COLUMNS, groups=sorted(chosen)) for obj, chosen in groups.values()]
+    held: dict[int, tuple[ColdObject, list[bytes]]] = {}
+    for trace_id, places in where.items():
+        for obj, _ in places:
+            held.setdefault(obj.object_id, (obj, []))[1].append(trace_id)
+    reads = [Read(obj, COLUMNS, keys=("trace_id", ids)) for obj, ids in held.values()]
     for table in await call.cold.read(call, reads):
         if table.num_rows:
             for span in span_rows(table, _of_traces(table, trace_ids).tolist()):
@@ -114,7 +114,7 @@ async def logs_of(call: QueryCall, trace_id: bytes, limit: int) -> list[Any]:
     if call.cold is None:
         return []
     where = await call.cold.holding(call, keybloom.TRACE, trace_id, (cold_logs.SIGNAL,))
-    reads = [Read(obj, cold_logs.COLUMNS, groups=chosen) for obj, chosen in where]
+    reads = [Read(obj, cold_logs.COLUMNS, keys=("trace_id", [trace_id])) for obj, _ in where]
     records = []
     for read, table in zip(reads, await call.cold.read(call, reads), strict=True):
         if table.num_rows:

@@ -37,19 +37,21 @@ from storage.postgres.cold_manifest import ColdObject
 
 log = logging.getLogger(__name__)
 
-# Chooses the row groups to read from an object's footer (all of them: None).
-Choose = Callable[[pq.FileMetaData], Sequence[int] | None]
+# Chooses, from an object's footer, the row groups that may hold what a read wants.
+Choose = Callable[[pq.FileMetaData], Sequence[int]]
 
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """One object to read: its columns, and which row groups (``choose``, from the
-    footer; or ``groups``, known beforehand, e.g. from a key bloom)."""
+    """One object to read: its columns, and which row groups: ``groups`` known beforehand
+    (a word bloom's), narrowed to those whose Parquet bloom filter on ``keys[0]`` may hold
+    one of the values ``keys[1]``, then by ``choose`` (from the footer's statistics)."""
 
     obj: ColdObject
     columns: Sequence[str]
     groups: Sequence[int] | None = None
     choose: Choose | None = None
+    keys: tuple[str, Sequence[bytes]] | None = None
 
 
 class ColdTier:
@@ -96,9 +98,10 @@ class ColdTier:
         key: bytes,
         signals: tuple[str, ...],
         start_ns: int | None = None,
-    ) -> list[tuple[ColdObject, list[int]]]:
+    ) -> list[tuple[ColdObject, list[int] | None]]:
         """The objects of ``signals`` (newest first) whose key blooms say they may hold
-        ``key`` (``storage.keybloom``), each with the row groups that may."""
+        ``key`` (``storage.keybloom``), each with the row groups that may (None: the
+        blooms of ``kind`` are per object; ``Read.keys`` finds its row groups)."""
         return (await self.holding_any(call, kind, [key], signals, start_ns=start_ns))[key]
 
     async def holding_any(
@@ -110,11 +113,12 @@ class ColdTier:
         *,
         start_ns: int | None = None,
         end_ns: int | None = None,
-    ) -> dict[bytes, list[tuple[ColdObject, list[int]]]]:
+    ) -> dict[bytes, list[tuple[ColdObject, list[int] | None]]]:
         """``holding`` for several keys of one kind, in one read of the manifest; only
         objects with rows in ``[start_ns, end_ns)`` (None: open)."""
         shards = {key: keybloom.shard_of(key) for key in keys}
-        found: dict[bytes, list[tuple[ColdObject, list[int]]]] = {key: [] for key in keys}
+        per_group = keybloom.PER_ROW_GROUP[kind]
+        found: dict[bytes, list[tuple[ColdObject, list[int] | None]]] = {key: [] for key in keys}
         if not keys:
             return found
         statement = cold_manifest.key_blooms(
@@ -134,7 +138,7 @@ class ColdTier:
                 groups = keybloom.maybe_in(key, segment_bits, hashes, bits)
                 if groups:
                     obj = obj or ColdObject.from_row(row)
-                    found[key].append((obj, groups))
+                    found[key].append((obj, groups if per_group else None))
         return found
 
     async def read(self, call: QueryCall, reads: Sequence[Read]) -> list[pa.Table]:
@@ -162,11 +166,16 @@ class ColdTier:
         stats = call.cold_stats
         try:
             metadata = reader.metadata(read.obj, stats)
-            groups: Sequence[int] | None = read.groups
-            if groups is None and read.choose is not None:
-                groups = read.choose(metadata)
-            if groups is None:
-                groups = range(metadata.num_row_groups)
+            groups: Sequence[int] = (
+                range(metadata.num_row_groups) if read.groups is None else read.groups
+            )
+            if read.keys is not None:
+                column, values = read.keys
+                holding = set(reader.groups_holding(read.obj, metadata, column, values, stats))
+                groups = [g for g in groups if g in holding]
+            if read.choose is not None:
+                chosen = set(read.choose(metadata))
+                groups = [g for g in groups if g in chosen]
             return reader.read(read.obj, metadata, groups, read.columns, stats)
         except FileNotFoundError:
             log.info("cold object %s is gone (cold retention); read as empty", read.obj.key)

@@ -24,6 +24,7 @@ from typing import Any, Final
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from storage import parquet_bloom
 from storage.blockcache import BlockCache, CachedFile, FetchStats
 from storage.objectstore import ObjectStore
 from storage.postgres.cold_manifest import ColdObject
@@ -58,6 +59,20 @@ class ColdReader:
         metadata = pq.ParquetFile(self._file(obj, stats)).metadata
         self._cache.put(key, metadata, metadata.serialized_size * _METADATA_WEIGHT)
         return metadata
+
+    def groups_holding(
+        self,
+        obj: ColdObject,
+        metadata: pq.FileMetaData,
+        column: str,
+        values: Sequence[bytes],
+        stats: FetchStats,
+    ) -> list[int]:
+        """The row groups whose bloom filter on ``column`` may hold one of ``values``
+        (``storage.parquet_bloom``; all of them for a column without filters)."""
+        return parquet_bloom.row_groups_holding(
+            metadata, column, values, self._file(obj, stats).read_at
+        )
 
     def read(
         self,

@@ -3,25 +3,27 @@
 ``GetTrace`` takes no time range and ``GetSessionTimeline`` none either, so without an
 index every lookup would open every cold object of the project; a word searched over a
 day would read every log body of the day. Each object instead gets, when it is tiered,
-bloom filters of its distinct keys, one filter per row group, kept in PostgreSQL
-(``cold_key_blooms``, migration 0008): trace ids (``TRACE``), session ids (``SESSION``)
-and the words of log bodies (``WORD``). The keys are split into ``SHARDS`` shards by a
-hash, as Tempo shards the bloom filters of its blocks, so a lookup reads one small row per
-object (the key's shard) instead of whole filters.
+bloom filters of its distinct keys, kept in PostgreSQL (``cold_key_blooms``, migration
+0008): trace ids (``TRACE``), session ids (``SESSION``) and the words of log bodies
+(``WORD``). The keys are split into ``SHARDS`` shards by a hash, as Tempo shards the bloom
+filters of its blocks, so a lookup reads one small row per object (the key's shard)
+instead of whole filters. A row holds one filter per *segment*, concatenated: the whole
+object for ids, each row group for words.
 
 Parameters, per kind (``PARAMETERS``):
 
-* Trace and session ids: 20 bits per key and 14 probes, a false-positive rate of about 1
-  in 15,000 per filter (0.5 ** 14). A lookup tests every row group of every object of the
-  project: a month of hourly objects of ~7 row groups each is ~5,000 filters, so this
-  sends about one lookup in three to a row group it did not need, where 1% would have
-  sent every lookup to ~50. For spans that is ~20 bits per trace of ~10 spans, ~0.3 bytes
-  a span against the ~42 of its Parquet row (docs/storage.md).
-* Words: 10 bits and 7 probes (about 1%): a search reads the objects of its time range
-  only (a day is ~170 filters), and a row group holds far more distinct words than
-  traces. Words are what PostgreSQL's ``\\m``/``\\M`` call words (``word_tokens``),
-  lowercased; a row group with more than ``MAX_WORDS`` distinct words gets a filter that
-  admits every word (all bits set) rather than an unbounded one.
+* Trace and session ids: one filter per object, 20 bits per key and 14 probes, a
+  false-positive rate of about 1 in 15,000 (0.5 ** 14): a lookup tests every object of the
+  project, ~720 a month of hourly ones, so one lookup in twenty opens an object it did not
+  need. Within an object, the row groups are found by the file's own bloom filters
+  (``storage.parquet_bloom``): a trace's spans lie in the row groups of the services they
+  ran in (rows sort by service first), so per-row-group filters here would hold almost
+  every span's trace id once, ~3 bytes a span, where one per object holds each trace once
+  (~0.25 bytes a span of 10-span traces, against the ~42 of its Parquet row).
+* Words: one filter per row group, 10 bits and 7 probes (about 1%): a search tests only
+  the objects of its time range. Words are what PostgreSQL's ``\\m``/``\\M`` call
+  words (``word_tokens``), lowercased; a row group with more than ``MAX_WORDS`` distinct
+  words gets a filter that admits every word (all bits set) rather than an unbounded one.
 
 The hash is BLAKE2b of the key's bytes (16 bytes): keys are the client's, and need not be
 random (a 64-bit trace id padded with zeros), so the key itself is never the hash. Bits
@@ -47,6 +49,7 @@ SESSION: Final = 2  # of session ids
 WORD: Final = 3  # of the words of log bodies
 
 PARAMETERS: Final = {TRACE: (20, 14), SESSION: (20, 14), WORD: (10, 7)}  # bits a key, probes
+PER_ROW_GROUP: Final = {TRACE: False, SESSION: False, WORD: True}  # else one per object
 MAX_WORDS: Final = 100_000
 
 # A word: a run of letters, digits and underscores (PostgreSQL's word characters for \m
@@ -99,9 +102,10 @@ def word_tokens(text: str) -> list[str]:
 
 
 def build(kind: int, row_groups: Sequence[Iterable[bytes] | None]) -> list[ShardBloom]:
-    """The shard rows of one object whose row group ``i`` holds the keys ``row_groups[i]``
-    (distinct or not; None: unknown, every key may be there). A shard no row group has a
-    key of gets no row, unless a row group's keys are unknown."""
+    """The shard rows of one object whose segment ``i`` (a row group, or the whole object:
+    ``PER_ROW_GROUP``) holds the keys ``row_groups[i]`` (distinct or not; None: unknown,
+    every key may be there). A shard no segment has a key of gets no row, unless a
+    segment's keys are unknown."""
     bits_per_key, hashes = PARAMETERS[kind]
     hashed = [None if keys is None else _digests(set(keys)) for keys in row_groups]
     rows: list[ShardBloom] = []
@@ -131,8 +135,8 @@ def build(kind: int, row_groups: Sequence[Iterable[bytes] | None]) -> list[Shard
 
 
 def maybe_in(key: bytes, segment_bits: int, hashes: int, bits: bytes) -> list[int]:
-    """The row groups whose filter in ``bits`` (a shard row of ``key``'s shard) may hold
-    ``key``; a row group not listed certainly does not."""
+    """The segments whose filter in ``bits`` (a shard row of ``key``'s shard) may hold
+    ``key``; a segment not listed certainly does not."""
     first, second = _digests([key])
     positions = _positions(first, second, hashes, segment_bits)[0]
     flags = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little")

@@ -16,8 +16,9 @@ What the files are made of, and why:
   dictionary page per column chunk and readers get back as Arrow dictionaries.
 * Rows sorted by (service_name, time), and trace_id as well for spans, with the
   ``sorting_columns`` declared, so min/max statistics of the row groups and of the pages
-  (``write_page_index``) let a reader skip what a service or time filter excludes; for
-  spans a split-block bloom filter on trace_id answers "is this trace here?".
+  (``write_page_index``) let a reader skip what a service or time filter excludes; split-
+  block bloom filters on trace_id and session_id answer "is this trace here?" per row
+  group (``storage.parquet_bloom`` reads them).
 * zstd, row groups of ``ROW_GROUP_ROWS`` (see there), and ``otlpd.*`` key-value metadata
   naming the signal, project, partition, time range and ``SCHEMA_VERSION``.
 
@@ -50,17 +51,17 @@ from storage.postgres.records import RESOURCE_JOIN
 SCHEMA_VERSION: Final = 1
 SIGNALS: Final = ("spans", "logs", "metric_points")  # the hot tables
 
-ROW_GROUP_ROWS: Final = 65_536
-"""Rows per row group, the unit of a reader's ranged GETs (one per column chunk it needs).
+ROW_GROUP_ROWS: Final = 8_192
+"""Rows per row group: the unit a reader decodes, and what a key bloom points it to.
 
-At the ~35-45 bytes per span or log record measured (docs/storage.md), a group of 64k
-rows is ~2.5 MB, its column chunks from a few KB (enumerations, dictionaries) to ~0.5 MB
-(ids, attributes): big enough that a GET's latency (~20-50 ms to first byte on S3), not
-its bytes, dominates; small enough that fetching the group of one trace does not pull
-megabytes it does not need, and that a busy hour (millions of rows) has dozens of groups
-for statistics and bloom filters to skip and DuckDB to read in parallel. The page index
-narrows a read inside a group. It also bounds the exporter's memory: one group of Arrow
-columns (tens of MB for spans) at a time.
+A trace's spans are spread over the row groups of the services they ran in (rows sort by
+service first), so reading one trace decodes every column of several groups. Measured on
+an hour of the query benchmark's spans (417k rows, a trace in 10 services): 16 ms of CPU
+per trace with groups of 8,192 rows (10 groups, ~330 KB each), 28 ms with 16,384, 112 ms
+with 65,536 (6 groups of ~2.5 MB), while scanning whole columns of the hour cost the same
+within 30% at all three sizes and the file grew 4.5% (docs/benchmarks.md, "Cold tier").
+The columns of one group lie side by side in the file, so reading a whole group is one
+ranged GET. It also bounds the exporter's memory: one group of Arrow columns at a time.
 """
 
 FETCH_ROWS: Final = 8_192
@@ -70,9 +71,9 @@ columns are kept until a row group is full."""
 
 FOOTER_LENGTH_HINT: Final = 64 * 1024
 """Tail bytes to read first for ``verify``. A spans footer measured ~4 KB (schema,
-metadata) plus ~5 KB per row group (statistics of every column chunk; the page index and
-bloom filters are outside it), so this holds the whole footer of up to ~12 row groups
-(~750k rows). For a bigger one, ``footer_bytes_needed`` says how many bytes to read."""
+metadata) plus ~4 KB per row group (statistics of every column chunk; the page index and
+bloom filters are outside it), so this holds the whole footer of up to ~15 row groups
+(~120k rows). For a bigger one, ``footer_bytes_needed`` says how many bytes to read."""
 
 ZSTD_LEVEL: Final = 6
 """Measured on realistic spans and logs (docs/storage.md): 5-6% fewer bytes than zstd's
@@ -80,10 +81,11 @@ default 3, for ~1 us more CPU per row, against ~15-20 us per row that reading th
 from PostgreSQL costs; 9 and above gained ~1% more at 1.5-4x the CPU."""
 
 BLOOM_FPP: Final = 0.01
-"""False-positive rate of the trace_id bloom filters. pyarrow 26 sizes each filter from
-the distinct values of its column chunk, rounded up to a power of two: 11-22 bits per
-distinct trace id (4 KiB for 3,000 traces; 0.05 gave the same sizes), under 2% of the
-bytes of a span."""
+"""False-positive rate of the trace_id and session_id bloom filters. pyarrow 26 sizes
+each filter from the distinct values of its column chunk, rounded up to a power of two:
+11-22 bits per distinct trace id (4 KiB for 3,000 traces; 0.05 gave the same sizes),
+under 2% of the bytes of a span. Measured against random ids: ~0.13% of row groups
+answer "maybe" (the rounding makes them roomier than asked)."""
 
 MAGIC: Final = b"PAR1"
 _ENCRYPTED_MAGIC: Final = b"PARE"
@@ -238,14 +240,14 @@ _LAYOUTS: Final = {
         _SPANS,
         _RESOURCE_JOIN,
         ("service_name", "time", "trace_id"),
-        ("trace_id",),
+        ("trace_id", "session_id"),
         ((keybloom.TRACE, "trace_id"), (keybloom.SESSION, "session_id")),
     ),
     "logs": _Layout(
         _LOGS,
         _RESOURCE_JOIN,
         ("service_name", "time"),
-        (),
+        ("trace_id", "session_id"),
         (
             (keybloom.TRACE, "trace_id"),
             (keybloom.SESSION, "session_id"),
@@ -256,7 +258,7 @@ _LAYOUTS: Final = {
         _POINTS,
         "LEFT JOIN metric_series r ON r.project_id = t.project_id AND r.series_id = t.series_id",
         ("service_name", "time"),
-        (),
+        ("session_id",),
         ((keybloom.SESSION, "session_id"),),
     ),
 }
@@ -508,9 +510,12 @@ def _write(
                 groups += 1
                 for kind, name in layout.keys:
                     column = group.column(name)
-                    keys[kind].append(
-                        body_words(column) if kind == keybloom.WORD else _distinct_keys(column)
-                    )
+                    found = body_words(column) if kind == keybloom.WORD else _distinct_keys(column)
+                    if keybloom.PER_ROW_GROUP[kind] or not keys[kind]:
+                        keys[kind].append(found)
+                    else:  # one segment for the whole object
+                        kept = keys[kind][0]
+                        keys[kind][0] = None if kept is None or found is None else kept + found
                 rest = table.slice(size)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
             if not fetched:

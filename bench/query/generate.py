@@ -522,18 +522,32 @@ def _text_index(url: str) -> str:
 
 
 def ensure_dataset(
-    pg: str, *, scale: float, series: int = 100, fresh: bool = False, database: str = DATABASE
+    pg: str,
+    *,
+    scale: float,
+    series: int = 100,
+    fresh: bool = False,
+    database: str = DATABASE,
+    ends_ns: int | None = None,
+    text_index: bool = True,
 ) -> tuple[str, Dataset]:
     """The URL of the benchmark database and what it holds, loading it if needed.
 
     An existing database is reused when its marker says it holds this ``scale`` and
-    ``series`` count (its day of data then ends when it was loaded, not now).
+    ``series`` count (its day of data then ends when it was loaded, not now) and, with
+    ``ends_ns``, when its day ends no later. The day of data ends at ``ends_ns`` (default:
+    now). ``text_index``: build the full-text index of the closed log partitions.
     """
     url = server_url(pg, database)
     existing = None if fresh else stored_dataset(url)
-    if existing is not None and existing.scale == scale and existing.series == series:
+    if (
+        existing is not None
+        and existing.scale == scale
+        and existing.series == series
+        and (ends_ns is None or existing.window_end_ns <= ends_ns)
+    ):
         _log(f"reusing {database}: {existing.spans:,} spans, {existing.logs:,} logs")
-        indexed = _text_index(url)
+        indexed = _text_index(url) if text_index else "not asked for"
         _log(f"  text index: {indexed}")
         return url, Dataset(**(asdict(existing) | {"text_index": indexed}))
     started = time.perf_counter()
@@ -543,7 +557,7 @@ def ensure_dataset(
         )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     migrate(url)
-    ds = _plan(scale, series, time.time_ns())
+    ds = _plan(scale, series, time.time_ns() if ends_ns is None else ends_ns)
     PartitionManager(url).maintain(ds.window_end_ns, past_ns=_DAY_NS + _HOUR_NS)
     common = _common(ds)
     first, last = datetime_from_ns(ds.window_start_ns), datetime_from_ns(ds.window_end_ns)
@@ -597,7 +611,7 @@ def ensure_dataset(
         _log(f"  catalog, sessions, metrics: {metrics - loaded:.1f}s")
         conn.execute("ANALYZE")
         _log(f"  ANALYZE: {time.perf_counter() - metrics:.1f}s")
-    indexed = _text_index(url)
+    indexed = _text_index(url) if text_index else "not asked for"
     _log(f"  text index: {indexed}")
     ds = Dataset(
         **(asdict(ds) | {"load_seconds": time.perf_counter() - started, "text_index": indexed})

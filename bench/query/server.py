@@ -22,9 +22,17 @@ from bench.targets import ServerProcess, TargetError, free_port, wait_until
 class QueryServer:
     """One otlpd process serving ``database_url``; ``query_addr`` is its query API."""
 
-    def __init__(self, workdir: Path, database_url: str, workers: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        workers: int = 1,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        """``environment``: settings of otlpd's beyond the ports and database."""
         self.database_url = database_url
         self.workers = workers
+        self._environment = dict(environment or {})
         self._grpc_port = free_port()
         self._metrics_port = free_port()
         self._query_port = free_port()
@@ -68,16 +76,20 @@ class QueryServer:
 
     def start(self) -> None:
         """Starts otlpd; returns once it is ready and its query port accepts calls."""
-        env = dict(os.environ) | {
-            "OTLPD_DATABASE_URL": self.database_url,
-            "OTLPD_GRPC_ADDR": f"127.0.0.1:{self._grpc_port}",
-            "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
-            "OTLPD_QUERY_ADDR": self.query_addr,
-            "OTLPD_HTTP_ADDR": f"127.0.0.1:{self._http_port}",
-            # The data is a day old at most when loaded; a day more lets a kept database
-            # be served the next day without otlpd refusing its partitions' window.
-            "OTLPD_ACCEPT_PAST": "48h",
-        }
+        env = (
+            dict(os.environ)
+            | {
+                "OTLPD_DATABASE_URL": self.database_url,
+                "OTLPD_GRPC_ADDR": f"127.0.0.1:{self._grpc_port}",
+                "OTLPD_METRICS_ADDR": f"127.0.0.1:{self._metrics_port}",
+                "OTLPD_QUERY_ADDR": self.query_addr,
+                "OTLPD_HTTP_ADDR": f"127.0.0.1:{self._http_port}",
+                # The data is a day old at most when loaded; a day more lets a kept database
+                # be served the next day without otlpd refusing its partitions' window.
+                "OTLPD_ACCEPT_PAST": "48h",
+            }
+            | self._environment
+        )
         self._process.spawn(
             [sys.executable, "-m", "otlpd", "serve", "--workers", str(self.workers)], env=env
         )

@@ -552,7 +552,7 @@ def test_rows_are_sorted_as_documented(files: dict[tuple[str, str], Exported]) -
     assert rows(files, "spans")[-1]["service_name"] is None
 
 
-def test_zstd_statistics_page_index_and_trace_id_bloom_filters(
+def test_zstd_statistics_page_index_and_id_bloom_filters(
     files: dict[tuple[str, str], Exported],
 ) -> None:
     for (signal, project), exported in files.items():
@@ -568,7 +568,12 @@ def test_zstd_statistics_page_index_and_trace_id_bloom_filters(
                 assert chunk.is_stats_set, chunk.path_in_schema
                 assert chunk.has_column_index and chunk.has_offset_index, chunk.path_in_schema
                 has_bloom = chunk.bloom_filter_length not in (None, 0)
-                assert has_bloom == (signal == "spans" and chunk.path_in_schema == "trace_id")
+                wanted = {
+                    "spans": ("trace_id", "session_id"),
+                    "logs": ("trace_id", "session_id"),
+                    "metric_points": ("session_id",),
+                }[signal]
+                assert has_bloom == (chunk.path_in_schema in wanted), chunk.path_in_schema
     # DuckDB reads the bloom filters: a trace of the file is never excluded, others mostly.
     path = str(files["spans", "shop"].path)
     with duckdb.connect() as db:

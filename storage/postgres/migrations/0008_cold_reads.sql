@@ -4,16 +4,18 @@
 --   (time, object_id, row), so an id stays valid while its object lives. A row recorded
 --   again (a late record made the tiering job export that project of the partition anew)
 --   gets a new object_id (storage.postgres.tiering).
--- * cold_objects.row_groups is how many row groups the object has: the key blooms below
+-- * cold_objects.row_groups is how many row groups the object has: the word blooms below
 --   hold one segment per row group.
 -- * cold_key_blooms answers "which objects, and which row groups of them, may hold this
---   trace id / session id?" without opening any object, so GetTrace needs no time range
---   and GetSessionTimeline no session row. Each object's distinct keys (kind 1: trace ids
---   of spans and log records, kind 2: session ids of spans, log records and metric
---   points) are split into KEY_SHARDS shards by a hash of the key, as Tempo shards its
---   block blooms; a shard's row holds one bloom filter per row group of the object,
---   segment_bits each, concatenated. A lookup reads one shard row per object (a few
---   hundred bytes) instead of a whole filter. A shard with no key has no row.
+--   trace id / session id / word?" without opening any object, so GetTrace needs no time
+--   range, GetSessionTimeline no session row, and a word searched over a day reads only
+--   the row groups whose log bodies may hold it. Each object's distinct keys (kind 1: trace
+--   ids of spans and log records; 2: session ids of spans, log records and metric points;
+--   3: the words of log bodies) are split into shards by a hash (storage.keybloom SHARDS),
+--   as Tempo shards its block blooms; a shard's row holds one bloom filter per segment
+--   (the whole object for ids, each row group for words), segment_bits each,
+--   concatenated. A lookup reads one shard row per object (a few hundred bytes) instead of
+--   a whole filter. A shard with no key has no row.
 -- * Rows are written in the transaction that records the object, and deleted with it
 --   (ON DELETE CASCADE), so a filter never names an object the manifest does not.
 -- * Keys start with project_id (shardable by project, as in 0001).
