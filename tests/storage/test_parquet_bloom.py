@@ -65,14 +65,14 @@ def test_the_probe_agrees_with_duckdb_and_finds_every_value(
 ) -> None:
     path, traces, sessions = written
     table = pq.read_table(path)
-    for trace in traces[:60] + [os.urandom(16) for _ in range(20)]:
+    for trace in [*traces[:60], *(os.urandom(16) for _ in range(20))]:
         ours = _ours(path, "trace_id", trace)
         assert ours == _duckdb(path, "trace_id", trace)
         for g in range(12):  # every row group that holds it is found
             chunk = table.slice(g * 1000, 1000).column("trace_id").to_pylist()
             if trace in chunk:
                 assert g in ours
-    for session in sessions[:40] + ["no-such-session"]:
+    for session in [*sessions[:40], "no-such-session"]:
         assert _ours(path, "session_id", session.encode()) == _duckdb(path, "session_id", session)
 
 
