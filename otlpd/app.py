@@ -256,6 +256,7 @@ class App:
             partitions,
             pool_size=config.writers,
             connect_timeout=config.store_timeout,
+            touch_interval=config.touch_interval,
         )
         directory = PostgresSessionDirectory(self.database_url)
         await directory.open()

@@ -379,6 +379,13 @@ class Config:
         int,
         "cold objects a replica reads at once, for all queries together",
     )
+    touch_interval: float = _setting(
+        3600.0,
+        "OTLPD_TOUCH_INTERVAL",
+        parse_duration,
+        "writers rewrite the resources, series, sessions and services they use at least "
+        "this often; pruning waits twice this after a row's last write",
+    )
     http_addr: str = _setting(
         ":4318", "OTLPD_HTTP_ADDR", _address, "OTLP/HTTP address (protobuf and JSON)"
     )
@@ -507,6 +514,7 @@ class Config:
             "query_budget",
             "rollup_interval",
             "tier_interval",
+            "touch_interval",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)

@@ -2,14 +2,14 @@
 
 Per ``write``: the partitions the rows need are made sure of first (on a connection of
 their own, see ``partitions``), then one transaction holds three binary COPY streams
-(spans, logs, metric points), one INSERT each of the metric series and of the resources
-not seen before and one upsert of the sessions, and commits. Binary COPY is the fastest
-way into PostgreSQL and the row tuples of ``storage.model`` are what it consumes, so the
-hot loop is one C call per row. Only two dumpers run in Python, once per value: int
-nanoseconds to ``timestamptz`` and JSON text to binary ``jsonb``; ``smallint`` and
-``integer`` columns are range-checked a column at a time before the COPY (psycopg's C
-dumpers wrap silently). Measured on 2 cores with
-the benchmark's spans (~650 B a row on disk, four indexes): ~1-1.5 µs of Python per row
+(spans, logs, metric points), one upsert each of the metric series and of the resources
+its caches do not vouch for, one of the sessions and one of the catalog, and commits.
+Binary COPY is the fastest way into PostgreSQL and the row tuples of ``storage.model``
+are what it consumes, so the hot loop is one C call per row. Only two dumpers run in
+Python, once per value: int nanoseconds to ``timestamptz`` and JSON text to binary
+``jsonb``; ``smallint`` and ``integer`` columns are range-checked a column at a time
+before the COPY (psycopg's C dumpers wrap silently). Measured on 2 cores with the
+benchmark's spans (~650 B a row on disk, four indexes): ~1-1.5 µs of Python per row
 against ~12 µs of PostgreSQL (~17.5 µs while every row carried its resource as jsonb), so
 one writer thread runs at what the server takes from one connection (~75k rows/s).
 
@@ -28,7 +28,8 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from time import perf_counter, time_ns
+from dataclasses import dataclass
+from time import monotonic, perf_counter
 from typing import Any, Final
 
 import psycopg
@@ -244,19 +245,18 @@ _RANGES: Final = {
     _COPY_POINTS: _ranges(POINT_TYPES),
 }
 
-# The WHERE skips updates that change nothing (a late batch of an old session), which
-# would only leave dead tuples behind.
+# Every upsert sent updates the row, if only to move touched_at: pruning counts on it
+# (storage.postgres.prune), and the ledger sends a session only when it has news or its
+# touch interval has passed, so no write is wasted on a session that did not change.
 _UPSERT_SESSIONS: Final = (
-    f"INSERT INTO sessions AS s ({_column_list(SESSION_COLUMNS)}) "
-    f"SELECT * FROM unnest({_unnest(SESSION_TYPES)}) "
+    f"INSERT INTO sessions AS s ({_column_list(SESSION_COLUMNS)}, touched_at) "
+    f"SELECT *, statement_timestamp() FROM unnest({_unnest(SESSION_TYPES)}) "
     "ON CONFLICT (project_id, session_id) DO UPDATE SET "
     "first_seen = least(s.first_seen, excluded.first_seen), "
     "last_seen = greatest(s.last_seen, excluded.last_seen), "
     "user_id = coalesce(excluded.user_id, s.user_id), "
-    "service_name = coalesce(s.service_name, excluded.service_name) "
-    "WHERE excluded.first_seen < s.first_seen OR excluded.last_seen > s.last_seen "
-    "OR excluded.user_id IS DISTINCT FROM s.user_id AND excluded.user_id IS NOT NULL "
-    "OR s.service_name IS NULL AND excluded.service_name IS NOT NULL"
+    "service_name = coalesce(s.service_name, excluded.service_name), "
+    "touched_at = greatest(s.touched_at, excluded.touched_at)"
 ).encode()
 
 _SPAN_SERVICE: Final = SPAN_COLUMNS.index("service_name")
@@ -268,19 +268,24 @@ _LOG_TIME: Final = LOG_COLUMNS.index("time")
 _POINT_SERVICE: Final = POINT_COLUMNS.index("service_name")
 
 # Sorted input, one lock order: concurrent writers cannot deadlock on the catalog.
+# last_seen is when a write last wrote the entry (statement_timestamp(), after the COPY:
+# pruning's touch time) and last_record the newest record time of such writes (0010).
 _UPSERT_SERVICES: Final = (
-    b"INSERT INTO services AS c (project_id, service_name, first_seen, last_seen) "
-    b"SELECT p, s, now(), now() FROM unnest(%s::text[], %s::text[]) AS u(p, s) "
-    b"ON CONFLICT (project_id, service_name) DO UPDATE SET last_seen = excluded.last_seen "
-    b"WHERE c.last_seen < excluded.last_seen"
+    b"INSERT INTO services AS c (project_id, service_name, first_seen, last_seen, last_record) "
+    b"SELECT p, s, now(), statement_timestamp(), %s::timestamptz "
+    b"FROM unnest(%s::text[], %s::text[]) AS u(p, s) "
+    b"ON CONFLICT (project_id, service_name) DO UPDATE SET "
+    b"last_seen = greatest(c.last_seen, excluded.last_seen), "
+    b"last_record = greatest(c.last_record, excluded.last_record)"
 )
 _UPSERT_OPERATIONS: Final = (
     b"INSERT INTO operations AS c "
-    b"(project_id, service_name, span_name, span_kind, first_seen, last_seen) "
-    b"SELECT p, s, n, k, now(), now() "
+    b"(project_id, service_name, span_name, span_kind, first_seen, last_seen, last_record) "
+    b"SELECT p, s, n, k, now(), statement_timestamp(), %s::timestamptz "
     b"FROM unnest(%s::text[], %s::text[], %s::text[], %s::int2[]) AS u(p, s, n, k) "
-    b"ON CONFLICT (project_id, service_name, span_name, span_kind) "
-    b"DO UPDATE SET last_seen = excluded.last_seen WHERE c.last_seen < excluded.last_seen"
+    b"ON CONFLICT (project_id, service_name, span_name, span_kind) DO UPDATE SET "
+    b"last_seen = greatest(c.last_seen, excluded.last_seen), "
+    b"last_record = greatest(c.last_record, excluded.last_record)"
 )
 
 # Live tail (query.tail) learns of committed log rows from this notification, delivered
@@ -304,42 +309,71 @@ _NOTIFY_LOGS: Final = (
 
 # --- The writer ----------------------------------------------------------------------
 
+# Pruning (storage.postgres.prune) removes a resource, series, session or catalog entry
+# once no hot partition needs it, on two conditions that the caches below keep true: the
+# newest record that refers to a row is at most one touch interval newer than the row's
+# last_seen (last_record for the catalog), and no writer trusts its cache of a row for
+# more than a touch interval after it last wrote it (touched_at; the catalog's last_seen).
+# So an entry vouches for its row only for records at most ``ttl`` newer than the newest
+# record of the write that taught it, and for ``ttl`` seconds after that write looked at
+# its caches; past either, the row is written again, which moves both times. Entries learn
+# what was *sent*, not the most they ever knew: after a prune the row may be back with
+# less.
+_JITTER_SPAN: Final = 2048  # an entry's ttl is cut by up to 256/2048 = 1/8, by its key
+
+
+def _vouched(key: Any, newest_ns: int, since: float, ttl_ns: int) -> tuple[int, float]:
+    """``(newest record time, monotonic expiry)`` an entry learned at ``since`` vouches
+    for. Shortened by up to an eighth, depending on the key, so that the rows one write
+    taught do not all fall due together (a burst of upserts a touch interval later)."""
+    cut = ttl_ns - ttl_ns * (hash(key) & 0xFF) // _JITTER_SPAN
+    return newest_ns + cut, since + cut / 1e9
+
 
 class KeyCache:
-    """The ``(project_id, id)`` keys of rows known to be stored, at most ``max_size`` (LRU).
+    """The ``(project_id, id)`` keys of rows this writer wrote recently, at most
+    ``max_size`` (LRU), each vouching for its row for a while (see above).
 
-    Lets a write skip the series and resources it has stored before, which is nearly all
-    of them. A key is learned only after the transaction that inserted it committed, so a
-    rolled-back write cannot make a later one skip a row that is not there.
+    Lets a write skip the series and resources it has written before, which is nearly
+    all of them. A key is learned only after the transaction that wrote it committed, so
+    a rolled-back write cannot make a later one skip a row that is not there.
     """
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, ttl: float = 3600.0) -> None:
         if max_size <= 0:
             raise ValueError(f"cache size must be > 0, got {max_size}")
         self.max_size = max_size
-        self._keys: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._ttl_ns = int(ttl * 1e9)
+        # key -> (newest record time vouched for, monotonic expiry)
+        self._keys: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def unknown(self, rows: dict[tuple[str, int], Row]) -> dict[tuple[str, int], Row]:
-        """The entries of ``rows`` whose key is not known; refreshes the known ones."""
+    def unknown(
+        self, rows: dict[tuple[str, int], Row], newest_ns: int, now: float
+    ) -> dict[tuple[str, int], Row]:
+        """The entries of ``rows`` whose key does not vouch for records up to
+        ``newest_ns`` at monotonic time ``now``; refreshes the ones that do."""
         unknown: dict[tuple[str, int], Row] = {}
         keys = self._keys
         with self._lock:
             for key, row in rows.items():
-                if key in keys:
+                entry = keys.get(key)
+                if entry is not None and newest_ns <= entry[0] and now < entry[1]:
                     keys.move_to_end(key)
                 else:
                     unknown[key] = row
         return unknown
 
-    def learn(self, keys: Iterable[tuple[str, int]]) -> None:
-        """Remember ``keys`` as stored, evicting the least recently used beyond the bound."""
+    def learn(self, keys: Iterable[tuple[str, int]], newest_ns: int, since: float) -> None:
+        """Remember ``keys`` as written with records up to ``newest_ns`` by a write that
+        looked at this cache at ``since``; evicts the least recently used beyond the bound."""
+        ttl_ns = self._ttl_ns
         with self._lock:
             for key in keys:
-                self._keys[key] = None
+                self._keys[key] = _vouched(key, newest_ns, since, ttl_ns)
                 self._keys.move_to_end(key)
             while len(self._keys) > self.max_size:
                 self._keys.popitem(last=False)
@@ -356,30 +390,37 @@ class SessionLedger:
     about once per resolution. So ``last_seen`` lags by at most ``resolution_ns``, and so
     does a change of user (the upsert that moves last_seen carries the latest one): a
     session whose user changes from record to record (bench "spans, user churn") cost a
-    quarter of the writer's time when each change was written at once.
-    Learned only after commit, like KeyCache.
+    quarter of the writer's time when each change was written at once. An entry also
+    expires ``ttl`` seconds after the write that taught it (pruning, above); the
+    resolution must not exceed ``ttl``. Learned only after commit, like KeyCache.
     """
 
-    def __init__(self, max_size: int, resolution_ns: int) -> None:
+    def __init__(self, max_size: int, resolution_ns: int, ttl: float = 3600.0) -> None:
         if max_size <= 0:
             raise ValueError(f"cache size must be > 0, got {max_size}")
         self.max_size = max_size
         self._resolution = resolution_ns
-        self._stored: OrderedDict[tuple[str, str], SessionSighting] = OrderedDict()
+        self._ttl_ns = int(ttl * 1e9)
+        self._stored: OrderedDict[tuple[str, str], tuple[SessionSighting, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def news(
-        self, sessions: dict[tuple[str, str], SessionSighting]
+        self, sessions: dict[tuple[str, str], SessionSighting], now: float
     ) -> dict[tuple[str, str], SessionSighting]:
-        """The sightings that would tell the table something it does not know yet."""
+        """The sightings that would tell the table something it does not know yet, or
+        whose entry expired by monotonic time ``now``."""
         news: dict[tuple[str, str], SessionSighting] = {}
         stored = self._stored
         resolution = self._resolution
         with self._lock:
             for key, seen in sessions.items():
-                known = stored.get(key)
+                entry = stored.get(key)
+                if entry is None:
+                    news[key] = seen
+                    continue
+                known, expires = entry
                 if (
-                    known is None
+                    now >= expires
                     or seen.first_seen < known.first_seen
                     or seen.last_seen > known.last_seen + resolution
                     or (seen.user_id is not None and known.user_id is None)
@@ -390,22 +431,27 @@ class SessionLedger:
                     stored.move_to_end(key)
         return news
 
-    def learn(self, sessions: dict[tuple[str, str], SessionSighting]) -> None:
-        """Records what the committed upsert of ``sessions`` left in the table."""
+    def learn(self, sessions: dict[tuple[str, str], SessionSighting], since: float) -> None:
+        """Records what the committed upsert of ``sessions`` left in the table, by a write
+        that looked at the ledger at monotonic time ``since``. ``last_seen`` is the one
+        sent (see above), the rest merges with what was known."""
         stored = self._stored
+        ttl_ns = self._ttl_ns
         with self._lock:
             for key, seen in sessions.items():
-                known = stored.get(key)
-                stored[key] = (
+                entry = stored.get(key)
+                known = None if entry is None else entry[0]
+                merged = (
                     seen
                     if known is None
                     else SessionSighting(
                         seen.user_id if seen.user_id is not None else known.user_id,
                         known.service_name or seen.service_name,
                         min(seen.first_seen, known.first_seen),
-                        max(seen.last_seen, known.last_seen),
+                        seen.last_seen,
                     )
                 )
+                stored[key] = (merged, _vouched(key, 0, since, ttl_ns)[1])
                 stored.move_to_end(key)
             while len(stored) > self.max_size:
                 stored.popitem(last=False)
@@ -414,9 +460,10 @@ class SessionLedger:
 class IdTable:
     """A table of rows that records refer to by a 63-bit hash id: metric series, resources.
 
-    Each ``(project_id, id)`` row is inserted once and never updated. A write takes the
-    rows of its batches that ``cache`` does not know (``unknown``), inserts them with ON
-    CONFLICT DO NOTHING (``insert``) and, once committed, ``learn``s their keys.
+    Each ``(project_id, id)`` row is inserted once, and written again only to move its
+    ``last_seen`` (the newest record time of the write) and ``touched_at`` (pruning,
+    above). A write takes the rows of its batches (``rows``) that ``cache`` does not vouch
+    for, upserts them (``insert``) and, once committed, ``learn``s their keys.
     """
 
     def __init__(
@@ -426,22 +473,29 @@ class IdTable:
         types: Sequence[str],
         rows_of: Callable[[RowBatch], dict[tuple[str, int], Row]],
         cache_size: int,
+        *,
+        ttl: float = 3600.0,
     ) -> None:
         if columns[0] != "project_id":
             raise ValueError(f"{table}: the key is (project_id, id), got {columns[:2]}")
-        self.cache = KeyCache(cache_size)
+        self.cache = KeyCache(cache_size, ttl)
         self._rows_of = rows_of
         self._first_seen = columns.index("first_seen")
-        # Sorted input (see insert) and DO NOTHING: concurrent writers inserting the same
-        # new rows wait for each other in the same order, so they cannot deadlock.
+        # Sorted input (see insert): concurrent writers upserting the same rows wait for
+        # each other in the same order, so they cannot deadlock. The update keeps every
+        # column but the two times; it also locks the row until commit, so a concurrent
+        # prune waits and then sees the new times (its DELETE checks them again).
         self._insert = (
-            f"INSERT INTO {table} ({_column_list(columns)}) "
-            f"SELECT * FROM unnest({_unnest(types)}) "
-            f'ON CONFLICT ("project_id", "{columns[1]}") DO NOTHING'
+            f"INSERT INTO {table} AS t ({_column_list(columns)}, last_seen, touched_at) "
+            f"SELECT u.*, %s::timestamptz, statement_timestamp() "
+            f"FROM unnest({_unnest(types)}) AS u "
+            f'ON CONFLICT ("project_id", "{columns[1]}") DO UPDATE SET '
+            "last_seen = greatest(t.last_seen, excluded.last_seen), "
+            "touched_at = greatest(t.touched_at, excluded.touched_at)"
         ).encode()
 
-    def unknown(self, batches: Sequence[RowBatch]) -> dict[tuple[str, int], Row]:
-        """The rows of ``batches``, one per key, whose key is not known to be stored."""
+    def rows(self, batches: Sequence[RowBatch]) -> dict[tuple[str, int], Row]:
+        """The rows of ``batches``, one per key."""
         merged: dict[tuple[str, int], Row] = {}
         first_seen = self._first_seen
         for batch in batches:
@@ -449,32 +503,37 @@ class IdTable:
                 known = merged.get(key)
                 if known is None or row[first_seen] < known[first_seen]:
                     merged[key] = row  # the earliest sighting describes first_seen best
-        return self.cache.unknown(merged) if merged else merged
+        return merged
 
-    def insert(self, cursor: psycopg.Cursor[TupleRow], rows: dict[tuple[str, int], Row]) -> int:
-        """Inserts ``rows`` in key order; returns how many were new to the table."""
+    def insert(
+        self, cursor: psycopg.Cursor[TupleRow], rows: dict[tuple[str, int], Row], newest_ns: int
+    ) -> int:
+        """Upserts ``rows`` in key order, with ``newest_ns`` as their newest record time;
+        returns how many were written (new or touched again)."""
         if not rows:
             return 0
         try:
             ordered = [rows[key] for key in sorted(rows)]
             columns: list[list[Any]] = [list(column) for column in zip(*ordered, strict=True)]
             columns[self._first_seen] = [datetime_from_ns(ns) for ns in columns[self._first_seen]]
+            newest = datetime_from_ns(newest_ns)
         except ENCODING_ERRORS as exc:
             raise translate_encoding(exc) from exc
-        cursor.execute(self._insert, columns)
+        cursor.execute(self._insert, [newest, *columns])
         return max(cursor.rowcount, 0)
 
-    def learn(self, rows: dict[tuple[str, int], Row]) -> None:
-        """Remembers the keys of ``rows``; call it only after their insert committed."""
-        self.cache.learn(rows)
+    def learn(self, rows: dict[tuple[str, int], Row], newest_ns: int, since: float) -> None:
+        """Remembers the keys of ``rows``; call it only after their upsert committed."""
+        self.cache.learn(rows, newest_ns, since)
 
 
 class Catalog:
     """Services and operations seen, upserted into ``services`` and ``operations``.
 
-    An entry is written when this process first sees it, then again (for last_seen) only
-    once ``resolution_ns`` has passed, so a steady stream of known services costs a set
-    lookup per distinct key per batch, not a write. ``max_size`` bounds what is
+    An entry is written when this process first sees it, then again only once
+    ``resolution_ns`` has passed since, or its records are that much newer than the ones
+    it was written with (pruning, above), so a steady stream of known services costs a
+    dict lookup per distinct key per batch, not a write. ``max_size`` bounds what is
     remembered; a forgotten entry is simply written again.
     """
 
@@ -482,10 +541,11 @@ class Catalog:
         self._services = _Recency(max_size, resolution_ns)
         self._operations = _Recency(max_size, resolution_ns)
 
-    def news(
-        self, spans: list[list[Row]], logs: list[list[Row]], points: list[list[Row]], now: int
-    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]]:
-        """The services and operations of these rows due to be written at ``now``."""
+    @staticmethod
+    def entries(
+        spans: list[list[Row]], logs: list[list[Row]], points: list[list[Row]]
+    ) -> tuple[set[tuple[str, str]], set[tuple[str, str, str, int]]]:
+        """The services and operations these rows name."""
         operations = {
             (row[0], row[_SPAN_SERVICE] or "", row[_SPAN_NAME], row[_SPAN_KIND] or 0)
             for rows in spans
@@ -496,37 +556,57 @@ class Catalog:
             services.update((row[0], row[_LOG_SERVICE]) for row in rows if row[_LOG_SERVICE])
         for rows in points:
             services.update((row[0], row[_POINT_SERVICE]) for row in rows if row[_POINT_SERVICE])
-        return self._services.due(services, now), self._operations.due(operations, now)
+        return services, operations
+
+    def news(
+        self,
+        entries: tuple[set[tuple[str, str]], set[tuple[str, str, str, int]]],
+        newest_ns: int,
+        now: float,
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]]:
+        """The ``entries`` due to be written by a write with records up to ``newest_ns``
+        at monotonic time ``now``, each sorted."""
+        services, operations = entries
+        return (
+            self._services.due(services, newest_ns, now),
+            self._operations.due(operations, newest_ns, now),
+        )
 
     def learn(
         self,
         services: list[tuple[str, str]],
         operations: list[tuple[str, str, str, int]],
-        now: int,
+        newest_ns: int,
+        since: float,
     ) -> None:
-        """Remembers what was written at ``now``; only after its transaction committed."""
-        self._services.learn(services, now)
-        self._operations.learn(operations, now)
+        """Remembers what was written; only after its transaction committed."""
+        self._services.learn(services, newest_ns, since)
+        self._operations.learn(operations, newest_ns, since)
 
 
 class _Recency:
-    """Keys and when they were last written, LRU-bounded."""
+    """Keys and what their last write vouches for (``_vouched``), LRU-bounded."""
 
     def __init__(self, max_size: int, resolution_ns: int) -> None:
-        self._written: OrderedDict[Any, int] = OrderedDict()
+        self._written: OrderedDict[Any, tuple[int, float]] = OrderedDict()
         self._max = max_size
         self._resolution = resolution_ns
         self._lock = threading.Lock()
 
-    def due(self, keys: Iterable[Any], now: int) -> list[Any]:
-        written, stale = self._written, now - self._resolution
-        with self._lock:
-            return sorted(key for key in keys if written.get(key, stale) <= stale)
-
-    def learn(self, keys: Iterable[Any], now: int) -> None:
+    def due(self, keys: Iterable[Any], newest_ns: int, now: float) -> list[Any]:
+        written = self._written
+        due = []
         with self._lock:
             for key in keys:
-                self._written[key] = now
+                entry = written.get(key)
+                if entry is None or newest_ns > entry[0] or now >= entry[1]:
+                    due.append(key)
+        return sorted(due)
+
+    def learn(self, keys: Iterable[Any], newest_ns: int, since: float) -> None:
+        with self._lock:
+            for key in keys:
+                self._written[key] = _vouched(key, newest_ns, since, self._resolution)
                 self._written.move_to_end(key)
             while len(self._written) > self._max:
                 self._written.popitem(last=False)
@@ -541,7 +621,9 @@ class PostgresWriter:
     ``statement_timeout`` bounds a write stuck in the server. ``reconnect_timeout`` is
     how long the pool retries a lost connection with growing delays before giving up
     and starting afresh on the next ``write``; keeping it short keeps the delay between
-    PostgreSQL's return and the first successful write short.
+    PostgreSQL's return and the first successful write short. ``touch_interval`` is
+    ``OTLPD_TOUCH_INTERVAL``: how long the caches vouch for a row (pruning, above); the
+    session and catalog resolutions are capped to it.
     """
 
     def __init__(
@@ -561,9 +643,12 @@ class PostgresWriter:
         session_resolution: float = 60.0,
         catalog_cache_size: int = 100_000,
         catalog_resolution: float = 300.0,
+        touch_interval: float = 3600.0,
     ) -> None:
         if pool_size <= 0:
             raise ValueError(f"pool_size must be > 0, got {pool_size}")
+        if touch_interval <= 0:
+            raise ValueError(f"touch_interval must be > 0, got {touch_interval}")
         if partitions is None:
             partitions = PartitionManager(conninfo, connect_timeout=connect_timeout)
         self.partitions = partitions
@@ -573,6 +658,7 @@ class PostgresWriter:
             SERIES_TYPES,
             lambda batch: batch.series,
             series_cache_size,
+            ttl=touch_interval,
         )
         self.resources = IdTable(
             "resources",
@@ -580,9 +666,14 @@ class PostgresWriter:
             RESOURCE_TYPES,
             lambda batch: batch.resources,
             resource_cache_size,
+            ttl=touch_interval,
         )
-        self.sessions = SessionLedger(session_cache_size, int(session_resolution * 1e9))
-        self.catalog = Catalog(catalog_cache_size, int(catalog_resolution * 1e9))
+        self.sessions = SessionLedger(
+            session_cache_size, int(min(session_resolution, touch_interval) * 1e9), touch_interval
+        )
+        self.catalog = Catalog(
+            catalog_cache_size, int(min(catalog_resolution, touch_interval) * 1e9)
+        )
         self.reconnect_failures = 0
         self._statement_timeout_ms = max(1, int(statement_timeout * 1000))
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
@@ -639,22 +730,35 @@ class PostgresWriter:
         logs = [b.logs for b in batches if b.logs]
         points = [b.points for b in batches if b.points]
         try:
-            series = self.series.unknown(batches)
-            resources = self.resources.unknown(batches)
-            sessions = self.sessions.news(_merge_sessions(batches))
-            now = time_ns()
-            catalog = self.catalog.news(spans, logs, points, now)
+            series = self.series.rows(batches)
+            resources = self.resources.rows(batches)
+            sessions = _merge_sessions(batches)
+            catalog = self.catalog.entries(spans, logs, points)
             notice = _logs_notice(logs)
             rollups = _request_minutes(spans)
+            ranges = {
+                table: _time_range(row_lists)
+                for table, row_lists in (
+                    ("spans", spans),
+                    ("logs", logs),
+                    ("metric_points", points),
+                )
+                if row_lists
+            }
         except ENCODING_ERRORS as exc:  # e.g. a first_seen that is not an int
             raise translate_encoding(exc) from exc
         if not (spans or logs or points or series or resources or sessions):
             return WriteStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
+        # The newest record of the write: the record time its series, resources and
+        # catalog entries are written with (coarse, and never too old: pruning, above).
+        newest = max((high for _, high in ranges.values()), default=0)
         attempt = functools.partial(
             self._write_once,
             spans,
             logs,
             points,
+            ranges=ranges,
+            newest=newest,
             series=series,
             resources=resources,
             sessions=sessions,
@@ -665,7 +769,7 @@ class PostgresWriter:
         try:
             try:
                 try:
-                    stats = attempt()
+                    stats, wrote = attempt()
                 except psycopg.OperationalError as exc:
                     if not _lost_connection(exc):
                         raise
@@ -674,7 +778,7 @@ class PostgresWriter:
                     # more on a fresh one, rather than failing the write and flipping
                     # every request to UNAVAILABLE until the probe sees PostgreSQL again.
                     logger.info("a pooled connection was lost (%s); writing again", exc)
-                    stats = attempt()
+                    stats, wrote = attempt()
             except psycopg.errors.CheckViolation as exc:
                 if not _is_missing_partition(exc):
                     raise
@@ -682,13 +786,13 @@ class PostgresWriter:
                 # retention, or by hand): learn the catalog afresh and try once more.
                 logger.warning("%s; reloading the partition catalog", exc.diag.message_primary)
                 self.partitions.forget()  # _write_once makes the missing ones again
-                stats = attempt()
+                stats, wrote = attempt()
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        self.series.learn(series)
-        self.resources.learn(resources)
-        self.sessions.learn(sessions)
-        self.catalog.learn(*catalog, now)
+        self.series.learn(wrote.series, newest, wrote.checked)
+        self.resources.learn(wrote.resources, newest, wrote.checked)
+        self.sessions.learn(wrote.sessions, wrote.checked)
+        self.catalog.learn(wrote.services, wrote.operations, newest, wrote.checked)
         return stats
 
     def _write_once(
@@ -697,28 +801,41 @@ class PostgresWriter:
         logs: list[list[Row]],
         points: list[list[Row]],
         *,
+        ranges: dict[str, tuple[int, int]],
+        newest: int,
         series: dict[tuple[str, int], Row],
         resources: dict[tuple[str, int], Row],
         sessions: dict[tuple[str, str], SessionSighting],
-        catalog: tuple[list[tuple[str, str]], list[tuple[str, str, str, int]]],
+        catalog: tuple[set[tuple[str, str]], set[tuple[str, str, str, int]]],
         notice: str | None,
         rollups: set[tuple[str, int]],
-    ) -> WriteStats:
+    ) -> tuple[WriteStats, _Wrote]:
         # What prepare() made sure of, normally: cheap when every bucket is known.
-        self._ensure_partitions("spans", spans)
-        self._ensure_partitions("logs", logs)
-        self._ensure_partitions("metric_points", points)
+        width = self.partitions.interval_ns
+        for table, (low, high) in ranges.items():
+            self.partitions.ensure(table, range(low // width * width, high + 1, width))
         with self._pool.connection() as conn:
             started = perf_counter()
             with conn.cursor() as cursor:
                 n_spans = _copy(cursor, _COPY_SPANS, SPAN_TYPES, spans)
                 n_logs = _copy(cursor, _COPY_LOGS, LOG_TYPES, logs)
                 n_points = _copy(cursor, _COPY_POINTS, POINT_TYPES, points)
+                # The caches are asked only now, once every partition this transaction's
+                # records went to exists and is locked by it until it ends (the COPY
+                # holds it): the pruning job can then see those partitions, which is
+                # what keeps it from removing a row these records refer to
+                # (storage.postgres.prune). Asked before the COPY, a partition dropped and
+                # made again in between would be invisible to a prune that ran meanwhile.
+                checked = monotonic()
+                series = self.series.cache.unknown(series, newest, checked)
+                resources = self.resources.cache.unknown(resources, newest, checked)
+                sessions = self.sessions.news(sessions, checked)
+                services, operations = self.catalog.news(catalog, newest, checked)
                 # Always series, then resources, each in key order: one lock order.
-                n_series = self.series.insert(cursor, series)
-                n_resources = self.resources.insert(cursor, resources)
+                n_series = self.series.insert(cursor, series, newest)
+                n_resources = self.resources.insert(cursor, resources, newest)
                 n_sessions = _upsert_sessions(cursor, sessions)
-                _upsert_catalog(cursor, *catalog)
+                _upsert_catalog(cursor, services, operations, newest)
                 if rollups:
                     cursor.execute(_MARK_ROLLUPS, [list(c) for c in zip(*rollups, strict=True)])
                 if notice is not None:
@@ -726,7 +843,7 @@ class PostgresWriter:
             copied = perf_counter()
             conn.commit()
             committed = perf_counter()
-        return WriteStats(
+        stats = WriteStats(
             spans=n_spans,
             logs=n_logs,
             points=n_points,
@@ -736,6 +853,7 @@ class PostgresWriter:
             copy_seconds=copied - started,
             commit_seconds=committed - copied,
         )
+        return stats, _Wrote(series, resources, sessions, services, operations, checked)
 
     def close(self) -> None:
         """Closes the pool; a ``write`` still running finishes on its connection first."""
@@ -763,28 +881,43 @@ class PostgresWriter:
         self.reconnect_failures += 1
         logger.error("%s: cannot reconnect to PostgreSQL; retrying on the next write", pool.name)
 
-    def _ensure_partitions(self, table: str, row_lists: list[list[Row]]) -> None:
-        if row_lists:
-            self.partitions.ensure(table, _buckets(row_lists, self.partitions.interval_ns))
+
+@dataclass(frozen=True, slots=True)
+class _Wrote:
+    """What a committed transaction wrote of the cached tables, for the caches to learn,
+    and when it looked at them (monotonic)."""
+
+    series: dict[tuple[str, int], Row]
+    resources: dict[tuple[str, int], Row]
+    sessions: dict[tuple[str, str], SessionSighting]
+    services: list[tuple[str, str]]
+    operations: list[tuple[str, str, str, int]]
+    checked: float
+
+
+def _time_range(row_lists: list[list[Row]]) -> tuple[int, int]:
+    """The earliest and latest ``time`` of the rows (rows carry it second): two C-level
+    passes over the rows instead of a Python step per row. Raises TypeError or
+    ValueError (data errors) for a time that is not an int, or no rows."""
+    first = last = None
+    for rows in row_lists:
+        times = list(map(_TIME, rows))  # in C: no Python frame per row
+        low, high = min(times), max(times)
+        first = low if first is None or low < first else first
+        last = high if last is None or high > last else last
+    if first is None or last is None:
+        raise ValueError("no rows")
+    return first, last
 
 
 def _buckets(row_lists: list[list[Row]], width: int) -> range:
-    """Every bucket start from the earliest row's to the latest's (rows carry ``time``
-    second): two C-level passes over the rows instead of a bucket per row, and nearly
-    always one or two buckets. Raises a data error for a time that is not an int."""
+    """Every bucket start from the earliest row's to the latest's, nearly always one or
+    two buckets. Raises a data error for a time that is not an int."""
     try:
-        first = last = None
-        for rows in row_lists:
-            times = list(map(_TIME, rows))  # in C: no Python frame per row
-            low, high = min(times), max(times)
-            first = low if first is None or low < first else first
-            last = high if last is None or high > last else last
-        assert first is not None and last is not None, "no rows"
-        first = first // width * width
-        last = last // width * width
+        first, last = _time_range(row_lists)
     except ENCODING_ERRORS as exc:
         raise translate_encoding(exc) from exc
-    return range(first, last + width, width)
+    return range(first // width * width, last // width * width + width, width)
 
 
 def _lost_connection(exc: psycopg.OperationalError) -> bool:
@@ -883,12 +1016,17 @@ def _upsert_catalog(
     cursor: psycopg.Cursor[TupleRow],
     services: list[tuple[str, str]],
     operations: list[tuple[str, str, str, int]],
+    newest_ns: int,
 ) -> None:
+    newest = datetime_from_ns(newest_ns)
     if services:
-        cursor.execute(_UPSERT_SERVICES, [list(column) for column in zip(*services, strict=True)])
+        cursor.execute(
+            _UPSERT_SERVICES, [newest, *(list(column) for column in zip(*services, strict=True))]
+        )
     if operations:
         cursor.execute(
-            _UPSERT_OPERATIONS, [list(column) for column in zip(*operations, strict=True)]
+            _UPSERT_OPERATIONS,
+            [newest, *(list(column) for column in zip(*operations, strict=True))],
         )
 
 

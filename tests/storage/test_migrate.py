@@ -51,6 +51,14 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     assert _applied(database_url) == expected
 
 
+# Columns the writer sets itself, after the model's: pruning's times (0010).
+_WRITER_COLUMNS = {
+    "metric_series": [("last_seen", "timestamptz"), ("touched_at", "timestamptz")],
+    "resources": [("last_seen", "timestamptz"), ("touched_at", "timestamptz")],
+    "sessions": [("touched_at", "timestamptz")],
+}
+
+
 def test_schema_matches_model_and_copy_types(database_url: str) -> None:
     migrate(database_url)
     with psycopg.connect(database_url) as conn:
@@ -61,8 +69,10 @@ def test_schema_matches_model_and_copy_types(database_url: str) -> None:
                 "ORDER BY attnum",
                 (table,),
             ).fetchall()
-            assert [name for name, _ in rows] == list(columns), table
-            assert [sql_type for _, sql_type in rows] == [_SQL_TYPE[t] for t in types], table
+            extra = _WRITER_COLUMNS.get(table, [])
+            assert [name for name, _ in rows] == [*columns, *(c for c, _ in extra)], table
+            kinds = [*types, *(t for _, t in extra)]
+            assert [sql_type for _, sql_type in rows] == [_SQL_TYPE[t] for t in kinds], table
 
 
 def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str) -> None:
@@ -104,12 +114,17 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
             "WHERE ((session_id IS NOT NULL) AND (trace_id IS NOT NULL))",
         ),
         ("services", "btree (project_id, service_name)"),
+        ("services", "btree (project_id, last_record, service_name)"),
         ("operations", "btree (project_id, service_name, span_name, span_kind)"),
+        ("operations", "btree (project_id, last_record, service_name, span_name, span_kind)"),
         ("metric_series", "btree (project_id, series_id)"),
         ("metric_series", "btree (project_id, metric_name)"),
+        ("metric_series", "btree (project_id, last_seen, series_id)"),
         ("resources", "btree (project_id, resource_id)"),
+        ("resources", "btree (project_id, last_seen, resource_id)"),
         ("sessions", "btree (project_id, session_id)"),
         ("sessions", "btree (session_id, project_id)"),
+        ("sessions", "btree (project_id, last_seen, session_id)"),
         ("projects", "btree (project_id)"),
         ("api_tokens", "btree (project_id, token_id)"),
         ("api_tokens", "btree (token_id)"),
@@ -162,7 +177,7 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "cold_key_blooms",
         "project_retention",
     }
-    assert len([k for k in keys if k[1] == "resources"]) == 1
+    assert len([k for k in keys if k[1] == "resources"]) == 2  # its key; pruning's (0010)
     # Tokens are looked up by their id, across projects: api_tokens is a small table,
     # a Citus reference table (replicated whole), where a key need not hold project_id.
     # span_rollup_state holds one row per background job, likewise a reference table.
@@ -203,3 +218,37 @@ def test_an_edited_migration_is_refused(database_url: str) -> None:
 def test_unreachable_database_is_unavailable() -> None:
     with pytest.raises(StorageUnavailable):
         migrate("postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2")
+
+
+def test_rows_stored_before_0010_count_as_seen_until_the_newest_partition_ends(
+    database_url: str,
+) -> None:
+    """Pruning must not take a row stored before it existed for unused: such a row gets
+    the end of the newest partition as its newest record time; one an older otlpd
+    inserts after the migration gets NULL (never pruned)."""
+    from storage.postgres.migrate import _apply
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _apply(conn, [m for m in load_migrations() if m.version < 10])
+        conn.execute(
+            "CREATE TABLE logs_ahead PARTITION OF logs "
+            "FOR VALUES FROM ('2999-01-01 00:00+00') TO ('2999-01-01 01:00+00')"
+        )
+        conn.execute(
+            "INSERT INTO resources (project_id, resource_id, attributes, first_seen) "
+            "VALUES ('p', 1, '{}', now())"
+        )
+        conn.execute("INSERT INTO operations VALUES ('p', 'api', 'GET /', 2, now(), now())")
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute(
+            "INSERT INTO resources (project_id, resource_id, attributes, first_seen) "
+            "VALUES ('p', 2, '{}', now())"
+        )
+        found = conn.execute(
+            "SELECT resource_id, last_seen::text, touched_at <= now() FROM resources ORDER BY 1"
+        ).fetchall()
+        (ahead,) = conn.execute("SELECT last_record::text FROM operations").fetchone()  # type: ignore[misc]
+    assert found == [(1, "2999-01-01 01:00:00+00", True), (2, None, True)]
+    assert ahead == "2999-01-01 01:00:00+00"

@@ -482,10 +482,11 @@ def test_series_are_stored_once(url: str, writer: PostgresWriter) -> None:
     first = writer.write([RowBatch(series={key: later}), RowBatch(series={key: FULL_SERIES})])
     assert first.series == 1
     assert writer.write([RowBatch(series={key: FULL_SERIES})]).series == 0  # cached
-    # Another replica, whose cache is cold: the database keeps the first row.
+    # Another replica, whose cache is cold: the database keeps the first row (its
+    # write only moves the row's times, for pruning).
     other = PostgresWriter(url, pool_size=1)
     try:
-        assert other.write([RowBatch(series={key: later})]).series == 0
+        assert other.write([RowBatch(series={key: later})]).series == 1
     finally:
         other.close()
     assert stored(url, "metric_series") == expected("metric_series", [FULL_SERIES])
@@ -504,7 +505,7 @@ def test_resources_are_stored_once_per_project(url: str, writer: PostgresWriter)
     assert writer.write([RowBatch(resources={("p1", 5): later})]).resources == 0  # cached
     other = PostgresWriter(url, pool_size=1)  # a replica with a cold cache
     try:
-        assert other.write([RowBatch(resources={("p2", 5): later})]).resources == 0
+        assert other.write([RowBatch(resources={("p2", 5): later})]).resources == 1  # touched
     finally:
         other.close()
     got = stored(url, "resources", "project_id")
@@ -540,11 +541,25 @@ def test_a_resource_is_learned_only_after_its_write_committed(url: str) -> None:
 
 def test_the_key_cache_is_bounded() -> None:
     cache = w.KeyCache(max_size=2)
-    cache.learn([("p", 1), ("p", 2)])
-    assert cache.unknown({("p", 1): (), ("p", 3): ()}) == {("p", 3): ()}  # 1 is now recent
-    cache.learn([("p", 3)])
+    cache.learn([("p", 1), ("p", 2)], T, 0.0)
+    assert cache.unknown({("p", 1): (), ("p", 3): ()}, T, 1.0) == {("p", 3): ()}  # 1 is recent
+    cache.learn([("p", 3)], T, 1.0)
     assert len(cache) == 2
-    assert set(cache.unknown({("p", i): () for i in (1, 2, 3)})) == {("p", 2)}
+    assert set(cache.unknown({("p", i): () for i in (1, 2, 3)}, T, 2.0)) == {("p", 2)}
+
+
+def test_a_cached_key_vouches_for_a_touch_interval_of_time_and_of_records() -> None:
+    """What pruning relies on (storage.postgres.prune, W2): past either bound, the row is
+    written again. Keys expire up to an eighth early, each at its own time."""
+    second = 10**9
+    cache = w.KeyCache(max_size=1000, ttl=100.0)
+    keys = {("p", i): () for i in range(200)}
+    cache.learn(keys, T, 0.0)
+    assert cache.unknown(keys, T + 87 * second, 87.0) == {}
+    assert cache.unknown(keys, T, 100.0) == keys  # a touch interval later
+    assert cache.unknown(keys, T + 100 * second + 1, 1.0) == keys  # records more than that newer
+    early = cache.unknown(keys, T, 95.0)
+    assert 0 < len(early) < len(keys)  # spread, not all at once
 
 
 def test_session_sightings_merge(url: str) -> None:
