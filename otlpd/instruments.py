@@ -215,6 +215,14 @@ class Instruments:
             ["signal"],
             registry=r,
         )
+        self.pruned_rows = Counter(
+            "otlpd_pruned_rows",
+            "Rows this process deleted from the tables records refer to (resources,"
+            " metric_series, sessions, services, operations) once no hot partition needed"
+            " them.",
+            ["table"],
+            registry=r,
+        )
         self.job_runs = Counter(
             "otlpd_job_runs",
             "Rounds of background jobs this process ran, by job and outcome (ok, failed).",

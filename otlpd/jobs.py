@@ -6,6 +6,8 @@ and for ``otlpd tier --once``, each job fenced by the scheduler's PostgreSQL loc
 * ``tiering``: partitions past their hot retention to Parquet in the cold tier
   (``storage.postgres.tiering``). Off unless ``OTLPD_TIERING=on``: the query API does
   not read the cold tier yet, so a tiered partition would vanish from its answers.
+* ``prune``: right after tiering, with it, the rows of the tables records refer to that
+  no hot partition needs any more (``storage.postgres.prune``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from otlpd.config import Config
 from otlpd.instruments import Instruments
 from otlpd.scheduler import Job, Scheduler
+from storage.postgres.prune import PruneJob
 from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.text_index import TextIndexJob
 
@@ -73,6 +76,14 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
     )
 
 
+def prune_job(config: Config, metrics: Instruments) -> PruneJob:
+    return PruneJob(
+        touch_interval=config.touch_interval,
+        interval=config.tier_interval,
+        on_pruned=lambda table, rows: metrics.pruned_rows.labels(table).inc(rows),
+    )
+
+
 def background_jobs(config: Config, database_url: str, metrics: Instruments) -> list[Job]:
     def rolled(minutes: int, seconds: float) -> None:
         metrics.rollup_minutes.inc(minutes)
@@ -84,7 +95,9 @@ def background_jobs(config: Config, database_url: str, metrics: Instruments) -> 
     if config.text_index:
         jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
     if config.tiering:
+        # In this order, with one interval: the scheduler runs due jobs in list order.
         jobs.append(tier_job(config, database_url, metrics))
+        jobs.append(prune_job(config, metrics))
     return jobs
 
 
@@ -102,7 +115,8 @@ def scheduler(config: Config, database_url: str, metrics: Instruments) -> Schedu
 
 
 def tier_once(config: Config, database_url: str) -> int:
-    """``otlpd tier --once``: the rollups, then tiering, once each; the exit status."""
+    """``otlpd tier --once``: the rollups, tiering, then pruning, once each; the exit
+    status."""
     import asyncio
     import logging
 
@@ -113,9 +127,11 @@ def tier_once(config: Config, database_url: str) -> int:
     metrics = Instruments()
     run = Scheduler(database_url, [], connect_timeout=config.store_timeout)
     tiering = tier_job(config, database_url, metrics)
+    pruning = prune_job(config, metrics)
     todo: list[Job] = [
         SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay),
         tiering,
+        pruning,
     ]
     for job in todo:
         try:
@@ -134,6 +150,7 @@ def tier_once(config: Config, database_url: str) -> int:
             "rows": tiering.last.rows,
             "bytes": tiering.last.bytes,
             "expired": tiering.last.expired,
+            "pruned": pruning.last,
             "cold_url": cold_url(config),
         },
     )
