@@ -25,9 +25,9 @@ What the writer (``storage.postgres.writer``) does for its part:
      the newest record of the write that taught it, and only for ``R`` (by the monotonic
      clock) after that write asked its caches. Entries are learned after commit, with
      what was sent.
-(W3) Every upsert of a row sets its times: ``newest`` to at least the write's newest
-     record, ``touched`` to ``statement_timestamp()``; both only grow while the row
-     exists. The upsert locks the row until commit.
+(W3) Every upsert of a row sets its times: ``newest`` to at least the newest record of
+     the write that refers to it, ``touched`` to ``statement_timestamp()`` (after ``c``);
+     both only grow while the row exists. The upsert locks the row until commit.
 
 Claim: a committed record never refers to a pruned row while it is in a hot partition
 (unless a write inserted the row again). Take a record ``r`` (time ``t``) committed by a
