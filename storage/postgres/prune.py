@@ -33,9 +33,10 @@ Claim: a committed record never refers to a pruned row while it is in a hot part
 (unless a write inserted the row again). Take a record ``r`` (time ``t``) committed by a
 transaction ``Y`` in partition ``X``, referring to row ``k``, and a DELETE of ``k`` in a
 pass with ``T0`` and ``H``, deleting a version with times ``newest``, ``touched`` that
-meet (A) and (B). The DELETE rechecks (A) and (B) on the latest version of the row, after
-waiting for any transaction that locked it (READ COMMITTED), so a write that upserted
-``k`` before it is seen; one that upserted it after inserted it again.
+meet (A) and (B). The DELETE locks the row first, checking (A) and (B) again on its
+latest committed version and skipping it while a writer holds it (``FOR UPDATE SKIP
+LOCKED``, READ COMMITTED): the upsert of a write that committed before is seen, one in
+progress keeps the row, one that comes after waits for the DELETE and inserts it again.
 
 * ``Y`` wrote ``k`` itself, at statement time ``s`` after asking its caches at ``c``
   (W1): then ``touched >= s >= c`` (W3) and, by (B), ``c < T0``. At ``c``, ``X`` existed,
@@ -73,7 +74,8 @@ times move on, and so does ``newest``.
 The deletes are batched (``batch`` rows a statement, each its own transaction, found by
 a keyset scan of an index on ``(project_id, newest, key)``), project by project, so a
 prune of millions holds no lock for long and a pass with nothing to prune costs two
-index probes per project and table. ``PruneJob`` is an ``otlpd.scheduler.Job``: one
+index probes per project and table. The job never waits for a writer's lock (it skips
+the row), so it cannot deadlock with one. ``PruneJob`` is an ``otlpd.scheduler.Job``: one
 replica at a time, right after tiering.
 """
 
@@ -317,7 +319,8 @@ def _statements(
 ) -> tuple[tuple[sql.Composed, sql.Composed], sql.Composed]:
     """The keyset scan for candidates (first batch, next batches) and the DELETE of a
     batch by key, which checks (A), (B) and the probed referrers again on the rows' latest
-    versions. Names come from ``PRUNED``; every value is a parameter."""
+    versions and leaves the rows a writer has locked. Names come from ``PRUNED``; every
+    value is a parameter."""
     newest, touched = sql.Identifier(table.newest), sql.Identifier(table.touched)
     keys = [sql.Identifier(column) for column, _ in table.key]
     order = sql.SQL(", ").join([newest, *keys])
@@ -347,26 +350,33 @@ def _statements(
     )
     names = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(keys)))
     same = sql.SQL(" AND ").join(
-        sql.SQL("t.{c} = u.{k}").format(c=column, k=sql.Identifier(f"k{i}"))
+        sql.SQL("c.{c} = u.{k}").format(c=column, k=sql.Identifier(f"k{i}"))
         for i, column in enumerate(keys)
     )
     kept = sql.SQL("").join(
         sql.SQL(
-            " AND NOT EXISTS (SELECT 1 FROM {r} x WHERE x.project_id = t.project_id AND {same})"
+            " AND NOT EXISTS (SELECT 1 FROM {r} x WHERE x.project_id = c.project_id AND {same})"
         ).format(
             r=sql.Identifier(referrer),
             same=sql.SQL(" AND ").join(
-                sql.SQL("x.{c} = t.{c}").format(c=column) for column in keys
+                sql.SQL("x.{c} = c.{c}").format(c=column) for column in keys
             ),
         )
         for referrer in probed
     )
+    # The rows are locked first, skipping those a writer holds (its upsert is writing
+    # them again: they are not to go), so the job never waits for a writer and cannot
+    # deadlock with one, whatever order either locks rows in. FOR UPDATE checks the
+    # conditions again on a row's latest version.
     delete = sql.SQL(
-        "DELETE FROM {t} AS t USING unnest({unnest}) AS u({names}) WHERE {same} "
-        "AND t.project_id = %(project)s AND t.{newest} < %(records_before)s::timestamptz "
-        "AND t.{touched} < %(touched_before)s{kept}"
+        "DELETE FROM {t} AS t WHERE t.project_id = %(project)s AND ({tkeys}) IN ("
+        "SELECT {ckeys} FROM {t} AS c JOIN unnest({unnest}) AS u({names}) ON {same} "
+        "WHERE c.project_id = %(project)s AND c.{newest} < %(records_before)s::timestamptz "
+        "AND c.{touched} < %(touched_before)s{kept} FOR UPDATE OF c SKIP LOCKED)"
     ).format(
         t=sql.Identifier(table.table),
+        tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in keys),
+        ckeys=sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in keys),
         unnest=unnest,
         names=names,
         same=same,
