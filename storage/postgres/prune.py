@@ -33,10 +33,10 @@ Claim: a committed record never refers to a pruned row while it is in a hot part
 (unless a write inserted the row again). Take a record ``r`` (time ``t``) committed by a
 transaction ``Y`` in partition ``X``, referring to row ``k``, and a DELETE of ``k`` in a
 pass with ``T0`` and ``H``, deleting a version with times ``newest``, ``touched`` that
-meet (A) and (B). The DELETE locks the row first, checking (A) and (B) again on its
-latest committed version and skipping it while a writer holds it (``FOR UPDATE SKIP
-LOCKED``, READ COMMITTED): the upsert of a write that committed before is seen, one in
-progress keeps the row, one that comes after waits for the DELETE and inserts it again.
+meet (A) and (B). The DELETE locks the row first (``FOR UPDATE SKIP LOCKED``) and
+deletes only the version its statement's snapshot sees: the upsert of a write that
+committed before that is seen, one in progress or committed since keeps the row, and
+one that comes after waits for the DELETE and inserts the row again.
 
 * ``Y`` wrote ``k`` itself, at statement time ``s`` after asking its caches at ``c``
   (W1): then ``touched >= s >= c`` (W3) and, by (B), ``c < T0``. At ``c``, ``X`` existed,
@@ -252,8 +252,9 @@ class PruneJob:
         touched_before: datetime,
         probed: list[str],
     ) -> int:
-        """Deletes ``project``'s rows of ``table`` that meet (A) and (B), a batch at a time."""
-        find, delete = _statements(table, probed)
+        """Deletes ``project``'s rows of ``table`` that meet (A) and (B), a batch (one
+        statement, its own transaction) at a time, in the order of its pruning index."""
+        batches = _statements(table, probed)
         params: dict[str, Any] = {
             "project": project,
             "records_before": records_before,
@@ -263,21 +264,17 @@ class PruneJob:
         deleted = 0
         after: tuple[Any, ...] | None = None
         while True:
-            statement = find[0] if after is None else find[1]
-            cursor = await conn.execute(statement, {**params, **_after(after)})
-            found = await cursor.fetchall()
-            if not found:
+            statement = batches[0] if after is None else batches[1]
+            position = {} if after is None else {f"after{i}": v for i, v in enumerate(after)}
+            cursor = await conn.execute(statement, {**params, **position})
+            row = await cursor.fetchone()
+            if row is None:  # no candidate left
                 return deleted
-            keys = {f"k{i}": [row[i + 1] for row in found] for i in range(len(table.key))}
-            cursor = await conn.execute(delete, {**params, **keys})
-            deleted += max(cursor.rowcount, 0)
-            if len(found) < self._batch:
+            found, gone, *last = row
+            deleted += int(gone)
+            if int(found) < self._batch:
                 return deleted
-            after = tuple(found[-1])
-
-
-def _after(position: tuple[Any, ...] | None) -> dict[str, Any]:
-    return {} if position is None else {f"after{i}": v for i, v in enumerate(position)}
+            after = tuple(last)
 
 
 async def _referrer(conn: Connection, name: str) -> _Referrer:
@@ -314,74 +311,55 @@ async def _projects(conn: Connection, table: str) -> list[str]:
     return [str(project) for (project,) in await cursor.fetchall()]
 
 
-def _statements(
-    table: Referenced, probed: list[str]
-) -> tuple[tuple[sql.Composed, sql.Composed], sql.Composed]:
-    """The keyset scan for candidates (first batch, next batches) and the DELETE of a
-    batch by key, which checks (A), (B) and the probed referrers again on the rows' latest
-    versions and leaves the rows a writer has locked. Names come from ``PRUNED``; every
-    value is a parameter."""
+def _statements(table: Referenced, probed: list[str]) -> tuple[sql.Composed, sql.Composed]:
+    """One batch as one statement (the first batch; the next ones, after a position):
+    lock up to ``batch`` candidates in the order of the ``(project_id, newest, key)``
+    index, delete them by tuple id, and return how many were found, how many deleted,
+    and the ``(newest, key)`` of the last. Names come from ``PRUNED``; every value is a
+    parameter.
+
+    The lock is ``FOR UPDATE SKIP LOCKED``: a row a writer holds is left (its upsert is
+    writing it again), so the job never waits for ingest and cannot deadlock with it,
+    whatever order either locks rows in; a row a writer changed since the statement
+    began is left too (its new version is not in the statement's snapshot). Once locked,
+    a row keeps its tuple id until the statement ends: the DELETE is a TID scan.
+    """
     newest, touched = sql.Identifier(table.newest), sql.Identifier(table.touched)
     keys = [sql.Identifier(column) for column, _ in table.key]
     order = sql.SQL(", ").join([newest, *keys])
-    conditions = sql.SQL(
-        "project_id = %(project)s AND {newest} < %(records_before)s::timestamptz "
-        "AND {touched} < %(touched_before)s"
-    ).format(newest=newest, touched=touched)
-    after = sql.SQL("({order}) > ({values})").format(
-        order=order,
-        values=sql.SQL(", ").join(sql.Placeholder(f"after{i}") for i in range(len(keys) + 1)),
-    )
-    find = sql.SQL(
-        "SELECT {order} FROM {t} WHERE {conditions}{after} ORDER BY {order} LIMIT %(batch)s"
-    )
-    first = find.format(
-        order=order, t=sql.Identifier(table.table), conditions=conditions, after=sql.SQL("")
-    )
-    rest = find.format(
-        order=order,
-        t=sql.Identifier(table.table),
-        conditions=conditions,
-        after=sql.SQL(" AND ") + after,
-    )
-    unnest = sql.SQL(", ").join(
-        sql.SQL("{}::{}[]").format(sql.Placeholder(f"k{i}"), sql.SQL(kind))
-        for i, (_, kind) in enumerate(table.key)
-    )
-    names = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(keys)))
-    same = sql.SQL(" AND ").join(
-        sql.SQL("c.{c} = u.{k}").format(c=column, k=sql.Identifier(f"k{i}"))
-        for i, column in enumerate(keys)
-    )
+    descending = sql.SQL(", ").join(sql.SQL("{} DESC").format(c) for c in [newest, *keys])
     kept = sql.SQL("").join(
         sql.SQL(
             " AND NOT EXISTS (SELECT 1 FROM {r} x WHERE x.project_id = c.project_id AND {same})"
         ).format(
             r=sql.Identifier(referrer),
-            same=sql.SQL(" AND ").join(
-                sql.SQL("x.{c} = c.{c}").format(c=column) for column in keys
-            ),
+            same=sql.SQL(" AND ").join(sql.SQL("x.{k} = c.{k}").format(k=k) for k in keys),
         )
         for referrer in probed
     )
-    # The rows are locked first, skipping those a writer holds (its upsert is writing
-    # them again: they are not to go), so the job never waits for a writer and cannot
-    # deadlock with one, whatever order either locks rows in. FOR UPDATE checks the
-    # conditions again on a row's latest version.
-    delete = sql.SQL(
-        "DELETE FROM {t} AS t WHERE t.project_id = %(project)s AND ({tkeys}) IN ("
-        "SELECT {ckeys} FROM {t} AS c JOIN unnest({unnest}) AS u({names}) ON {same} "
-        "WHERE c.project_id = %(project)s AND c.{newest} < %(records_before)s::timestamptz "
-        "AND c.{touched} < %(touched_before)s{kept} FOR UPDATE OF c SKIP LOCKED)"
-    ).format(
-        t=sql.Identifier(table.table),
-        tkeys=sql.SQL(", ").join(sql.SQL("t.{}").format(k) for k in keys),
-        ckeys=sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in keys),
-        unnest=unnest,
-        names=names,
-        same=same,
-        newest=newest,
-        touched=touched,
-        kept=kept,
+    after = sql.SQL(" AND ({order}) > ({values})").format(
+        order=order,
+        values=sql.SQL(", ").join(sql.Placeholder(f"after{i}") for i in range(len(keys) + 1)),
     )
-    return (first, rest), delete
+    batch = sql.SQL(
+        "WITH doomed AS ("
+        "SELECT c.ctid, {order} FROM {t} AS c WHERE c.project_id = %(project)s "
+        "AND c.{newest} < %(records_before)s::timestamptz AND c.{touched} < %(touched_before)s"
+        "{kept}{after} ORDER BY {order} LIMIT %(batch)s FOR UPDATE OF c SKIP LOCKED), "
+        "gone AS (DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM doomed)) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM doomed), (SELECT count(*) FROM gone), last.* "
+        "FROM (SELECT {order} FROM doomed ORDER BY {descending} LIMIT 1) AS last"
+    )
+    first, rest = (
+        batch.format(
+            order=order,
+            descending=descending,
+            t=sql.Identifier(table.table),
+            newest=newest,
+            touched=touched,
+            kept=kept,
+            after=position,
+        )
+        for position in (sql.SQL(""), after)
+    )
+    return first, rest
