@@ -91,7 +91,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from storage.postgres.partitions import datetime_from_ns, parse_bound
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime, parse_bound
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ class Referenced:
     newest: str  # the newest record time of the writes that wrote the row: (A)
     touched: str  # when a writer last wrote it, PostgreSQL's clock: (B)
     referrers: tuple[str, ...]  # the tables whose rows refer to it, by the same key
+    # The signals whose cold objects count as referring to it too: the catalog lists what
+    # the query API can answer for, and it answers from both tiers. Its rows stay until
+    # the project's oldest cold object of those signals is newer, as (A) has it for
+    # partitions (cold retention deletes the objects, then the rows may go).
+    cold: tuple[str, ...] = ()
 
 
 # The metric rollups (0009) refer to metric_series too: add their tables to its referrers.
@@ -133,6 +138,7 @@ PRUNED: Final = (
         "last_record",
         "last_seen",
         ("spans", "logs", "metric_points"),
+        cold=("spans", "logs", "metric_points"),
     ),
     Referenced(
         "operations",
@@ -140,6 +146,7 @@ PRUNED: Final = (
         "last_record",
         "last_seen",
         ("spans",),
+        cold=("spans",),
     ),
 )
 
@@ -150,6 +157,9 @@ FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = to_regclass(%s)
 """
 _MARGIN_NS: Final = 1_000_000  # (A) with a millisecond to spare: times are stored in µs
+_OLDEST_COLD: Final = (
+    "SELECT min(min_time) FROM cold_objects WHERE project_id = %s AND signal = ANY(%s)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +264,13 @@ class PruneJob:
     ) -> int:
         """Deletes ``project``'s rows of ``table`` that meet (A) and (B), a batch (one
         statement, its own transaction) at a time, in the order of its pruning index."""
+        if table.cold:
+            cursor = await conn.execute(_OLDEST_COLD, (project, list(table.cold)))
+            row = await cursor.fetchone()
+            if row is not None and row[0] is not None:
+                cold = datetime_from_ns(ns_from_datetime(row[0]) - self._touch_ns - _MARGIN_NS)
+                if records_before == "infinity" or cold < datetime.fromisoformat(records_before):
+                    records_before = cold.isoformat()
         batches = _statements(table, probed)
         params: dict[str, Any] = {
             "project": project,
