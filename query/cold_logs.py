@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -200,6 +200,18 @@ def matching(table: pa.Table, scope: Scope) -> np.ndarray:
     return found
 
 
+def keeper(scope: Scope) -> Callable[[pa.Table], pa.Table]:
+    """What ``Read.keep`` keeps of a row group: the records of ``scope``."""
+
+    def keep(table: pa.Table) -> pa.Table:
+        positions = matching(table, scope)
+        if len(positions) == table.num_rows:
+            return table
+        return table.take(pa.array(positions, pa.int64()))
+
+    return keep
+
+
 def keys(table: pa.Table, obj: ColdObject) -> tuple[np.ndarray, np.ndarray]:
     """(time µs, row in object) of every row of ``table``."""
     times = table.column("time").cast(pa.int64()).to_numpy() // 1000
@@ -315,16 +327,16 @@ async def candidates(call: QueryCall, scope: Scope, columns: Sequence[str]) -> l
             allowed = found
         else:
             allowed = {i: _both(allowed[i], found[i]) for i in allowed.keys() & found.keys()}
-    choose = _groups_within(scope)
+    choose, keep = _groups_within(scope), keeper(scope)
     out: list[Read] = []
     for obj in objects:
         if allowed is None or not obj.row_groups:  # no blooms (tiered before they existed)
-            out.append(Read(obj, columns, choose=choose, keys=keys))
+            out.append(Read(obj, columns, choose=choose, keys=keys, keep=keep))
         elif obj.object_id in allowed:
             groups = allowed[obj.object_id]
             if groups is None or groups:
                 chosen = None if groups is None else sorted(groups)
-                out.append(Read(obj, columns, groups=chosen, choose=choose, keys=keys))
+                out.append(Read(obj, columns, groups=chosen, choose=choose, keys=keys, keep=keep))
     return out
 
 
@@ -376,13 +388,9 @@ async def scan(
             at += 1
         tables = await cold.read(call, wave)
         for read, table in zip(wave, tables, strict=True):
-            if not table.num_rows:
-                continue
-            positions = matching(table, scope)
-            if not len(positions):
+            if not table.num_rows:  # the reads kept only the records of the scope
                 continue
             times, numbers = keys(table, read.obj)
-            times, numbers = times[positions], numbers[positions]
             order = np.lexsort((numbers, times))
             if newest_first:
                 order = order[::-1]
@@ -393,7 +401,7 @@ async def scan(
                     continue
                 if len(picked) >= want:
                     break
-                picked.append(int(positions[i]))
+                picked.append(int(i))
             for row in rows(table, picked, read.obj):
                 best.append((row.key, row))
         best.sort(key=lambda item: rank(item[0]))
@@ -409,19 +417,19 @@ async def volume(call: QueryCall, scope: Scope, step_us: int) -> dict[tuple[int,
     reads = await candidates(call, scope, _volume_columns(scope))
     counts: dict[tuple[int, int], int] = {}
     for table in await call.cold.read(call, reads):
-        if not table.num_rows:
+        if not table.num_rows:  # the reads kept only the records of the scope
             continue
-        positions = matching(table, scope)
-        if not len(positions):
-            continue
-        times = table.column("time").cast(pa.int64()).to_numpy()[positions] // 1000
-        severity = table.column("severity_number").to_numpy(zero_copy_only=False)[positions]
-        severity = np.nan_to_num(severity.astype(np.float64), nan=0.0).astype(np.int64)
+        times = table.column("time").cast(pa.int64()).to_numpy() // 1000
+        severity = pc.fill_null(table.column("severity_number").cast(pa.int64()), 0).to_numpy()
         ranges_ = np.where(severity <= 0, 0, np.minimum((severity - 1) // 4, 5) * 4 + 1)
         buckets = np.floor_divide(times, step_us)
-        pairs, n = np.unique(np.stack([buckets, ranges_]), axis=1, return_counts=True)
-        for (bucket, severity_range), count in zip(pairs.T.tolist(), n.tolist(), strict=True):
-            counts[(bucket, severity_range)] = counts.get((bucket, severity_range), 0) + count
+        first = int(buckets.min())
+        # One number per (bucket, severity range): 8 codes a bucket cover the 6 ranges.
+        codes = (buckets - first) * 8 + (ranges_ + 3) // 4
+        for code, count in enumerate(np.bincount(codes).tolist()):
+            if count:
+                bucket, severity_range = first + code // 8, max(0, (code % 8) * 4 - 3)
+                counts[(bucket, severity_range)] = counts.get((bucket, severity_range), 0) + count
     return counts
 
 

@@ -11,10 +11,10 @@ session's last hot partition (first and last seen, user, service).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import numpy as np
 import orjson
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -62,10 +62,13 @@ class ColdSession:
             self.service, self._service_at = service, time_ns
 
 
-def _of_session(table: pa.Table, session_id: str) -> list[int]:
-    keep = pc.fill_null(pc.equal(table.column("session_id"), session_id), False)
-    positions: list[int] = np.flatnonzero(np.asarray(keep)).tolist()
-    return positions
+def _of_session(session_id: str) -> Callable[[pa.Table], pa.Table]:
+    """What ``Read.keep`` keeps of a row group: the rows of the session."""
+
+    def keep(table: pa.Table) -> pa.Table:
+        return table.filter(pc.fill_null(pc.equal(table.column("session_id"), session_id), False))
+
+    return keep
 
 
 async def items(call: QueryCall, session_id: str) -> ColdSession:
@@ -77,6 +80,7 @@ async def items(call: QueryCall, session_id: str) -> ColdSession:
         call, keybloom.SESSION, session_id.encode(), ("spans", "logs", "metric_points")
     )
     reads = []
+    keep = _of_session(session_id)
     for obj, _ in where:
         if obj.signal == "spans":
             columns: tuple[str, ...] = ("time", *cold_spans.COLUMNS)
@@ -86,16 +90,15 @@ async def items(call: QueryCall, session_id: str) -> ColdSession:
             columns = _EXEMPLAR_COLUMNS
         reads.append(
             Read(
-                obj, (*columns, "session_id", "user_id"), keys=("session_id", [session_id.encode()])
+                obj,
+                (*columns, "session_id", "user_id"),
+                keys=("session_id", [session_id.encode()]),
+                keep=keep,
             )
         )
-    for read, table in zip(reads, await call.cold.read(call, reads), strict=True):
-        if not table.num_rows:
+    for read, chosen in zip(reads, await call.cold.read(call, reads), strict=True):
+        if not chosen.num_rows:
             continue
-        positions = _of_session(table, session_id)
-        if not positions:
-            continue
-        chosen = table.take(pa.array(positions, pa.int64()))
         times = chosen.column("time").cast(pa.int64()).to_pylist()
         users = chosen.column("user_id").to_pylist()
         services = chosen.column("service_name").to_pylist()

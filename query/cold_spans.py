@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,11 +74,14 @@ def span_rows(table: pa.Table, positions: Sequence[int] | None = None) -> list[S
     return [SpanRow(*row) for row in zip(*columns, strict=True)]
 
 
-def _of_traces(table: pa.Table, trace_ids: Iterable[bytes]) -> np.ndarray:
+def _of_traces(trace_ids: Iterable[bytes]) -> Callable[[pa.Table], pa.Table]:
+    """What ``Read.keep`` keeps of a row group: the rows of these traces."""
     wanted = pa.array(list(trace_ids), pa.binary(16))
-    return np.flatnonzero(
-        np.asarray(pc.fill_null(pc.is_in(table.column("trace_id"), wanted), False))
-    )
+
+    def keep(table: pa.Table) -> pa.Table:
+        return table.filter(pc.fill_null(pc.is_in(table.column("trace_id"), wanted), False))
+
+    return keep
 
 
 async def spans_of(
@@ -99,11 +102,13 @@ async def spans_of(
     for trace_id, places in where.items():
         for obj, _ in places:
             held.setdefault(obj.object_id, (obj, []))[1].append(trace_id)
-    reads = [Read(obj, COLUMNS, keys=("trace_id", ids)) for obj, ids in held.values()]
+    reads = [
+        Read(obj, COLUMNS, keys=("trace_id", ids), keep=_of_traces(ids))
+        for obj, ids in held.values()
+    ]
     for table in await call.cold.read(call, reads):
-        if table.num_rows:
-            for span in span_rows(table, _of_traces(table, trace_ids).tolist()):
-                found[span.trace_id].append(span)
+        for span in span_rows(table):
+            found[span.trace_id].append(span)
     return found
 
 
@@ -114,11 +119,13 @@ async def logs_of(call: QueryCall, trace_id: bytes, limit: int) -> list[Any]:
     if call.cold is None:
         return []
     where = await call.cold.holding(call, keybloom.TRACE, trace_id, (cold_logs.SIGNAL,))
-    reads = [Read(obj, cold_logs.COLUMNS, keys=("trace_id", [trace_id])) for obj, _ in where]
+    keep = _of_traces([trace_id])
+    reads = [
+        Read(obj, cold_logs.COLUMNS, keys=("trace_id", [trace_id]), keep=keep) for obj, _ in where
+    ]
     records = []
     for read, table in zip(reads, await call.cold.read(call, reads), strict=True):
-        if table.num_rows:
-            records += cold_logs.rows(table, _of_traces(table, [trace_id]).tolist(), read.obj)
+        records += cold_logs.rows(table, range(table.num_rows), read.obj)
     records.sort(key=lambda r: r.key)
     return records[:limit]
 
@@ -221,6 +228,10 @@ async def matching_traces(
     objects = await cold.objects(call, SIGNAL, window.low_ns, window.high_ns)
     latest: dict[bytes, int] = {}
     columns = _match_columns(match)
+    choose = _groups_within(match, window)
+
+    def keep(table: pa.Table) -> pa.Table:
+        return table.take(pa.array(_matching(table, match, window), pa.int64()))
 
     def settled_above() -> int | None:
         """The time (µs) a trace must reach to make the page, once the page is full."""
@@ -243,14 +254,10 @@ async def matching_traces(
                 at = len(objects)
                 break
             at += 1
-            wave.append(Read(obj, columns, choose=_groups_within(match, window)))
-        for table in await cold.read(call, wave):
-            if not table.num_rows:
+            wave.append(Read(obj, columns, choose=choose, keep=keep))
+        for chosen in await cold.read(call, wave):
+            if not chosen.num_rows:  # the reads kept only the matching spans
                 continue
-            positions = _matching(table, match, window)
-            if not len(positions):
-                continue
-            chosen = table.take(pa.array(positions, pa.int64()))
             grouped = (
                 pa.table(
                     {

@@ -52,6 +52,9 @@ class Read:
     groups: Sequence[int] | None = None
     choose: Choose | None = None
     keys: tuple[str, Sequence[bytes]] | None = None
+    # The rows of each row group to keep (``storage.cold_reader.ColdReader.read``), run on
+    # the reading thread.
+    keep: Callable[[pa.Table], pa.Table] | None = None
 
 
 class ColdTier:
@@ -176,7 +179,7 @@ class ColdTier:
             if read.choose is not None:
                 chosen = set(read.choose(metadata))
                 groups = [g for g in groups if g in chosen]
-            return reader.read(read.obj, metadata, groups, read.columns, stats)
+            return reader.read(read.obj, metadata, groups, read.columns, stats, keep=read.keep)
         except FileNotFoundError:
             log.info("cold object %s is gone (cold retention); read as empty", read.obj.key)
             return _no_rows(read.columns)

@@ -30,9 +30,11 @@ from storage.objectstore import ObjectStore
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-BLOCK_BYTES: Final = 256 * 1024
-"""One block: a column chunk of a row group is a few KB to ~0.5 MB (storage.parquet), so a
-read fetches a few blocks; big enough that a GET's latency, not its bytes, is the cost."""
+BLOCK_BYTES: Final = 64 * 1024
+"""One block. A read of consecutive missing blocks is one ranged GET whatever their
+number, so a small block costs no more requests for a whole row group (~330 KB of
+adjacent column chunks, storage.parquet) and fetches less it does not need around a
+small read (a footer, a bloom filter, a column chunk of a few KB)."""
 
 
 @dataclass(slots=True)

@@ -18,9 +18,10 @@ Every call blocks (network, decoding): the query side runs them on its own threa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
@@ -81,8 +82,14 @@ class ColdReader:
         groups: Sequence[int],
         columns: Sequence[str],
         stats: FetchStats,
+        *,
+        keep: Callable[[pa.Table], pa.Table] | None = None,
     ) -> pa.Table:
-        """``columns`` of row groups ``groups`` (in that order), and ``ROW``."""
+        """``columns`` of row groups ``groups`` (in that order), and ``ROW``; with
+        ``keep``, only what it keeps of each row group, applied as each is read, so that
+        at most one whole row group is in memory (and a filter works on one chunk of
+        each column, where a table of many chunks of dictionaries would make ``take``
+        unify their dictionaries: 200 ms for ten rows of 80k, measured)."""
         if not groups:
             return _empty(metadata, columns)
         parquet = pq.ParquetFile(self._file(obj, stats), metadata=metadata)
@@ -90,8 +97,10 @@ class ColdReader:
         tables = []
         for group in groups:
             table = parquet.read_row_group(group, columns=list(columns), use_threads=False)
-            rows = pa.array(range(starts[group], starts[group] + table.num_rows), pa.int64())
-            tables.append(table.append_column(ROW, rows))
+            # numpy, not range(): a Python range of 8k ints took 0.6 ms a row group.
+            rows = pa.array(np.arange(starts[group], starts[group] + table.num_rows))
+            table = table.append_column(ROW, rows)
+            tables.append(table if keep is None else keep(table))
         stats.add(row_groups=len(groups))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
