@@ -18,10 +18,14 @@ matches the same filters and sorts the same whichever tier holds it:
 * Order: ``(time, place)`` as ``storage.postgres.records`` defines it across tiers; a
   scan newest (or oldest) first stops reading objects as soon as no further object can
   hold a row that would make the page.
+* For the insight RPCs: exact counts per range (``counts``), the bodies GetLogPatterns
+  mines, all or a repeatable Bernoulli sample (``bodies``, ``sampled``), and records by
+  their places (``records``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -35,9 +39,9 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
-from query.coldtier import Read
+from query.coldtier import Choose, Read
 from storage import keybloom
-from storage.cold_reader import ROW, ranges
+from storage.cold_reader import ROW, overlapping
 from storage.postgres.cold_manifest import ColdObject
 from storage.postgres.log_reader import LogFilter
 from storage.postgres.partitions import datetime_from_ns
@@ -260,48 +264,49 @@ def _both(first: set[int] | None, second: set[int] | None) -> set[int] | None:
     return first if second is None else first & second
 
 
-def _groups_within(scope: Scope):  # type: ignore[no-untyped-def]
+def _groups_within(scope: Scope) -> Choose:
     """The row-group chooser for ``scope``: groups whose time and service statistics
     overlap it."""
 
     def choose(metadata: pq.FileMetaData) -> list[int]:
-        chosen = range(metadata.num_row_groups)
-        times = ranges(metadata, "time")
-        services = ranges(metadata, "service_name") if scope.filter.service else None
-        low = None if scope.start_us is None else scope.start_us * 1000
-        high = None if scope.end_us is None else scope.end_us * 1000
-        kept = []
-        for g in chosen:
-            span = times[g]
-            if span is not None and (
-                (low is not None and span[1] < low) or (high is not None and span[0] >= high)
-            ):
-                continue
-            named = None if services is None else services[g]
-            wanted = scope.filter.service
-            if named and wanted is not None and not _text(named[0]) <= wanted <= _text(named[1]):
-                continue
-            kept.append(g)
-        return kept
+        return overlapping(
+            metadata,
+            low_ns=None if scope.start_us is None else scope.start_us * 1000,
+            high_ns=None if scope.end_us is None else scope.end_us * 1000,
+            service=scope.filter.service,
+        )
 
     return choose
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def candidates(call: QueryCall, scope: Scope, columns: Sequence[str]) -> list[Read]:
+async def candidates(
+    call: QueryCall,
+    scope: Scope,
+    columns: Sequence[str],
+    objects: Sequence[ColdObject] | None = None,
+) -> list[Read]:
     """Reads of ``columns`` of the cold objects (newest first) that may hold records of
     ``scope``, and of their row groups that may: the key blooms narrow them when the
     filter names a trace, a session or whole words, the files' bloom filters when it
-    names a trace or a session, the row groups' statistics by time and service."""
+    names a trace or a session, the row groups' statistics by time and service. Each
+    read keeps only the records of ``scope``. ``objects``: the manifest's answer for a
+    range that holds the scope's, when the caller read it already (one read for several
+    scopes)."""
     cold = call.cold
     if cold is None:
         return []
     start_ns = None if scope.start_us is None else scope.start_us * 1000
     end_ns = None if scope.end_us is None else scope.end_us * 1000
-    objects = await cold.objects(call, SIGNAL, start_ns, end_ns)
+    if objects is None:
+        objects = await cold.objects(call, SIGNAL, start_ns, end_ns)
+    else:
+        objects = [
+            obj
+            for obj in objects
+            if obj.signal == SIGNAL
+            and (start_ns is None or obj.max_ns >= start_ns)
+            and (end_ns is None or obj.min_ns < end_ns)
+        ]
     if not objects:
         return []
     f = scope.filter
@@ -348,15 +353,16 @@ async def scan(
     after: Key | None,
     want: int,
     rival: Key | None = None,
+    objects: Sequence[ColdObject] | None = None,
 ) -> list[LogRow]:
     """Up to ``want`` cold records of ``scope`` past ``after`` (in the scan's direction),
     in that order. ``rival`` is the ``want``-th record another tier already has: a record
     that does not come before it cannot make the page, nor can an object whose rows all
-    come after it."""
+    come after it. ``objects``: as for ``candidates``."""
     cold = call.cold
     if cold is None or want <= 0:
         return []
-    found = await candidates(call, scope, COLUMNS)
+    found = await candidates(call, scope, COLUMNS, objects)
     if not newest_first:
         found.sort(key=lambda read: (read.obj.min_ns, read.obj.object_id))
 
@@ -409,16 +415,31 @@ async def scan(
     return [row for _, row in best]
 
 
+async def matches(
+    call: QueryCall,
+    scope: Scope,
+    columns: Sequence[str],
+    objects: Sequence[ColdObject] | None = None,
+) -> list[tuple[ColdObject, pa.Table]]:
+    """Every cold record of ``scope``: per object that has some, those records (their
+    ``columns``, what the filter needs, and ``ROW``), in no order. ``objects``: as for
+    ``candidates``."""
+    if call.cold is None:
+        return []
+    needed = tuple(dict.fromkeys((*_filter_columns(scope), *columns)))
+    reads = await candidates(call, scope, needed, objects)
+    return [
+        (read.obj, table)
+        for read, table in zip(reads, await call.cold.read(call, reads), strict=True)
+        if table.num_rows
+    ]
+
+
 async def volume(call: QueryCall, scope: Scope, step_us: int) -> dict[tuple[int, int], int]:
     """Cold records of ``scope`` counted per ``(bucket, severity range)`` as
     ``storage.postgres.log_reader.volume`` counts them."""
-    if call.cold is None:
-        return {}
-    reads = await candidates(call, scope, _volume_columns(scope))
     counts: dict[tuple[int, int], int] = {}
-    for table in await call.cold.read(call, reads):
-        if not table.num_rows:  # the reads kept only the records of the scope
-            continue
+    for _, table in await matches(call, scope, ("severity_number",)):
         times = table.column("time").cast(pa.int64()).to_numpy() // 1000
         severity = pc.fill_null(table.column("severity_number").cast(pa.int64()), 0).to_numpy()
         ranges_ = np.where(severity <= 0, 0, np.minimum((severity - 1) // 4, 5) * 4 + 1)
@@ -433,9 +454,95 @@ async def volume(call: QueryCall, scope: Scope, step_us: int) -> dict[tuple[int,
     return counts
 
 
-def _volume_columns(scope: Scope) -> tuple[str, ...]:
+async def counts(
+    call: QueryCall,
+    flt: LogFilter,
+    cuts_us: Sequence[int],
+    objects: Sequence[ColdObject] | None = None,
+) -> list[int]:
+    """Cold records of ``flt`` in each range ``[cuts_us[i], cuts_us[i + 1])``, exactly."""
+    found = np.zeros(len(cuts_us) - 1, dtype=np.int64)
+    scope = Scope(flt, cuts_us[0], cuts_us[-1])
+    for _, table in await matches(call, scope, (), objects):
+        times = table.column("time").cast(pa.int64()).to_numpy() // 1000
+        where = np.searchsorted(np.asarray(cuts_us), times, side="right") - 1
+        found += np.bincount(where, minlength=len(found))[: len(found)]
+    return [int(n) for n in found]
+
+
+def sampled(object_id: int, rows: np.ndarray, seed: int, rate: float) -> np.ndarray:
+    """Which of ``rows`` (positions in the object ``object_id``) a Bernoulli sample at
+    ``rate`` keeps: each by a hash of (seed, object, row) (SplitMix64's finalizer), so
+    the same rate and seed keep the same records of an object every time, independently
+    of the filters and of one another, as PostgreSQL's ``TABLESAMPLE BERNOULLI ...
+    REPEATABLE`` does with a row's block and offset."""
+    base = (((object_id << 32) ^ seed) * _GOLDEN) % 2**64
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the hash wants
+        z = rows.astype(np.uint64) + np.uint64(base)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    uniform = (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+    kept: np.ndarray = uniform < rate
+    return kept
+
+
+_GOLDEN: Final = 0x9E3779B97F4A7C15  # 2^64 / golden ratio, SplitMix64's increment
+
+
+async def bodies(
+    call: QueryCall,
+    scope: Scope,
+    *,
+    rate: float | None,
+    seed: int,
+    max_chars: int,
+    objects: Sequence[ColdObject] | None = None,
+) -> list[tuple[int, str, str | None]]:
+    """``(time µs, place, body text)`` of the cold records of ``scope``, in no order: all
+    of them, or (``rate``) a ``sampled`` part. The body text is PostgreSQL's
+    ``left(body #>> '{}', max_chars)``."""
+    found = await matches(call, scope, ("body",), objects)
+    # Up to a window's worth of bodies decoded in Python: off the event loop.
+    return await asyncio.to_thread(_bodies, found, rate, seed, max_chars)
+
+
+def _bodies(
+    found: list[tuple[ColdObject, pa.Table]],
+    rate: float | None,
+    seed: int,
+    max_chars: int,
+) -> list[tuple[int, str, str | None]]:
+    out: list[tuple[int, str, str | None]] = []
+    for obj, table in found:
+        taken = table
+        if rate is not None:
+            kept = sampled(obj.object_id, table.column(ROW).to_numpy(), seed, rate)
+            taken = table.filter(pa.array(kept))
+        if not taken.num_rows:
+            continue
+        times = (taken.column("time").cast(pa.int64()).to_numpy() // 1000).tolist()
+        numbers = taken.column(ROW).to_pylist()
+        for time_us, row, body in zip(
+            times, numbers, taken.column("body").to_pylist(), strict=True
+        ):
+            text = _body_text(body)
+            out.append(
+                (
+                    time_us,
+                    cold_place(obj.object_id, row),
+                    None if text is None else text[:max_chars],
+                )
+            )
+    return out
+
+
+def _filter_columns(scope: Scope) -> tuple[str, ...]:
+    """The columns ``matching`` reads for ``scope``."""
     f = scope.filter
-    needed = ["time", "severity_number"]
+    needed = ["time"]
+    if f.min_severity > 0:
+        needed.append("severity_number")
     if f.words or f.patterns:
         needed.append("body")
     if f.service is not None or scope.no_service:
@@ -450,28 +557,58 @@ def _volume_columns(scope: Scope) -> tuple[str, ...]:
             needed.append(name)
     if f.attributes:
         needed.append("attributes")
+    if scope.resource_id is not None:
+        needed.append("resource_id")
     return tuple(needed)
+
+
+async def records(
+    call: QueryCall,
+    places: Sequence[tuple[int, int]],
+    objects: Sequence[ColdObject] = (),
+) -> dict[tuple[int, int], LogRow]:
+    """The records at ``places`` = (object, row) of the project's cold objects, while the
+    manifest names them (``objects``: some of them, already read), one read per object."""
+    cold = call.cold
+    if cold is None or not places:
+        return {}
+    wanted: dict[int, set[int]] = {}
+    for object_id, row in places:
+        wanted.setdefault(object_id, set()).add(row)
+    known = {obj.object_id: obj for obj in objects}
+    reads = []
+    for object_id, rows_of in wanted.items():
+        obj = known.get(object_id) or await cold.one(call, object_id)
+        if obj is not None:
+            reads.append(Read(obj, COLUMNS, choose=_groups_holding(sorted(rows_of))))
+    found: dict[tuple[int, int], LogRow] = {}
+    for read, table in zip(reads, await cold.read(call, reads), strict=True):
+        if not table.num_rows:
+            continue
+        numbers = table.column(ROW).to_numpy()
+        rows_of = wanted[read.obj.object_id]
+        positions = np.flatnonzero(np.isin(numbers, np.array(sorted(rows_of), dtype=np.int64)))
+        for record in rows(table, positions.tolist(), read.obj):
+            found.setdefault((read.obj.object_id, int(record.place.split(".")[1])), record)
+    return found
+
+
+def _groups_holding(wanted_rows: Sequence[int]) -> Choose:
+    """The row-group chooser for the groups that hold rows ``wanted_rows`` (sorted)."""
+
+    def choose(metadata: pq.FileMetaData) -> list[int]:
+        chosen, at, i = [], 0, 0
+        for g in range(metadata.num_row_groups):
+            at += metadata.row_group(g).num_rows
+            if i < len(wanted_rows) and wanted_rows[i] < at:
+                chosen.append(g)
+                while i < len(wanted_rows) and wanted_rows[i] < at:
+                    i += 1
+        return chosen
+
+    return choose
 
 
 async def record(call: QueryCall, object_id: int, row: int) -> LogRow | None:
     """Row ``row`` of the project's cold object ``object_id``, while the manifest names it."""
-    if call.cold is None:
-        return None
-    obj = await call.cold.one(call, object_id)
-    if obj is None:
-        return None
-
-    def holding_row(metadata: pq.FileMetaData) -> list[int]:
-        at = 0
-        for g in range(metadata.num_row_groups):
-            at += metadata.row_group(g).num_rows
-            if row < at:
-                return [g]
-        return []
-
-    (table,) = await call.cold.read(call, [Read(obj, COLUMNS, choose=holding_row)])
-    if not table.num_rows:
-        return None
-    positions = np.flatnonzero(table.column(ROW).to_numpy() == row)
-    found = rows(table, positions[:1].tolist(), obj)
-    return found[0] if found else None
+    return (await records(call, [(object_id, row)])).get((object_id, row))

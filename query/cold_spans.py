@@ -1,4 +1,5 @@
-"""Spans of the cold tier for the trace RPCs: a trace by id, traces by search, summaries.
+"""Spans of the cold tier: a trace by id, traces by search, summaries, and the spans of a
+range for the insight RPCs.
 
 * A trace by id (``GetTrace``, and the summaries of ``SearchTraces``) needs no time range:
   the manifest's key blooms (``storage.keybloom``) name the objects and row groups that
@@ -7,6 +8,11 @@
   ``storage.postgres.trace_reader.matching_traces`` does in SQL, keeping each trace's
   latest matching span, and stops at the first object whose rows are all older than the
   page's last trace.
+* The spans of a range (``SpanRange``: a time range, optionally one service, name, kind,
+  errors only), as the insight RPCs read them (GetServiceGraph, GetLatencyHistogram,
+  GetErrorSpikes): the objects of the range, in each only the row groups whose ``time``
+  and ``service_name`` statistics overlap (the files sort by service then time), only
+  the columns asked for.
 * A summary over spans in both tiers is computed here, as the SQL computes it
   (``storage.postgres.trace_reader.trace_summaries``): each span id once, root by the same
   ranks.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
@@ -25,12 +32,12 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
-from query.coldtier import Read
+from query.coldtier import Choose, Read
 from storage import keybloom
-from storage.cold_reader import ranges
+from storage.cold_reader import overlapping
 from storage.postgres.cold_manifest import ColdObject
 from storage.postgres.partitions import ns_from_datetime
-from storage.postgres.records import SpanRow
+from storage.postgres.records import COLD, SpanRow
 from storage.postgres.trace_reader import ERROR_STATUS, SpanMatch
 
 SIGNAL: Final = "spans"
@@ -84,6 +91,17 @@ def _of_traces(trace_ids: Iterable[bytes]) -> Callable[[pa.Table], pa.Table]:
     return keep
 
 
+def _held(
+    where: dict[bytes, list[tuple[ColdObject, list[int] | None]]],
+) -> list[tuple[ColdObject, list[bytes]]]:
+    """Per object the key blooms named, the trace ids they may hold there."""
+    held: dict[int, tuple[ColdObject, list[bytes]]] = {}
+    for trace_id, places in where.items():
+        for obj, _ in places:
+            held.setdefault(obj.object_id, (obj, []))[1].append(trace_id)
+    return list(held.values())
+
+
 async def spans_of(
     call: QueryCall,
     trace_ids: Sequence[bytes],
@@ -98,13 +116,9 @@ async def spans_of(
     where = await call.cold.holding_any(
         call, keybloom.TRACE, list(trace_ids), (SIGNAL,), start_ns=start_ns, end_ns=end_ns
     )
-    held: dict[int, tuple[ColdObject, list[bytes]]] = {}
-    for trace_id, places in where.items():
-        for obj, _ in places:
-            held.setdefault(obj.object_id, (obj, []))[1].append(trace_id)
     reads = [
         Read(obj, COLUMNS, keys=("trace_id", ids), keep=_of_traces(ids))
-        for obj, ids in held.values()
+        for obj, ids in _held(where)
     ]
     for table in await call.cold.read(call, reads):
         for span in span_rows(table):
@@ -112,65 +126,231 @@ async def spans_of(
     return found
 
 
-async def logs_of(call: QueryCall, trace_id: bytes, limit: int) -> list[Any]:
-    """The first ``limit`` cold log records of one trace, oldest first (``LogRow``s)."""
+async def logs_of(
+    call: QueryCall, trace_ids: Sequence[bytes], limit: int, *, newest_first: bool = False
+) -> list[Any]:
+    """The first ``limit`` cold log records of the traces ``trace_ids``, oldest (or
+    newest) first (``LogRow``s), wherever they lie in time."""
+    return (await logs_of_each(call, [trace_ids], limit, newest_first=newest_first))[0]
+
+
+async def logs_of_each(
+    call: QueryCall,
+    trace_sets: Sequence[Sequence[bytes]],
+    limit: int,
+    *,
+    newest_first: bool = False,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> list[list[Any]]:
+    """``logs_of`` for several sets of traces at once: one read of the key blooms (they
+    name the objects that may hold the traces' records, the files' own bloom filters the
+    row groups) and of each object; only objects with records in ``[start_ns, end_ns)``
+    (None: open)."""
     from query import cold_logs  # the trace RPCs need the log reader only with logs
 
-    if call.cold is None:
-        return []
-    where = await call.cold.holding(call, keybloom.TRACE, trace_id, (cold_logs.SIGNAL,))
-    keep = _of_traces([trace_id])
+    found: list[list[Any]] = [[] for _ in trace_sets]
+    union = sorted({trace for traces in trace_sets for trace in traces})
+    if call.cold is None or not union or limit <= 0:
+        return found
+    where = await call.cold.holding_any(
+        call, keybloom.TRACE, union, (cold_logs.SIGNAL,), start_ns=start_ns, end_ns=end_ns
+    )
     reads = [
-        Read(obj, cold_logs.COLUMNS, keys=("trace_id", [trace_id]), keep=keep) for obj, _ in where
+        Read(obj, cold_logs.COLUMNS, keys=("trace_id", ids), keep=_of_traces(ids))
+        for obj, ids in _held(where)
     ]
-    records = []
-    for read, table in zip(reads, await call.cold.read(call, reads), strict=True):
-        records += cold_logs.rows(table, range(table.num_rows), read.obj)
-    records.sort(key=lambda r: r.key)
-    return records[:limit]
+    tables = await call.cold.read(call, reads)
+    for i, traces in enumerate(trace_sets):
+        # Each record's key first; records are made of the first ``limit`` only.
+        keyed: list[tuple[tuple[int, int, int, int], int, int]] = []  # key, read, position
+        wanted = pa.array(list(traces), pa.binary(16))
+        for r, (read, table) in enumerate(zip(reads, tables, strict=True)):
+            if not table.num_rows or not traces:
+                continue
+            mine = pc.fill_null(pc.is_in(table.column("trace_id"), wanted), False)
+            positions = np.flatnonzero(np.asarray(mine))
+            times, rows = cold_logs.keys(table, read.obj)
+            for position in positions.tolist():
+                key = (int(times[position]), COLD, read.obj.object_id, int(rows[position]))
+                keyed.append((key, r, position))
+        keyed.sort(key=lambda item: item[0], reverse=newest_first)
+        picked: dict[int, list[int]] = {}
+        for _, r, position in keyed[:limit]:
+            picked.setdefault(r, []).append(position)
+        records = [
+            record
+            for r, positions in picked.items()
+            for record in cold_logs.rows(tables[r], positions, reads[r].obj)
+        ]
+        records.sort(key=lambda record: record.key, reverse=newest_first)
+        found[i] = records
+    return found
+
+
+# --- spans of a range -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRange:
+    """Spans whose ``time`` lies in ``[low_ns, high_ns)`` and, where given, of one service,
+    one name, one kind, with status ERROR: the conditions the span reads of the SQL share
+    (``spans.time`` is the start truncated to microseconds, like the column here)."""
+
+    low_ns: int
+    high_ns: int  # exclusive
+    service: str | None = None
+    name: str | None = None
+    kind: int | None = None
+    errors_only: bool = False
+
+    @classmethod
+    def between(cls, start: datetime, end: datetime, **conditions: Any) -> SpanRange:
+        """The range ``time >= start AND time < end`` of a statement."""
+        return cls(ns_from_datetime(start), ns_from_datetime(end), **conditions)
+
+    def columns(self) -> tuple[str, ...]:
+        """The columns its conditions read."""
+        named = (
+            ("service_name", self.service is not None),
+            ("name", self.name is not None),
+            ("kind", self.kind is not None),
+            ("status_code", self.errors_only),
+        )
+        return ("time", *(column for column, used in named if used))
+
+    def choose(self, metadata: pq.FileMetaData) -> list[int]:
+        """The row groups whose statistics overlap the range (and hold the service)."""
+        return overlapping(metadata, low_ns=self.low_ns, high_ns=self.high_ns, service=self.service)
+
+    def mask(self, table: pa.Table) -> np.ndarray:
+        """Which rows of ``table`` (read with ``columns()``) are in the range, as SQL's
+        WHERE takes them (NULL is not a match)."""
+        times = table.column("time").cast(pa.int64())
+        conditions = [pc.greater_equal(times, self.low_ns), pc.less(times, self.high_ns)]
+        if self.service is not None:
+            column = table.column("service_name").cast(pa.string())
+            conditions.append(pc.equal(column, self.service))
+        if self.name is not None:
+            conditions.append(pc.equal(table.column("name").cast(pa.string()), self.name))
+        if self.kind is not None:
+            conditions.append(pc.equal(table.column("kind"), self.kind))
+        if self.errors_only:
+            conditions.append(pc.equal(table.column("status_code"), ERROR_STATUS))
+        keep = np.ones(table.num_rows, dtype=bool)
+        for condition in conditions:
+            keep &= _true(condition)
+        return keep
+
+
+def _true(condition: Any) -> np.ndarray:
+    """A boolean array as numpy, null as false (as SQL's WHERE takes NULL)."""
+    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+
+
+async def objects_of(call: QueryCall, ranges: Sequence[SpanRange]) -> list[ColdObject]:
+    """The span objects that may hold spans of any of ``ranges`` (one manifest read), newest
+    first; none without a cold tier."""
+    if call.cold is None or not ranges:
+        return []
+    low = min(r.low_ns for r in ranges)
+    high = max(r.high_ns for r in ranges)
+    return await call.cold.objects(call, SIGNAL, low, high)
+
+
+async def in_ranges(
+    call: QueryCall,
+    ranges: Sequence[SpanRange],
+    columns: Sequence[str],
+    objects: Sequence[ColdObject] | None = None,
+) -> list[list[pa.Table]]:
+    """Per range, ``columns`` of its cold spans: one table per object, only the rows of
+    the range (``ROW`` as well). Each object is read once for all the ranges (the row
+    groups any of them may hold by the statistics), all objects at once. ``objects``:
+    those ``objects_of`` gave, if known."""
+    if call.cold is None or not ranges:
+        return [[] for _ in ranges]
+    if objects is None:
+        objects = await objects_of(call, ranges)
+    needed = tuple(dict.fromkeys([c for r in ranges for c in r.columns()] + list(columns)))
+    reads: list[Read] = []
+    owners: list[list[int]] = []  # per read, the ranges its object may hold spans of
+    for obj in objects:
+        mine = [
+            i
+            for i, where in enumerate(ranges)
+            if obj.max_ns >= where.low_ns and obj.min_ns < where.high_ns
+        ]
+        if mine:
+            reads.append(
+                Read(
+                    obj,
+                    needed,
+                    choose=_groups_of([ranges[i] for i in mine]),
+                    keep=_in_any([ranges[i] for i in mine]),
+                )
+            )
+            owners.append(mine)
+    found: list[list[pa.Table]] = [[] for _ in ranges]
+    for mine, table in zip(owners, await call.cold.read(call, reads), strict=True):
+        for i in mine if table.num_rows else ():
+            kept = table.filter(pa.array(ranges[i].mask(table)))
+            if kept.num_rows:
+                found[i].append(kept)
+    return found
+
+
+def _in_any(ranges: Sequence[SpanRange]) -> Callable[[pa.Table], pa.Table]:
+    """What ``Read.keep`` keeps of a row group: the spans of any of ``ranges``."""
+
+    def keep(table: pa.Table) -> pa.Table:
+        mask = np.zeros(table.num_rows, dtype=bool)
+        for where in ranges:
+            mask |= where.mask(table)
+        return table if mask.all() else table.filter(pa.array(mask))
+
+    return keep
+
+
+def _groups_of(ranges: Sequence[SpanRange]) -> Choose:
+    """The row groups that may hold spans of any of ``ranges``."""
+
+    def choose(metadata: pq.FileMetaData) -> list[int]:
+        return sorted({g for where in ranges for g in where.choose(metadata)})
+
+    return choose
 
 
 # --- SearchTraces -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Window:
-    low_ns: int
-    high_ns: int  # exclusive
-
-
 def _match_columns(match: SpanMatch) -> list[str]:
-    columns = ["time", "trace_id"]
-    if match.service is not None:
-        columns.append("service_name")
-    if match.name is not None:
-        columns.append("name")
+    columns = ["trace_id"]
     if match.attributes:
         columns.append("attributes")
     if match.min_duration_ns is not None or match.max_duration_ns is not None:
         columns.append("duration_ns")
-    if match.errors_only:
-        columns.append("status_code")
     return columns
 
 
-def _matching(table: pa.Table, match: SpanMatch, window: _Window) -> np.ndarray:
+def _range_of(match: SpanMatch) -> SpanRange:
+    return SpanRange.between(
+        match.start,
+        match.end,
+        service=match.service,
+        name=match.name,
+        errors_only=match.errors_only,
+    )
+
+
+def _matching(table: pa.Table, match: SpanMatch, where: SpanRange) -> np.ndarray:
     """Positions of the spans of ``table`` that match, as the SQL's WHERE."""
-    times = table.column("time").cast(pa.int64())
-    conditions = [pc.greater_equal(times, window.low_ns), pc.less(times, window.high_ns)]
-    if match.service is not None:
-        conditions.append(pc.equal(table.column("service_name").cast(pa.string()), match.service))
-    if match.name is not None:
-        conditions.append(pc.equal(table.column("name").cast(pa.string()), match.name))
+    keep = where.mask(table)
+    durations = table.column("duration_ns") if "duration_ns" in table.column_names else None
     if match.min_duration_ns is not None:
-        conditions.append(pc.greater_equal(table.column("duration_ns"), match.min_duration_ns))
+        keep &= _true(pc.greater_equal(durations, match.min_duration_ns))
     if match.max_duration_ns is not None:
-        conditions.append(pc.less_equal(table.column("duration_ns"), match.max_duration_ns))
-    if match.errors_only:
-        conditions.append(pc.equal(table.column("status_code"), ERROR_STATUS))
-    keep = np.ones(table.num_rows, dtype=bool)
-    for condition in conditions:
-        keep &= np.asarray(pc.fill_null(condition, False), dtype=bool)
+        keep &= _true(pc.less_equal(durations, match.max_duration_ns))
     positions = np.flatnonzero(keep)
     if match.attributes and len(positions):
         from query.cold_logs import attribute_text
@@ -185,26 +365,6 @@ def _matching(table: pa.Table, match: SpanMatch, window: _Window) -> np.ndarray:
                 kept.append(position)
         positions = np.array(kept, dtype=np.int64)
     return positions
-
-
-def _groups_within(match: SpanMatch, window: _Window):  # type: ignore[no-untyped-def]
-    def choose(metadata: pq.FileMetaData) -> list[int]:
-        times = ranges(metadata, "time")
-        services = ranges(metadata, "service_name") if match.service is not None else None
-        kept = []
-        for g in range(metadata.num_row_groups):
-            span = times[g]
-            if span is not None and (span[1] < window.low_ns or span[0] >= window.high_ns):
-                continue
-            named = None if services is None else services[g]
-            if named and match.service is not None:
-                low, high = (v.decode() if isinstance(v, bytes) else str(v) for v in named)
-                if not low <= match.service <= high:
-                    continue
-            kept.append(g)
-        return kept
-
-    return choose
 
 
 async def matching_traces(
@@ -224,14 +384,13 @@ async def matching_traces(
     cold = call.cold
     if cold is None or want <= 0:
         return []
-    window = _Window(ns_from_datetime(match.start), ns_from_datetime(match.end))
-    objects = await cold.objects(call, SIGNAL, window.low_ns, window.high_ns)
+    where = _range_of(match)
+    objects = await cold.objects(call, SIGNAL, where.low_ns, where.high_ns)
     latest: dict[bytes, int] = {}
-    columns = _match_columns(match)
-    choose = _groups_within(match, window)
+    columns = tuple(dict.fromkeys((*where.columns(), *_match_columns(match))))
 
     def keep(table: pa.Table) -> pa.Table:
-        return table.take(pa.array(_matching(table, match, window), pa.int64()))
+        return table.take(pa.array(_matching(table, match, where), pa.int64()))
 
     def settled_above() -> int | None:
         """The time (µs) a trace must reach to make the page, once the page is full."""
@@ -254,7 +413,7 @@ async def matching_traces(
                 at = len(objects)
                 break
             at += 1
-            wave.append(Read(obj, columns, choose=choose, keep=keep))
+            wave.append(Read(obj, columns, choose=where.choose, keep=keep))
         for chosen in await cold.read(call, wave):
             if not chosen.num_rows:  # the reads kept only the matching spans
                 continue

@@ -82,10 +82,14 @@ class ColdTier:
             return self._reader
 
     async def objects(
-        self, call: QueryCall, signal: str, start_ns: int | None, end_ns: int | None
+        self,
+        call: QueryCall,
+        signal: str | Sequence[str],
+        start_ns: int | None,
+        end_ns: int | None,
     ) -> list[ColdObject]:
-        """The objects of ``signal`` that may hold rows in ``[start_ns, end_ns)``, newest
-        first (by their newest row)."""
+        """The objects of ``signal`` (or of several, in one read) that may hold rows in
+        ``[start_ns, end_ns)``, newest first (by their newest row)."""
         rows = await call.fetch(*cold_manifest.objects(call.project, signal, start_ns, end_ns))
         return [ColdObject.from_row(row) for row in rows]
 

@@ -1,10 +1,12 @@
 """GetLatencyHistogram: the span durations of a service or operation, binned, with
 exact percentiles.
 
-The durations are read raw (``storage.postgres.latency_reader``), so the percentiles are
-numpy's own (linear interpolation) over every span of the range, not bucket estimates;
-the price is a bound on how many spans one call may read (``MAX_SPANS``), past which the
-call is refused with advice rather than answered from a part.
+The durations are read raw (``storage.postgres.latency_reader``, and the cold tier's
+``duration_ns`` column of the service's row groups, ``query.cold_spans``), so the
+percentiles are numpy's own (linear interpolation) over every span of the range in both
+tiers, not bucket estimates; the price is a bound on how many spans one call may read
+(``MAX_SPANS``), past which the call is refused with advice rather than answered from a
+part.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import itertools
 from typing import Final
 
 import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from otlpd.errors import BadArgument, QueryTooCostly
-from query import arguments
+from query import arguments, cold_spans
 from query.call import ADVICE, QueryCall
+from query.cold_spans import SpanRange
 from query.convert import set_duration
 from query.proto import pb
 from query.settings import QuerySettings
@@ -41,8 +46,14 @@ def log_edges(low: int, high: int, bins: int) -> np.ndarray:
     return edges
 
 
+def _durations(table: pa.Table) -> np.ndarray:
+    """The durations of cold spans as the SQL reads them: ``greatest(coalesce(d, 0), 0)``."""
+    durations = pc.fill_null(table.column("duration_ns"), 0).to_numpy()
+    return np.maximum(np.asarray(durations, dtype=np.int64), 0)
+
+
 class LatencyQueries:
-    """GetLatencyHistogram over the hot tier; stateless."""
+    """GetLatencyHistogram over both tiers; stateless."""
 
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
@@ -65,19 +76,27 @@ class LatencyQueries:
             raise BadArgument("bounds", "must be strictly increasing")
         bins = arguments.limit(request.bins, default=DEFAULT_BINS, maximum=MAX_BINS, field="bins")
         window = arguments.time_range(request)
+        start = datetime_from_ns(window.start_ns)
+        end = datetime_from_ns(window.end_ns + 999)  # spans.time is truncated to µs
+        kind = request.span_kind or None
         ((data,),) = await call.fetch(
             *latency_reader.durations(
                 call.project,
-                start=datetime_from_ns(window.start_ns),
-                end=datetime_from_ns(window.end_ns + 999),  # spans.time is truncated to µs
+                start=start,
+                end=end,
                 service=service,
                 operation=operation,
-                kind=request.span_kind or None,
+                kind=kind,
                 limit=MAX_SPANS + 1,
             ),
             binary=True,
         )
-        values = np.sort(binary_array(data))
+        hot = binary_array(data)
+        if len(hot) > MAX_SPANS:
+            raise QueryTooCostly(f"more than {MAX_SPANS:,} spans in the range; {ADVICE}")
+        where = SpanRange.between(start, end, service=service, name=operation, kind=kind)
+        (tables,) = await cold_spans.in_ranges(call, [where], ["duration_ns"])
+        values = np.sort(np.concatenate([hot, *(_durations(t) for t in tables)]))
         if len(values) > MAX_SPANS:
             raise QueryTooCostly(f"more than {MAX_SPANS:,} spans in the range; {ADVICE}")
         response = pb.GetLatencyHistogramResponse(count=len(values))

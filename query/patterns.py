@@ -19,6 +19,14 @@ so (``sampled``, ``sampled_records``, ``sample_rate``). The baseline window foll
 same rule with its own rate and is mined first, into the same miner: a window record
 that lands in a cluster the baseline built is not new.
 
+The cold tier. Records tiered to Parquet are counted, read and sampled with the hot ones
+(``query.cold_logs``): the totals are exact over both tiers, and below ``SAMPLE_SIZE``
+the same records are mined in the same order (both tiers sort by time, then body text),
+so the answer is the one the hot tier alone gave before tiering. Above it, a cold
+record is kept by a hash of its place and the seed (``cold_logs.sampled``) at the same
+rate: repeatable, but other records than ``TABLESAMPLE`` kept while they were hot, so a
+sampled answer may differ a little after tiering, as two samples do.
+
 Pages: the whole list is recomputed for each page (no state between calls), so the
 token holds an offset into it, with what page one settled: the time ranges, the exact
 totals (from which the sampling rates follow, and the same rate keeps the same records,
@@ -35,7 +43,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from drain3.drain import LogCluster
@@ -44,14 +52,16 @@ from drain3.template_miner import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
 from otlpd.errors import BadArgument
-from query import arguments, convert, tokens
+from query import arguments, cold_logs, convert, tokens
 from query.call import QueryCall
+from query.cold_logs import Scope
 from query.logs import log_filter
 from query.proto import pb
 from query.settings import QuerySettings
 from storage.postgres import pattern_reader
+from storage.postgres.cold_manifest import ColdObject
 from storage.postgres.log_reader import LogFilter
-from storage.postgres.records import LogRow
+from storage.postgres.records import HOT, LogRow, place_order
 
 DEFAULT_LIMIT = 50
 # Records read per window at most (read at call time: tests lower it). 50,000 records
@@ -227,7 +237,7 @@ class _Settled:
 
 
 class LogPatternQueries:
-    """GetLogPatterns over the hot tier."""
+    """GetLogPatterns over both tiers."""
 
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
@@ -249,27 +259,37 @@ class LogPatternQueries:
         cursor = tokens.decode(request.page_token, _TOKEN_KIND, bound_to)
         if cursor is None:
             offset = 0
-            settled = await self._count(call, flt, window, baseline_ns)
+            settled = _ranges(window, baseline_ns)
         else:
             offset, settled = _parse_cursor(cursor)
+        # The cold objects of both windows, in one read of the manifest.
+        objects: list[ColdObject] = []
+        if call.cold is not None:
+            objects = await call.cold.objects(
+                call, cold_logs.SIGNAL, settled.baseline_start_us * 1000, settled.end_us * 1000
+            )
+        if cursor is None:
+            settled = await self._count(call, flt, settled, objects)
         has_baseline = settled.baseline_start_us < settled.start_us
         sample_size = SAMPLE_SIZE
-        statements = [
-            _read(flt, settled.start_us, settled.end_us, settled.window_total, sample_size)
-        ]
+        reads = [(settled.start_us, settled.end_us, settled.window_total)]
         if has_baseline and settled.baseline_total:
-            statements.append(
-                _read(
-                    flt,
-                    settled.baseline_start_us,
-                    settled.start_us,
-                    settled.baseline_total,
-                    sample_size,
-                )
-            )
+            reads.append((settled.baseline_start_us, settled.start_us, settled.baseline_total))
         # Both reads on one connection, one after the other: reading while mining buys
         # nothing, as decoding rows and Drain contend for the one GIL (measured).
-        window_rows, *more = await call.fetch_many(statements)
+        window_rows, *more = await call.fetch_many(
+            [_read(flt, start, end, total, sample_size) for start, end, total in reads]
+        )
+        if objects:
+            window_rows, *more = [
+                await asyncio.to_thread(
+                    _merged,
+                    rows,
+                    await _cold_read(call, flt, read, sample_size, objects),
+                    sample_size,
+                )
+                for rows, read in zip([window_rows, *more], reads, strict=True)
+            ]
         baseline_rows = more[0] if more else []
         # Mining leaves the call time for the examples' read.
         seconds = min(MINE_SECONDS, max(0.0, call.seconds_left()[0]) / 2)
@@ -293,12 +313,7 @@ class LogPatternQueries:
         baseline_scale = _scale(settled.baseline_total, baseline_mined)
         ranked = sorted(miner.patterns(), key=lambda p: (-round(p.count * scale), p.template))
         page = ranked[offset : offset + limit]
-        examples: dict[tuple[int, str], LogRow] = {}
-        if page:
-            rows = await call.fetch(
-                *pattern_reader.examples(call.project, [p.example for p in page])
-            )
-            examples = {(r.time_us, r.place): r for r in (LogRow(*row) for row in rows)}
+        examples = await _examples(call, [p.example for p in page], objects)
         total = settled.window_total
         response = pb.GetLogPatternsResponse(
             total_records=total,
@@ -338,18 +353,81 @@ class LogPatternQueries:
 
     @staticmethod
     async def _count(
-        call: QueryCall, flt: LogFilter, window: arguments.TimeRange, baseline_ns: int
+        call: QueryCall, flt: LogFilter, ranges: _Settled, objects: Sequence[ColdObject]
     ) -> _Settled:
-        """The first page's ranges, in the microseconds stored times have, and the exact
-        number of records of each window."""
-        start_us, end_us = window.start_ns // 1000, -(-window.end_ns // 1000)
-        baseline_start_us = max(0, start_us - -(-baseline_ns // 1000))
+        """``ranges`` with the exact number of records of each window, in both tiers."""
         ((window_total, baseline_total),) = await call.fetch(
             *pattern_reader.counts(
-                flt, baseline_start_us=baseline_start_us, start_us=start_us, end_us=end_us
+                flt,
+                baseline_start_us=ranges.baseline_start_us,
+                start_us=ranges.start_us,
+                end_us=ranges.end_us,
             )
         )
-        return _Settled(start_us, end_us, baseline_start_us, window_total, baseline_total)
+        if objects:
+            cuts = [ranges.baseline_start_us, ranges.start_us, ranges.end_us]
+            cold_baseline, cold_window = await cold_logs.counts(call, flt, cuts, objects)
+            window_total += cold_window
+            baseline_total += cold_baseline
+        return replace(ranges, window_total=window_total, baseline_total=baseline_total)
+
+
+def _ranges(window: arguments.TimeRange, baseline_ns: int) -> _Settled:
+    """The first page's ranges, in the microseconds stored times have (no counts yet)."""
+    start_us, end_us = window.start_ns // 1000, -(-window.end_ns // 1000)
+    baseline_start_us = max(0, start_us - -(-baseline_ns // 1000))
+    return _Settled(start_us, end_us, baseline_start_us, 0, 0)
+
+
+async def _cold_read(
+    call: QueryCall,
+    flt: LogFilter,
+    read: tuple[int, int, int],
+    sample_size: int,
+    objects: Sequence[ColdObject],
+) -> list[tuple[int, str, str | None]]:
+    """The cold side of ``_read``: the same records, or a sample at the same rate (of
+    other records than PostgreSQL's: ``cold_logs.sampled``)."""
+    start_us, end_us, total = read
+    return await cold_logs.bodies(
+        call,
+        Scope(flt, start_us, end_us),
+        rate=sample_size / total if total > sample_size else None,
+        seed=_SEED,
+        max_chars=pattern_reader.MAX_BODY_CHARS,
+        objects=objects,
+    )
+
+
+def _merged(hot: list[Any], cold: list[tuple[int, str, str | None]], sample_size: int) -> list[Any]:
+    """The rows of both tiers in ``pattern_reader.mined``'s order, at most as many."""
+    rows = [*hot, *cold]
+    rows.sort(key=lambda row: (row[0], row[2] is None, row[2] or ""))
+    return rows[: 2 * sample_size]
+
+
+async def _examples(
+    call: QueryCall, keys: Sequence[tuple[int, str]], objects: Sequence[ColdObject]
+) -> dict[tuple[int, str], LogRow]:
+    """The example records of a page by their ``(time µs, place)``, from either tier."""
+    if not keys:
+        return {}
+    hot: list[tuple[int, str]] = []
+    cold: dict[tuple[int, int], tuple[int, str]] = {}  # (object, row) -> key
+    for time_us, place in keys:
+        tier, a, b = place_order(place)
+        if tier == HOT:
+            hot.append((time_us, place))
+        else:
+            cold[(a, b)] = (time_us, place)
+    found: dict[tuple[int, str], LogRow] = {}
+    if hot:
+        rows = await call.fetch(*pattern_reader.examples(call.project, hot))
+        found = {(r.time_us, r.place): r for r in (LogRow(*row) for row in rows)}
+    for where, record in (await cold_logs.records(call, list(cold), objects)).items():
+        if record.time_us == cold[where][0]:
+            found[cold[where]] = record
+    return found
 
 
 def _read(

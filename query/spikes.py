@@ -8,24 +8,40 @@ rise and the traffic, so a busy checkout failing 2% more ranks above a quiet cro
 going from 0 to 1 failure, which a ratio alone would put first. A service without
 baseline traffic has a baseline rate of 0. The two-proportion z statistic is reported
 beside it, to tell a significant rise from noise.
+
+The rollups stay in PostgreSQL whatever is tiered; the examples are read from the raw
+spans and log records of both tiers (``query.cold_spans``, ``query.cold_logs``) and
+merged in the order of the SQL: newest error spans first; the records of their traces
+(in the cold tier by the traces' key blooms, within ``TRACE_REACH_NS`` of the window),
+then the service's ERROR records of the window.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
 from otlpd.errors import BadArgument
-from query import arguments, convert, tokens
+from query import arguments, cold_logs, cold_spans, convert, tokens
 from query.call import QueryCall
+from query.cold_logs import Scope
+from query.cold_spans import SpanRange
 from query.convert import set_timestamp
 from query.proto import pb
 from query.red import MINUTE_NS, minute_grid
 from query.settings import QuerySettings
-from storage.postgres import red_reader, trace_reader
+from query.traces import SUMMARY_REACH_NS
+from storage.postgres import cold_manifest, red_reader, trace_reader
+from storage.postgres.cold_manifest import ColdObject
+from storage.postgres.log_reader import LogFilter
 from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
-from storage.postgres.records import LogRow, SpanRow
+from storage.postgres.records import LogRow, SpanRow, micros
 
 WINDOW_DEFAULT_NS: Final = 15 * MINUTE_NS
 BASELINE_FACTOR: Final = 4
@@ -33,6 +49,11 @@ SPIKES_DEFAULT_LIMIT: Final = 10
 EXAMPLES_DEFAULT: Final = 5
 MAX_EXAMPLES: Final = 100
 ERROR_SEVERITY: Final = 17  # OTLP SeverityNumber ERROR
+# The records of an example span's trace are looked for this far either side of the
+# window in the cold tier, as SearchTraces' summaries are (query.traces): the cold tier
+# has no index of a trace's time, and a trace id is looked up in the key blooms of every
+# object in reach (a month of objects would take seconds).
+TRACE_REACH_NS: Final = SUMMARY_REACH_NS
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +124,7 @@ def rises(rows: list[Any], *, operations: bool) -> list[Rise]:
 
 
 class ErrorSpikeQueries:
-    """GetErrorSpikes over the rollups and the hot tier; stateless."""
+    """GetErrorSpikes over the rollups and the spans and logs of both tiers; stateless."""
 
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
@@ -134,13 +155,25 @@ class ErrorSpikeQueries:
             offset = cursor[0]
         start, end = datetime_from_ns(grid.start_ns), datetime_from_ns(grid.end_ns)
         baseline = datetime_from_ns(max(0, grid.start_ns - baseline_ns))
-        service_rows, operation_rows, (until,) = await call.fetch_many(
-            [
-                red_reader.error_counts(call.project, baseline, start, end, operations=False),
-                red_reader.error_counts(call.project, baseline, start, end, operations=True),
-                red_reader.complete_until(call.project),
-            ]
-        )
+        # Examples: the exact window asked for, not the minutes around it.
+        exact_start = datetime_from_ns(window.start_ns)
+        exact_end = datetime_from_ns(window.end_ns + 999)  # spans.time is truncated to µs
+        statements = [
+            red_reader.error_counts(call.project, baseline, start, end, operations=False),
+            red_reader.error_counts(call.project, baseline, start, end, operations=True),
+            red_reader.complete_until(call.project),
+        ]
+        if call.cold is not None:  # the cold objects the examples may come from, on the way
+            statements.append(
+                cold_manifest.objects(
+                    call.project,
+                    (cold_spans.SIGNAL, cold_logs.SIGNAL),
+                    ns_from_datetime(exact_start) - TRACE_REACH_NS,
+                    ns_from_datetime(exact_end) + TRACE_REACH_NS,
+                )
+            )
+        service_rows, operation_rows, (until,), *manifest = await call.fetch_many(statements)
+        objects = [ColdObject.from_row(row) for row in manifest[0]] if manifest else []
         ranked = rises(service_rows, operations=False)
         by_service: dict[str, list[Rise]] = {}
         for rise in rises(operation_rows, operations=True):
@@ -151,32 +184,128 @@ class ErrorSpikeQueries:
             set_timestamp(response.complete_until, ns_from_datetime(until[0]))
         if offset + limit < len(ranked):
             response.next_page_token = tokens.encode("spikes", bound_to, [offset + limit])
-        # Examples: the exact window asked for, not the minutes around it.
-        exact_start = datetime_from_ns(window.start_ns)
-        exact_end = datetime_from_ns(window.end_ns + 999)  # spans.time is truncated to µs
-        span_reads = [
-            trace_reader.error_spans(call.project, r.service, exact_start, exact_end, examples)
-            for r in page
-        ]
-        found = await call.fetch_many(span_reads) if span_reads else []
-        spans = [[SpanRow(*row) for row in rows] for rows in found]
-        log_reads = [
-            trace_reader.explaining_logs(
-                call.project,
-                sorted({s.trace_id for s in rows}),
-                r.service,
-                start=exact_start,
-                end=exact_end,
-                min_severity=ERROR_SEVERITY,
-                limit=examples,
-            )
-            for r, rows in zip(page, spans, strict=True)
-        ]
-        logs = await call.fetch_many(log_reads) if log_reads else []
+        found = _Examples(call, exact_start, exact_end, examples, objects)
+        spans = await found.error_spans(page)
+        logs = await found.explaining_logs(page, spans)
         for rise, span_rows, log_rows in zip(page, spans, logs, strict=True):
             spike = rise.message()
             spike.operations.extend(op.message() for op in by_service.get(rise.service, ()))
             spike.example_spans.extend(convert.span(row) for row in span_rows)
-            spike.example_logs.extend(convert.log_record(LogRow(*row[:-1])) for row in log_rows)
+            spike.example_logs.extend(convert.log_record(row) for row in log_rows)
             response.spikes.append(spike)
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Examples:
+    """The example spans and logs of a page of spikes, from both tiers: the window
+    ``[start, end)``, how many of each, and the cold objects within ``TRACE_REACH_NS`` of
+    the window."""
+
+    call: QueryCall
+    start: datetime
+    end: datetime
+    limit: int
+    objects: Sequence[ColdObject]
+
+    def _cold(self, signal: str) -> list[ColdObject]:
+        return [o for o in self.objects if o.signal == signal]
+
+    async def error_spans(self, page: Sequence[Rise]) -> list[list[SpanRow]]:
+        """Per rise, the newest error spans of its service in the window."""
+        if not page:
+            return []
+        found = await self.call.fetch_many(
+            [
+                trace_reader.error_spans(
+                    self.call.project, r.service, self.start, self.end, self.limit
+                )
+                for r in page
+            ]
+        )
+        out = [[SpanRow(*row) for row in rows] for rows in found]
+        objects = self._cold(cold_spans.SIGNAL)
+        if not objects:
+            return out
+        ranges = [
+            SpanRange.between(self.start, self.end, service=r.service, errors_only=True)
+            for r in page
+        ]
+        tables = await cold_spans.in_ranges(self.call, ranges, cold_spans.COLUMNS, objects)
+        for hot, cold in zip(out, tables, strict=True):
+            if cold:
+                both = pa.concat_tables(cold)
+                newest = pc.sort_indices(both, [("time", "descending")])[: self.limit]
+                hot.extend(cold_spans.span_rows(both, newest.to_pylist()))
+                # spans.time is the start truncated to µs: the SQL's order, newest first
+                hot.sort(key=lambda span: (span.start_time_unix_nano or 0) // 1000, reverse=True)
+                del hot[self.limit :]
+        return out
+
+    async def explaining_logs(
+        self, page: Sequence[Rise], spans: Sequence[Sequence[SpanRow]]
+    ) -> list[list[LogRow]]:
+        """Per rise, log records newest first: those of its example spans' traces, then
+        its service's ERROR records of the window (``trace_reader.explaining_logs``)."""
+        if not page:
+            return []
+        traces = [sorted({s.trace_id for s in rows}) for rows in spans]
+        found = await self.call.fetch_many(
+            [
+                trace_reader.explaining_logs(
+                    self.call.project,
+                    ids,
+                    r.service,
+                    start=self.start,
+                    end=self.end,
+                    min_severity=ERROR_SEVERITY,
+                    limit=self.limit,
+                )
+                for r, ids in zip(page, traces, strict=True)
+            ]
+        )
+        # The traces' records: anywhere in time in the hot tier, as the SQL reads them;
+        # within TRACE_REACH_NS of the window in the cold one, by their key blooms.
+        cold_of_traces: list[list[LogRow]] = [[] for _ in page]
+        if self._cold(cold_logs.SIGNAL):
+            cold_of_traces = await cold_spans.logs_of_each(
+                self.call,
+                traces,
+                self.limit,
+                newest_first=True,
+                start_ns=ns_from_datetime(self.start) - TRACE_REACH_NS,
+                end_ns=ns_from_datetime(self.end) + TRACE_REACH_NS,
+            )
+        out = []
+        for rise, ids, rows, cold in zip(page, traces, found, cold_of_traces, strict=True):
+            of_traces = [LogRow(*row[:-1]) for row in rows if row[-1] == 0]
+            of_service = [LogRow(*row[:-1]) for row in rows if row[-1] == 1]
+            if self.call.cold is not None:
+                of_traces = _newest([*of_traces, *cold], self.limit)
+                if len(of_traces) < self.limit:
+                    of_service += await self._error_logs(rise.service, ids, len(of_traces))
+            out.append([*_newest(of_traces, self.limit), *_newest(of_service, self.limit)])
+        return [rows[: self.limit] for rows in out]
+
+    async def _error_logs(self, service: str, traces: Sequence[bytes], taken: int) -> list[LogRow]:
+        """The newest cold ERROR records of ``service`` in the window not of ``traces``.
+        Those of the traces are at most the ``taken`` records already listed, so reading
+        ``limit + taken`` leaves enough once they are set aside."""
+        objects = self._cold(cold_logs.SIGNAL)
+        if not objects:
+            return []
+        flt = LogFilter(self.call.project, service=service, min_severity=ERROR_SEVERITY)
+        found = await cold_logs.scan(
+            self.call,
+            Scope(flt, micros(self.start), micros(self.end)),
+            newest_first=True,
+            after=None,
+            want=self.limit + taken,
+            objects=objects,
+        )
+        excluded = set(traces)
+        return [r for r in found if r.trace_id is None or r.trace_id not in excluded]
+
+
+def _newest(records: list[LogRow], limit: int) -> list[LogRow]:
+    return sorted(records, key=lambda r: r.key, reverse=True)[:limit]

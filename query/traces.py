@@ -158,7 +158,7 @@ class TraceQueries:
         if request.include_logs:
             limit = self._settings.max_limit
             logs = [LogRow(*row) for row in results[1]]
-            logs += await cold_spans.logs_of(call, trace_id, limit)
+            logs += await cold_spans.logs_of(call, [trace_id], limit)
             logs.sort(key=lambda record: record.key)
             response.logs.extend(convert.log_record(record) for record in logs[:limit])
         return response

@@ -121,6 +121,37 @@ def ranges(metadata: pq.FileMetaData, column: str) -> list[tuple[Any, Any] | Non
     return found
 
 
+def overlapping(
+    metadata: pq.FileMetaData,
+    *,
+    low_ns: int | None,
+    high_ns: int | None,
+    service: str | None = None,
+    groups: Sequence[int] | None = None,
+) -> list[int]:
+    """Of ``groups`` (None: all), the row groups that may hold rows whose ``time`` lies in
+    ``[low_ns, high_ns)`` (None: open) and, with ``service``, whose ``service_name`` is
+    it: the statistics of both say so (the files sort by service then time, so one
+    service's rows are a few row groups). A row group without statistics is kept."""
+    times = ranges(metadata, "time")
+    services = ranges(metadata, "service_name") if service is not None else None
+    kept = []
+    for g in range(metadata.num_row_groups) if groups is None else groups:
+        span = times[g]
+        before = span is not None and low_ns is not None and span[1] < low_ns
+        after = span is not None and high_ns is not None and span[0] >= high_ns
+        named = None if services is None else services[g]
+        other = named is not None and not _text(named[0]) <= str(service) <= _text(named[1])
+        if before or after or other:
+            continue
+        kept.append(g)
+    return kept
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _group_starts(metadata: pq.FileMetaData) -> list[int]:
     starts, at = [], 0
     for g in range(metadata.num_row_groups):

@@ -13,6 +13,7 @@ Statements are ``(query, params)`` for ``query.call.QueryCall.fetch``, parameter
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -61,11 +62,16 @@ class ColdObject:
         )
 
 
-def objects(project: str, signal: str, start_ns: int | None, end_ns: int | None) -> Statement:
-    """The objects of ``signal`` whose rows may lie in ``[start_ns, end_ns)`` (None: open),
-    newest first (by their newest row, then id)."""
+def objects(
+    project: str, signal: str | Sequence[str], start_ns: int | None, end_ns: int | None
+) -> Statement:
+    """The objects of ``signal`` (or of several) whose rows may lie in ``[start_ns,
+    end_ns)`` (None: open), newest first (by their newest row, then id)."""
     conditions = ["c.project_id = %(project)s", "c.signal = %(signal)s", _COLD_ONLY]
     params: dict[str, Any] = {"project": project, "signal": signal}
+    if not isinstance(signal, str):
+        conditions[1] = "c.signal = ANY(%(signal)s)"
+        params["signal"] = list(signal)
     if start_ns is not None:
         conditions.append("c.max_time >= %(start)s")
         params["start"] = _floor_us(start_ns)

@@ -2,9 +2,12 @@
 the example records of a page.
 
 Mining needs three things of a record: its time, its body text and its id. The records
-to mine are read sorted by ``(time, ctid)``, so a repeated request gets the same rows in
-the same order (the miner shuffles them with a fixed seed) and the same patterns:
-Drain's result depends on the order it sees records in.
+to mine are read sorted by ``(time, body text, ctid)``, so a repeated request gets the
+same rows in the same order (the miner shuffles them with a fixed seed) and the same
+patterns: Drain's result depends on the order it sees records in. The body text before
+the ctid keeps that order where a record's place changes: records tiered to Parquet sort
+the same (``query.patterns``), byte by byte (``COLLATE "C"``, Python's order of ``str``)
+whatever the database's collation.
 
 Sampling is ``TABLESAMPLE BERNOULLI (p) REPEATABLE (seed)``: PostgreSQL keeps or skips a
 row by a hash of the seed and the row's location (block, offset), independently of the
@@ -63,8 +66,9 @@ def mined(
     limit: int,
 ) -> tuple[str, list[Any]]:
     """Rows of (time µs, ctid text, body text) of the records matching ``f`` in
-    ``[start_us, end_us)``, oldest first: a ``percent`` sample of them, or all of them
-    (at most ``limit``) when ``percent`` is None."""
+    ``[start_us, end_us)``, oldest first, then by body text in byte order (nulls last),
+    then by ctid: a ``percent`` sample of them, or all of them (at most ``limit``) when
+    ``percent`` is None."""
     conditions, params = filter_conditions(f)
     conditions += ["l.time >= " + _T, "l.time < " + _T]
     params += [start_us, end_us]
@@ -78,11 +82,11 @@ def mined(
         + _TIME_US
         + ", l.ctid::text, left("
         + BODY_TEXT
-        + ", %s) FROM logs l"
+        + ', %s) COLLATE "C" FROM logs l'
         + sampling
         + " WHERE "
         + " AND ".join(conditions)
-        + " ORDER BY l.time, l.ctid LIMIT %s"
+        + " ORDER BY l.time, 3, l.ctid LIMIT %s"
     )
     return statement, [MAX_BODY_CHARS, *sample_params, *params, limit]
 

@@ -745,14 +745,16 @@ class GetServiceGraphRequest(_message.Message):
     def __init__(self, project_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetServiceGraphResponse(_message.Message):
-    __slots__ = ("edges", "services", "next_page_token")
+    __slots__ = ("edges", "services", "next_page_token", "cold")
     EDGES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     edges: _containers.RepeatedCompositeFieldContainer[ServiceEdge]
     services: _containers.RepeatedScalarFieldContainer[str]
     next_page_token: str
-    def __init__(self, edges: _Optional[_Iterable[_Union[ServiceEdge, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, edges: _Optional[_Iterable[_Union[ServiceEdge, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class GetLatencyHistogramRequest(_message.Message):
     __slots__ = ("project_id", "start_time", "end_time", "service", "operation", "bounds", "bins", "span_kind")
@@ -795,20 +797,22 @@ class Percentile(_message.Message):
     def __init__(self, quantile: _Optional[float] = ..., value: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., bin: _Optional[int] = ...) -> None: ...
 
 class GetLatencyHistogramResponse(_message.Message):
-    __slots__ = ("bins", "percentiles", "count", "min", "max", "mean")
+    __slots__ = ("bins", "percentiles", "count", "min", "max", "mean", "cold")
     BINS_FIELD_NUMBER: _ClassVar[int]
     PERCENTILES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     bins: _containers.RepeatedCompositeFieldContainer[HistogramBin]
     percentiles: _containers.RepeatedCompositeFieldContainer[Percentile]
     count: int
     min: _duration_pb2.Duration
     max: _duration_pb2.Duration
     mean: _duration_pb2.Duration
-    def __init__(self, bins: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., percentiles: _Optional[_Iterable[_Union[Percentile, _Mapping]]] = ..., count: _Optional[int] = ..., min: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, bins: _Optional[_Iterable[_Union[HistogramBin, _Mapping]]] = ..., percentiles: _Optional[_Iterable[_Union[Percentile, _Mapping]]] = ..., count: _Optional[int] = ..., min: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class RedSeriesQuery(_message.Message):
     __slots__ = ("service", "operation", "signal", "start_time", "end_time", "step")
@@ -972,14 +976,16 @@ class ErrorSpike(_message.Message):
     def __init__(self, service: _Optional[str] = ..., operation: _Optional[str] = ..., span_kind: _Optional[int] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., error_rate: _Optional[float] = ..., baseline_requests: _Optional[int] = ..., baseline_errors: _Optional[int] = ..., baseline_error_rate: _Optional[float] = ..., excess_errors: _Optional[float] = ..., zscore: _Optional[float] = ..., operations: _Optional[_Iterable[_Union[ErrorSpike, _Mapping]]] = ..., example_spans: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., example_logs: _Optional[_Iterable[_Union[LogRecord, _Mapping]]] = ...) -> None: ...
 
 class GetErrorSpikesResponse(_message.Message):
-    __slots__ = ("spikes", "next_page_token", "complete_until")
+    __slots__ = ("spikes", "next_page_token", "complete_until", "cold")
     SPIKES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     spikes: _containers.RepeatedCompositeFieldContainer[ErrorSpike]
     next_page_token: str
     complete_until: _timestamp_pb2.Timestamp
-    def __init__(self, spikes: _Optional[_Iterable[_Union[ErrorSpike, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., complete_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, spikes: _Optional[_Iterable[_Union[ErrorSpike, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., complete_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
 
 class GetLogPatternsRequest(_message.Message):
     __slots__ = ("project_id", "start_time", "end_time", "filter", "baseline", "limit", "page_token")
@@ -1018,17 +1024,19 @@ class LogPattern(_message.Message):
     def __init__(self, template: _Optional[str] = ..., count: _Optional[int] = ..., first_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., example: _Optional[_Union[LogRecord, _Mapping]] = ..., new: _Optional[bool] = ..., baseline_count: _Optional[int] = ...) -> None: ...
 
 class GetLogPatternsResponse(_message.Message):
-    __slots__ = ("patterns", "next_page_token", "total_records", "sampled_records", "sampled", "sample_rate")
+    __slots__ = ("patterns", "next_page_token", "total_records", "sampled_records", "sampled", "sample_rate", "cold")
     PATTERNS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    COLD_FIELD_NUMBER: _ClassVar[int]
     patterns: _containers.RepeatedCompositeFieldContainer[LogPattern]
     next_page_token: str
     total_records: int
     sampled_records: int
     sampled: bool
     sample_rate: float
-    def __init__(self, patterns: _Optional[_Iterable[_Union[LogPattern, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_records: _Optional[int] = ..., sampled_records: _Optional[int] = ..., sampled: _Optional[bool] = ..., sample_rate: _Optional[float] = ...) -> None: ...
+    cold: ColdRead
+    def __init__(self, patterns: _Optional[_Iterable[_Union[LogPattern, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_records: _Optional[int] = ..., sampled_records: _Optional[int] = ..., sampled: _Optional[bool] = ..., sample_rate: _Optional[float] = ..., cold: _Optional[_Union[ColdRead, _Mapping]] = ...) -> None: ...
