@@ -20,6 +20,9 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from alerting.grpc import AlertServicer
+from alerting.proto import SERVICE_NAME as ALERT_SERVICE_NAME
+from alerting.proto import pb_grpc as alert_grpc
 from otlpd import jobs
 from otlpd.access import Access, AuthMode, ProjectSettings, RateLimit
 from otlpd.config import Config
@@ -328,18 +331,19 @@ class App:
         query_server = grpc.aio.server(
             options=[("grpc.so_reuseport", 1 if config.workers > 1 else 0)]
         )
+        scope = TokenScope(access, config.default_project)
         query_grpc.add_QueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            QueryServicer(
-                read_pool,
-                TokenScope(access, config.default_project),
-                query_settings,
-                tail,
-                metrics,
-                cold=cold,
-            ),
+            QueryServicer(read_pool, scope, query_settings, tail, metrics, cold=cold),
             query_server,
         )
-        query_health = _health_and_reflection(query_server, (QUERY_SERVICE_NAME,))
+        # The alerting API shares the query port, its scope and its tokens.
+        alert_grpc.add_AlertServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            AlertServicer(scope, {}, metrics, retry_after=config.retry_after),
+            query_server,
+        )
+        query_health = _health_and_reflection(
+            query_server, (QUERY_SERVICE_NAME, ALERT_SERVICE_NAME)
+        )
         query_port = add_port(query_server, config.query_addr, credentials)
         ops = OpsServer(
             config.metrics_addr,
@@ -435,7 +439,7 @@ class App:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", QUERY_SERVICE_NAME):
+        for name in ("", QUERY_SERVICE_NAME, ALERT_SERVICE_NAME):
             await servicer.set(name, status)
 
     async def _probe(self, batcher: Batcher) -> None:

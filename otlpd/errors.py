@@ -128,6 +128,25 @@ class QueryDeadline(OtlpdError):
     """The client's deadline passed before the query finished; its SQL was cancelled."""
 
 
+class AlreadyExists(OtlpdError):
+    """A create named something (a rule's or a channel's name) the project already has."""
+
+
+class Conflict(OtlpdError):
+    """A write carried a ``version`` that is no longer the current one: someone changed the
+    object since the caller read it. Read again, then write (etcd's and Kubernetes'
+    compare-and-swap; gRPC ABORTED, as Google's API design guide answers a stale etag)."""
+
+
+class FailedPrecondition(OtlpdError):
+    """The change is refused by the state of other objects (a channel that rules still
+    use, a resolved incident); the message says which."""
+
+
+class Unimplemented(OtlpdError):
+    """An RPC of the contract this server does not do yet."""
+
+
 def from_storage(exc: StorageError, retry_after: float) -> OtlpdError:
     """The one seam where a store's error (``storage.api``) becomes otlpd's.
 
@@ -186,6 +205,14 @@ def grpc_status(error: OtlpdError) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         return grpc.StatusCode.RESOURCE_EXHAUSTED, message, ()
     if isinstance(error, QueryDeadline):
         return grpc.StatusCode.DEADLINE_EXCEEDED, message, ()
+    if isinstance(error, AlreadyExists):
+        return grpc.StatusCode.ALREADY_EXISTS, message, ()
+    if isinstance(error, Conflict):
+        return grpc.StatusCode.ABORTED, message, ()
+    if isinstance(error, FailedPrecondition):
+        return grpc.StatusCode.FAILED_PRECONDITION, message, ()
+    if isinstance(error, Unimplemented):
+        return grpc.StatusCode.UNIMPLEMENTED, message, ()
     # An OtlpdError of a kind this function does not know yet: ours, so retryable.
     return grpc_status(RetryableError(message, 1.0))
 
@@ -212,6 +239,12 @@ def http_status(error: OtlpdError) -> tuple[int, dict[str, str]]:
         return 403, {}
     if isinstance(error, NotFound):
         return 404, {}
+    if isinstance(error, AlreadyExists | Conflict):
+        return 409, {}
+    if isinstance(error, FailedPrecondition):
+        return 412, {}
+    if isinstance(error, Unimplemented):
+        return 501, {}
     return 503, {"Retry-After": "1"}
 
 

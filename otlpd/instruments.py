@@ -169,6 +169,12 @@ class Instruments:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.alert_requests = Counter(
+            "otlpd_alert_requests",
+            "Alerting API calls answered, by RPC and gRPC status code.",
+            ["rpc", "code"],
+            registry=r,
+        )
         self.tail_streams = Gauge(
             "otlpd_tail_streams",
             "TailLogs streams open.",

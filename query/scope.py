@@ -12,13 +12,16 @@ service looks at metadata.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from otlpd.access import Authenticator, Scope
 from otlpd.errors import BadArgument, PermissionDenied
 from otlpd.receiver.decode.limits import MAX_PROJECT_BYTES
 
 PROJECT_METADATA_KEY = "x-otlpd-project"
+LOCAL_ACTOR: Final = "local"
+"""Who made a change without a token (auth off), in audit logs and timelines."""
 
 Metadata = Sequence[tuple[str, str | bytes]]
 
@@ -29,6 +32,15 @@ class ProjectScope(Protocol):
     async def project(self, metadata: Metadata, requested: str) -> str:
         """The project to read; raises an ``otlpd.errors`` error when there is none."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The project a request is scoped to, and who made it: the token's id, or
+    ``LOCAL_ACTOR`` without a token (what audit logs record)."""
+
+    project: str
+    actor: str
 
 
 class HeaderScope:
@@ -59,17 +71,23 @@ class TokenScope:
         self._headers = HeaderScope(default_project)
 
     async def project(self, metadata: Metadata, requested: str) -> str:
+        return (await self.caller(metadata, requested)).project
+
+    async def caller(self, metadata: Metadata, requested: str) -> Caller:
+        """The project, as ``project`` decides it, and the token id that asked (the
+        alerting API writes it in the audit log)."""
         principal = await self._access.authorize(_value(metadata, "authorization"), Scope.QUERY)
+        actor = principal.token_id or LOCAL_ACTOR
         if principal.project is None:  # auth off and no token
-            return self._headers.project(metadata, requested)
+            return Caller(self._headers.project(metadata, requested), actor)
         if Scope.ADMIN in principal.scopes:
-            return self._headers.project(metadata, requested or principal.project)
+            return Caller(self._headers.project(metadata, requested or principal.project), actor)
         named = _value(metadata, PROJECT_METADATA_KEY) or requested
         if isinstance(named, bytes):
             named = named.decode("utf-8", "replace")
         if named and named != principal.project:
             raise PermissionDenied("this token may read its own project only")
-        return principal.project
+        return Caller(principal.project, actor)
 
 
 def _value(metadata: Metadata, key: str) -> str | bytes | None:
