@@ -21,9 +21,10 @@ import grpc
 from google.protobuf.message import Message
 
 from alerting.proto import pb, pb_grpc
-from otlpd.errors import OtlpdError, Unimplemented, grpc_status, internal_fault
+from otlpd.errors import OtlpdError, Unimplemented, from_storage, grpc_status, internal_fault
 from otlpd.instruments import Instruments
 from query.scope import Caller, Metadata
+from storage.api import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class AlertServicer(pb_grpc.AlertServiceServicer):
     ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
         if isinstance(exc, OtlpdError):
             return grpc_status(exc)
+        if isinstance(exc, StorageError):  # logged under a reference; the client gets that
+            return grpc_status(from_storage(exc, self._retry_after))
         log.error("alerting %s failed", rpc, exc_info=exc)
         return grpc_status(internal_fault(self._retry_after))
 

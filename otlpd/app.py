@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from alerting.grpc import AlertServicer
 from alerting.proto import SERVICE_NAME as ALERT_SERVICE_NAME
 from alerting.proto import pb_grpc as alert_grpc
+from alerting.service import handlers as alert_handlers
 from otlpd import jobs
 from otlpd.access import Access, AuthMode, ProjectSettings, RateLimit
 from otlpd.config import Config
@@ -48,6 +49,7 @@ from query.proto import pb_grpc as query_grpc
 from query.scope import TokenScope
 from query.settings import QuerySettings
 from query.tail import LogTail
+from storage.postgres.alert_store import AlertStore
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PARTITIONED_TABLES, PartitionManager
 from storage.postgres.reading import ReadPool
@@ -336,9 +338,21 @@ class App:
             QueryServicer(read_pool, scope, query_settings, tail, metrics, cold=cold),
             query_server,
         )
-        # The alerting API shares the query port, its scope and its tokens.
+        # The alerting API shares the query port, its scope and its tokens; its changes go
+        # through a small pool of its own (the query pool is read-only).
+        alert_store = AlertStore(
+            self.database_url,
+            connect_timeout=config.store_timeout,
+            statement_timeout=config.query_budget,
+        )
+        await alert_store.open()
         alert_grpc.add_AlertServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            AlertServicer(scope, {}, metrics, retry_after=config.retry_after),
+            AlertServicer(
+                scope,
+                alert_handlers(alert_store, max_limit=config.query_max_limit),
+                metrics,
+                retry_after=config.retry_after,
+            ),
             query_server,
         )
         query_health = _health_and_reflection(
@@ -417,6 +431,7 @@ class App:
             await ops.stop()
             await read_pool.close()
             await asyncio.to_thread(cold.close)
+            await alert_store.close()
             await directory.close()
             await usage_store.close()
             await tenants.close()

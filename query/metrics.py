@@ -116,21 +116,7 @@ def _plan(i: int, q: pb.MetricQuery) -> _Plan:
     if not q.metric_name:
         raise BadArgument(f"{field}.metric_name", "must not be empty")
     name = arguments.text(q.metric_name, f"{field}.metric_name", max_chars=MAX_NAME_CHARS)
-    if len(q.matchers) > MAX_MATCHERS:
-        raise BadArgument(f"{field}.matchers", f"at most {MAX_MATCHERS} matchers")
-    matchers = []
-    for j, m in enumerate(q.matchers):
-        where = f"{field}.matchers[{j}]"
-        if not m.name:
-            raise BadArgument(f"{where}.name", "must not be empty")
-        if m.op not in _OPS:
-            raise BadArgument(f"{where}.op", f"unknown operator {m.op}")
-        op = _OPS[m.op]
-        label = arguments.text(m.name, f"{where}.name")
-        value = arguments.text(m.value, f"{where}.value")
-        if op in (reader.RE, reader.NRE):
-            _check_regex(value, f"{where}.value")
-        matchers.append(Matcher(label, op, value))
+    matchers = label_matchers(q.matchers, f"{field}.matchers")
     try:
         window = arguments.time_range(q)
         step = arguments.step_ns(q.step if q.HasField("step") else None, window)
@@ -141,13 +127,39 @@ def _plan(i: int, q: pb.MetricQuery) -> _Plan:
         raise BadArgument(f"{field}.range", "must be > 0")
     if range_ns is not None and range_ns > 32 * 86400 * 10**9:
         raise BadArgument(f"{field}.range", "must be at most 32 days")
-    known = set(_OVER_TIME) | set(_QUANTILES) | set(_RATES)
-    if q.aggregation not in known:
-        raise BadArgument(f"{field}.aggregation", f"unknown aggregation {q.aggregation}")
+    check_aggregation(q.aggregation, f"{field}.aggregation")
     group_by = tuple(
         arguments.text(label, f"{field}.group_by[{k}]") for k, label in enumerate(q.group_by)
     )
-    return _Plan(name, tuple(matchers), window, step, q.aggregation, group_by, range_ns, field)
+    return _Plan(name, matchers, window, step, q.aggregation, group_by, range_ns, field)
+
+
+def label_matchers(matchers: Sequence[pb.LabelMatcher], field: str) -> tuple[Matcher, ...]:
+    """``matchers`` validated as QueryMetrics takes them (``BadArgument`` naming
+    ``field[i].name``, ``.op`` or ``.value``); also the alerting API's (rules, silences)."""
+    if len(matchers) > MAX_MATCHERS:
+        raise BadArgument(field, f"at most {MAX_MATCHERS} matchers")
+    found = []
+    for j, m in enumerate(matchers):
+        where = f"{field}[{j}]"
+        if not m.name:
+            raise BadArgument(f"{where}.name", "must not be empty")
+        if m.op not in _OPS:
+            raise BadArgument(f"{where}.op", f"unknown operator {m.op}")
+        op = _OPS[m.op]
+        label = arguments.text(m.name, f"{where}.name")
+        value = arguments.text(m.value, f"{where}.value")
+        if op in (reader.RE, reader.NRE):
+            _check_regex(value, f"{where}.value")
+        found.append(Matcher(label, op, value))
+    return tuple(found)
+
+
+def check_aggregation(value: int, field: str) -> int:
+    """``value`` if it is one of QueryMetrics' aggregations, else ``BadArgument``."""
+    if value not in set(_OVER_TIME) | set(_QUANTILES) | set(_RATES):
+        raise BadArgument(field, f"unknown aggregation {value}")
+    return value
 
 
 def _check_regex(value: str, field: str) -> None:
