@@ -6,6 +6,7 @@ answers UNIMPLEMENTED for any RPC this map lacks.
 
 from __future__ import annotations
 
+from alerting.activity import ActivityCalls
 from alerting.channels import ChannelCalls
 from alerting.grpc import Handler
 from alerting.rules import RuleCalls
@@ -18,6 +19,7 @@ def handlers(store: AlertStore, *, max_limit: int) -> dict[str, Handler]:
     channels = ChannelCalls(store, max_limit)
     rules = RuleCalls(store, max_limit)
     silences = SilenceCalls(store, max_limit)
+    activity = ActivityCalls(store, max_limit)
     return {
         "CreateChannel": channels.create,
         "ListChannels": channels.list,
@@ -31,4 +33,11 @@ def handlers(store: AlertStore, *, max_limit: int) -> dict[str, Handler]:
         "CreateSilence": silences.create,
         "ListSilences": silences.list,
         "DeleteSilence": silences.delete,
+        "ListAlerts": activity.list_alerts,
+        "ListAlertEvents": activity.list_events,
+        "AcknowledgeAlert": activity.acknowledge,
+        "ListNotifications": activity.list_notifications,
+        "ListIncidents": activity.list_incidents,
+        "GetIncident": activity.get_incident,
+        "UpdateIncident": activity.update_incident,
     }
