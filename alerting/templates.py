@@ -2,8 +2,9 @@
 
 Prometheus renders annotations with Go's text/template; otlpd renders the part of it that
 alerting rules use, with a parser of its own: a template is text and ``{{ ... }}``
-actions, an action is one operand (``$value``, ``$labels.NAME``, ``$externalURL``, or
-Alertmanager's ``.Value``, ``.Labels.NAME``, ``.ExternalURL``) optionally piped through
+actions, an action is one operand (``$value``, ``$labels.NAME``, ``index $labels "NAME"``,
+``$externalURL``, or Alertmanager's ``.Value``, ``.Labels.NAME``, ``.ExternalURL``; NAME
+may have dots, as OpenTelemetry's attribute names do) optionally piped through
 ``humanize``, ``humanizePercentage``, ``humanizeDuration`` or ``printf "FORMAT"`` (also
 written ``printf "FORMAT" OPERAND``). Anything else is refused when the rule is saved:
 nothing is evaluated, no attribute of any object is looked up, so a template cannot
@@ -21,9 +22,12 @@ from typing import Final
 
 MAX_TEMPLATE_CHARS: Final = 10_000
 _ACTION: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_]*"
+# A label name as OpenTelemetry has them (service.name): Prometheus' characters and dots.
+_LABEL: Final = r"[a-zA-Z_][a-zA-Z0-9_.]*"
 _OPERAND: Final = re.compile(
-    rf"^(?:(\$value|\.Value)|(\$externalURL|\.ExternalURL)|(?:\$labels|\.Labels)\.({_LABEL}))$"
+    r"^(?:(\$value|\.Value)|(\$externalURL|\.ExternalURL)"
+    rf"|(?:\$labels|\.Labels)\.({_LABEL})"
+    r'|index\s+(?:\$labels|\.Labels)\s+"([^"\\]*)")$'
 )
 _PRINTF: Final = re.compile(r'^printf\s+"((?:[^"\\]|\\.)*)"(?:\s+(\S+))?$')
 # One verb of Go's fmt that makes sense for a number or a label: flags, width, precision.
@@ -112,7 +116,7 @@ def _action(body: str) -> _Action:
     elif found.group(2):
         kind, label = "externalURL", ""
     else:
-        kind, label = "label", found.group(3)
+        kind, label = "label", found.group(3) or found.group(4)
     for stage in stages[1:]:
         if stage in _FUNCTIONS:
             pipeline.append((stage, ""))

@@ -286,6 +286,9 @@ def add_commands(commands: Any) -> None:
     _page_flags(operations)
 
     _insight_commands(command)
+    from otlpd.client.alerts import add_commands as add_alert_commands
+
+    add_alert_commands(command, group)
 
 
 def _insight_commands(command: Callable[..., Any]) -> None:
@@ -380,12 +383,13 @@ def run(args: argparse.Namespace) -> int:
     """Runs the client subcommand ``args`` names; its exit status (1: the call failed)."""
     import grpc
 
-    from otlpd.client.connect import ClientFailure, failure, query_stub, report
+    from otlpd.client.connect import ClientFailure, alert_stub, failure, query_stub, report
 
     target = _target(args)
     args.target = target
+    stub_for = alert_stub if getattr(args, "service", "query") == "alerting" else query_stub
     try:
-        with query_stub(target) as stub:
+        with stub_for(target) as stub:
             handler: Handler = args.client
             return handler(args, stub)
     except grpc.RpcError as error:

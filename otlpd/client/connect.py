@@ -77,6 +77,21 @@ def query_stub(target: Target) -> Iterator[Any]:
         yield pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
+@contextmanager
+def alert_stub(target: Target) -> Iterator[Any]:
+    """An ``AlertServiceStub`` on a channel to ``target``, as ``query_stub`` makes one (the
+    alerting API shares the query port)."""
+    from alerting.proto import pb_grpc
+
+    channel = (
+        grpc.secure_channel(target.address, channel_credentials(target))
+        if target.tls
+        else grpc.insecure_channel(target.address)
+    )
+    with channel:
+        yield pb_grpc.AlertServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
 def channel_credentials(target: Target) -> grpc.ChannelCredentials:
     """TLS credentials from ``target``'s files (no CA: grpc's bundled public roots)."""
     if (target.cert is None) != (target.key is None):

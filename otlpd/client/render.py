@@ -553,3 +553,71 @@ def patterns_table(response: Any) -> str:
         for p in response.patterns
     ]
     return f"{header}\n{table(('COUNT', 'NEW', 'TEMPLATE'), rows)}"
+
+
+# ---- alerting ------------------------------------------------------------------------------
+
+_ALERT_STATES = {1: "inactive", 2: "pending", 3: "firing"}
+_COMPARATOR_TEXT = {1: ">", 2: ">=", 3: "<", 4: "<=", 5: "==", 6: "!=", 7: "absent"}
+
+
+def _alert_labels(labels: Any) -> str:
+    shown = {k: v for k, v in sorted(labels.items()) if k != "alertname"}
+    return " ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def alerts_table(alerts: Sequence[Any]) -> str:
+    """STATE, SINCE, VALUE, ALERTNAME, LABELS; flags for silenced, acknowledged, flapping."""
+    if not alerts:
+        return "no alerts firing or pending"
+    rows = []
+    for alert in alerts:
+        marks = [
+            name
+            for name, on in (
+                ("silenced", alert.silenced),
+                ("acked", alert.HasField("acknowledgement")),
+                ("flapping", alert.flapping),
+            )
+            if on
+        ]
+        state = _ALERT_STATES.get(alert.state, "?") + (f" ({', '.join(marks)})" if marks else "")
+        rows.append(
+            [state, time_text(alert.since), _number(alert.value), alert.rule_name,
+             _alert_labels(alert.labels)]
+        )  # fmt: skip
+    return table(["STATE", "SINCE", "VALUE", "ALERTNAME", "LABELS"], rows)
+
+
+def _condition_text(rule: Any) -> str:
+    kind = rule.WhichOneof("condition")
+    if kind == "metric":
+        agg = json_format.MessageToDict(rule.metric).get("aggregation", "AGGREGATION_AVG")
+        return f"{agg.removeprefix('AGGREGATION_').lower()}({rule.metric.metric_name})"
+    if kind == "logs":
+        q = rule.logs.filter.q
+        return f"count(logs{' ' + repr(q) if q else ''})"
+    if kind == "spans":
+        measure = "error_ratio" if rule.spans.measure == 1 else f"p{rule.spans.quantile * 100:g}"
+        return f"{measure}(spans {rule.spans.service or '*'})"
+    if kind == "slo":
+        return f"slo {rule.slo.objective:g}"
+    return "?"
+
+
+def rules_table(rules: Sequence[Any]) -> str:
+    """NAME, CONDITION, INTERVAL, FOR, CHANNELS, VERSION, ID."""
+    if not rules:
+        return "no rules"
+    rows = []
+    for rule in rules:
+        condition = _condition_text(rule)
+        if rule.WhichOneof("condition") != "slo":
+            op = _COMPARATOR_TEXT.get(rule.comparator, "?")
+            condition += f" {op}" if op == "absent" else f" {op} {_number(rule.threshold)}"
+        rows.append(
+            [rule.name, condition, duration_text(ns_of(rule.interval)),
+             duration_text(ns_of(getattr(rule, "for"))), str(len(rule.channel_ids)),
+             str(rule.version), rule.id]
+        )  # fmt: skip
+    return table(["NAME", "CONDITION", "INTERVAL", "FOR", "CHANNELS", "VERSION", "ID"], rows)

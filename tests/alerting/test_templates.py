@@ -18,6 +18,12 @@ def test_value_labels_and_external_url_render_in_both_spellings() -> None:
     )
     assert render("{{$labels.missing}}|{{ $value }}", None, {}) == "|"
     assert render("no actions", 1.0, {}) == "no actions"
+    # A name is only ever a key of the labels: nothing else is looked up.
+    assert render("{{ $labels.__class__.__mro__ }}", 1, {}) == ""
+    dotted = {"service.name": "checkout"}
+    assert render('{{ $labels.service.name }}/{{ index $labels "service.name" }}', 1, dotted) == (
+        "checkout/checkout"
+    )
 
 
 def test_functions_humanize_and_printf() -> None:
@@ -40,12 +46,11 @@ def test_functions_humanize_and_printf() -> None:
         "{{ $labels }}",
         "{{ $labels.service | exec }}",
         '{{ printf "%s %s" $value }}',
-        '{{ index $labels "x" }}',
+        "{{ index $labels x }}",
         "{{ }}",
         "{{ $value",
         "stray }}",
         "{{ range $labels }}{{ end }}",
-        "{{ $labels.__class__.__mro__ }}",
     ],
 )
 def test_anything_else_is_refused(text: str) -> None:
