@@ -8,10 +8,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from otlpd.errors import (
     RETRY_INFO_KEY,
     STATUS_DETAILS_KEY,
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
     InvalidRequest,
     Overloaded,
     RejectedByStore,
     StoreUnavailable,
+    Unimplemented,
     grpc_status,
     http_status,
 )
@@ -44,3 +48,14 @@ def test_permanent_errors_are_invalid_argument_without_retry_info() -> None:
         assert code is grpc.StatusCode.INVALID_ARGUMENT
         assert trailers == ()
         assert http_status(error) == (400, {})
+
+
+def test_the_alerting_apis_refusals_are_permanent_codes_of_their_own() -> None:
+    for error, code, http in (
+        (AlreadyExists("name taken"), grpc.StatusCode.ALREADY_EXISTS, 409),
+        (Conflict("stale version"), grpc.StatusCode.ABORTED, 409),
+        (FailedPrecondition("in use"), grpc.StatusCode.FAILED_PRECONDITION, 412),
+        (Unimplemented("later"), grpc.StatusCode.UNIMPLEMENTED, 501),
+    ):
+        assert grpc_status(error) == (code, str(error), ())
+        assert http_status(error) == (http, {})

@@ -66,3 +66,38 @@ def test_scope_is_the_query_apis(database_url: str, start_otlpd: Any) -> None:
         )
         other = (("authorization", f"Bearer {query_token}"), ("x-otlpd-project", "globex"))
         assert code(other) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_query_token_writes_its_own_project_and_is_the_audited_actor(
+    database_url: str, start_otlpd: Any
+) -> None:
+    migrate(database_url)
+    token_id, token = tenants.create_token(database_url, "acme", ["query"], actor="test")
+    admin_id, admin = tenants.create_token(database_url, "acme", ["admin"], actor="test")
+    server = start_otlpd()
+    channel = pb.Channel(name="mail", email=pb.EmailChannel(to=["oncall@example.com"]))
+    with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as conn:
+        stub = pb_grpc.AlertServiceStub(conn)  # type: ignore[no-untyped-call]
+        mine = stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel),
+            metadata=(("authorization", f"Bearer {token}"),),
+        ).channel
+        # An admin token may name another project, and writes there.
+        stub.CreateChannel(
+            pb.CreateChannelRequest(channel=channel),
+            metadata=(("authorization", f"Bearer {admin}"), ("x-otlpd-project", "globex")),
+        )
+        listed = stub.ListChannels(
+            pb.ListChannelsRequest(), metadata=(("authorization", f"Bearer {token}"),)
+        ).channels
+        assert [c.id for c in listed] == [mine.id]
+    rows = {
+        (project, actor, action)
+        for project, actor, action in tenants_audit(database_url)
+        if action.startswith("channel.")
+    }
+    assert rows == {("acme", token_id, "channel.create"), ("globex", admin_id, "channel.create")}
+
+
+def tenants_audit(database_url: str) -> list[tuple[str, str, str]]:
+    return [(e.project_id, e.actor, e.action) for e in tenants.audit_entries(database_url)]
