@@ -1,7 +1,8 @@
 """The ``otlpd`` command: ``serve``, ``migrate``, ``version``, the query client
 (``traces``, ``trace``, ``logs``, ``metrics``, ``session``, ``services``, ``operations``,
 and the insights ``stats``, ``graph``, ``latency``, ``anomalies``, ``spikes``,
-``patterns``: see ``otlpd.client``), and administration in PostgreSQL (``tokens``, ``projects``,
+``patterns``: see ``otlpd.client``; the alerting client ``alerts`` and ``rules``: see
+``otlpd.client.alerts``), and administration in PostgreSQL (``tokens``, ``projects``,
 ``usage``, ``audit``: see ``otlpd.admin``).
 
 Every setting is an ``OTLPD_*`` variable and, for ``serve``, a flag of the same name;

@@ -1,6 +1,7 @@
 """The terminal client of the query API: ``otlpd traces``, ``trace``, ``logs``, ``metrics``,
 ``session``, ``services``, and the insights: ``stats``, ``graph``, ``latency``,
-``anomalies``, ``spikes``, ``patterns``.
+``anomalies``, ``spikes``, ``patterns``; and of the alerting API on the same port:
+``alerts``, ``rules list``, ``rules apply``.
 
 It lives in the ``otlpd`` command so that one install gives both the server and a way to
 look at what it stored. Only ``commands`` (argparse wiring) is imported when the command
