@@ -102,18 +102,22 @@ class Scheduler:
             return True
 
     async def run(self) -> None:
-        """Every job, each when due, until cancelled."""
-        due = dict.fromkeys(range(len(self._jobs)), time.monotonic())
+        """Every job, each in a loop of its own, until cancelled.
+
+        Jobs run side by side, not one after the other: a tiering pass may take minutes
+        and a notification round waits on receivers, and neither may hold back the alert
+        evaluator, whose rules are due every few seconds.
+        """
+        async with asyncio.TaskGroup() as group:
+            for job in self._jobs:
+                group.create_task(self._loop(job))
+
+    async def _loop(self, job: Job) -> None:
         while True:
-            now = time.monotonic()
-            for i, job in enumerate(self._jobs):
-                if due[i] > now:
-                    continue
-                try:
-                    await self.run_once(job)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("job %s failed; will retry in %gs", job.name, job.interval)
-                due[i] = time.monotonic() + job.interval
-            await asyncio.sleep(max(0.0, min(due.values()) - time.monotonic()))
+            try:
+                await self.run_once(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s failed; will retry in %gs", job.name, job.interval)
+            await asyncio.sleep(job.interval)

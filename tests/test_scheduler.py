@@ -95,3 +95,16 @@ async def test_run_repeats_a_job_and_survives_a_failing_round(database_url: str)
         await task
     assert len(job.runs) >= 3
     assert len(job.backends) >= 4  # the failed round, then three good ones
+
+
+async def test_a_slow_job_does_not_hold_back_the_others(database_url: str) -> None:
+    slow = RecordingJob(name="slow", seconds=5.0, interval=0.05)
+    fast = RecordingJob(name="fast", seconds=0.0, interval=0.05)
+    task = asyncio.create_task(Scheduler(database_url, [slow, fast]).run())
+    try:
+        await asyncio.wait_for(fast.ran_thrice.wait(), 4)  # while the slow one still runs
+    finally:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert slow.runs == []
