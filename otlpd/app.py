@@ -479,11 +479,21 @@ class App:
 
     async def _run_jobs(self) -> None:
         """The background jobs over the shared database (``otlpd.jobs``), each on one
-        replica at a time; none with OTLPD_SCHEDULER=off."""
+        replica at a time; none with OTLPD_SCHEDULER=off. The rules' queries have a small
+        read pool of their own, so evaluation never waits on the query API's clients."""
         if not self.config.scheduler:
             log.info("background jobs are off on this replica (OTLPD_SCHEDULER=off)")
             return
-        await jobs.scheduler(self.config, self.database_url, self.instruments).run()
+        alert_pool = ReadPool(
+            self.database_url,
+            max_size=self.config.alert_connections,
+            connect_timeout=self.config.store_timeout,
+        )
+        await alert_pool.open()
+        try:
+            await jobs.scheduler(self.config, self.database_url, self.instruments, alert_pool).run()
+        finally:
+            await alert_pool.close()
 
     async def _maintain(self, partitions: PartitionManager) -> None:
         """Keeps every partition of the accepted window made ahead of time, so the ingest

@@ -98,6 +98,12 @@ def _address(text: str) -> str:
     return text
 
 
+def _url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", text.strip()):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text.strip().rstrip("/")
+
+
 def _auth_mode(text: str) -> str:
     mode = text.strip().lower()
     if mode not in ("auto", "required", "off"):
@@ -304,6 +310,76 @@ class Config:
     )
     scheduler: bool = _setting(
         True, "OTLPD_SCHEDULER", _bool, "run the background jobs on this replica (off: none)"
+    )
+    alert_poll: float = _setting(
+        1.0,
+        "OTLPD_ALERT_POLL",
+        parse_duration,
+        "how often the alert evaluator looks for due rules, and the senders for due notifications",
+    )
+    alert_lease: float = _setting(
+        30.0,
+        "OTLPD_ALERT_LEASE",
+        parse_duration,
+        "a rule or notification claimed by a replica that died is taken over after this",
+    )
+    alert_batch: int = _setting(
+        100, "OTLPD_ALERT_BATCH", int, "rules (and notifications) claimed at once by a replica"
+    )
+    alert_concurrency: int = _setting(
+        4,
+        "OTLPD_ALERT_CONCURRENCY",
+        int,
+        "rule queries, and notification deliveries, in flight at once per replica",
+    )
+    alert_connections: int = _setting(
+        2, "OTLPD_ALERT_CONNECTIONS", int, "PostgreSQL connections of the rules' queries"
+    )
+    alert_flap_firings: int = _setting(
+        3,
+        "OTLPD_ALERT_FLAP_FIRINGS",
+        int,
+        "an alert that fires more often than this within OTLPD_ALERT_FLAP_WINDOW is flapping",
+    )
+    alert_flap_window: float = _setting(
+        3600.0, "OTLPD_ALERT_FLAP_WINDOW", parse_duration, "the window flapping is counted in"
+    )
+    external_url: str = _setting(
+        "",
+        "OTLPD_EXTERNAL_URL",
+        _url,
+        "where users reach otlpd: externalURL and generatorURL of notifications",
+    )
+    notify_timeout: float = _setting(
+        10.0, "OTLPD_NOTIFY_TIMEOUT", parse_duration, "one notification delivery attempt"
+    )
+    notify_backoff: float = _setting(
+        10.0,
+        "OTLPD_NOTIFY_BACKOFF",
+        parse_duration,
+        "delay before the first retry of a notification; doubles with each retry",
+    )
+    notify_backoff_max: float = _setting(
+        600.0, "OTLPD_NOTIFY_BACKOFF_MAX", parse_duration, "longest delay between two retries"
+    )
+    notify_attempts: int = _setting(
+        12, "OTLPD_NOTIFY_ATTEMPTS", int, "attempts before a notification is given up (failed)"
+    )
+    notify_ca: Path | None = _setting(
+        None,
+        "OTLPD_NOTIFY_CA",
+        Path,
+        "PEM CA bundle trusted for webhook and Slack HTTPS, besides the system's",
+    )
+    smtp_host: str = _setting("", "OTLPD_SMTP_HOST", str, "SMTP relay of e-mail channels")
+    smtp_port: int = _setting(587, "OTLPD_SMTP_PORT", int, "SMTP relay port")
+    smtp_starttls: bool = _setting(
+        True, "OTLPD_SMTP_STARTTLS", _bool, "upgrade the SMTP session with STARTTLS"
+    )
+    smtp_username: str = _setting("", "OTLPD_SMTP_USERNAME", str, "SMTP login (empty: no AUTH)")
+    smtp_password: str = _setting("", "OTLPD_SMTP_PASSWORD", str, "SMTP password")
+    smtp_from: str = _setting(
+        "", "OTLPD_SMTP_FROM", str, "sender address of alert e-mails (required with a host)"
     )
     tiering: bool = _setting(
         False,
@@ -517,6 +593,44 @@ class Config:
             "touch_interval",
         ):
             need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        for name in ("alert_poll", "alert_lease", "alert_flap_window", "notify_timeout"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        for name in ("alert_batch", "alert_concurrency", "alert_connections", "notify_attempts"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
+        need(self.alert_flap_firings > 0, "alert_flap_firings", "must be > 0",
+             self.alert_flap_firings)  # fmt: skip
+        need(
+            self.alert_lease >= 2 * self.alert_poll,
+            "alert_lease",
+            f"must be at least twice OTLPD_ALERT_POLL ({self.alert_poll:g}s)",
+            self.alert_lease,
+        )
+        need(self.notify_backoff > 0, "notify_backoff", "must be > 0", self.notify_backoff)
+        need(
+            self.notify_backoff_max >= self.notify_backoff,
+            "notify_backoff_max",
+            f"must be at least OTLPD_NOTIFY_BACKOFF ({self.notify_backoff:g}s)",
+            self.notify_backoff_max,
+        )
+        need(0 < self.smtp_port <= 65535, "smtp_port", "must be a TCP port", self.smtp_port)
+        need(
+            not self.smtp_host or "@" in self.smtp_from,
+            "smtp_from",
+            "must be an e-mail address when OTLPD_SMTP_HOST is set",
+            self.smtp_from,
+        )
+        need(
+            not self.smtp_password or bool(self.smtp_username),
+            "smtp_password",
+            "needs OTLPD_SMTP_USERNAME",
+            "(set)",
+        )
+        need(
+            self.notify_ca is None or self.notify_ca.is_file(),
+            "notify_ca",
+            "must name a readable file",
+            str(self.notify_ca),
+        )
         need(self.batch_max_delay >= 0, "batch_max_delay", "must be >= 0", self.batch_max_delay)
         need(self.rollup_delay >= 0, "rollup_delay", "must be >= 0", self.rollup_delay)
         need(self.tier_max_rows >= 0, "tier_max_rows", "must be >= 0", self.tier_max_rows)

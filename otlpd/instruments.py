@@ -175,6 +175,48 @@ class Instruments:
             ["rpc", "code"],
             registry=r,
         )
+        self.alert_evaluations = Counter(
+            "otlpd_alert_evaluations",
+            "Rule evaluations this process ran, by outcome: ok; error (the query failed and"
+            " the rule's on_error decided); fenced (the claim was lost, nothing written);"
+            " failed (a fault of ours; the rule is retried at its next slot).",
+            ["outcome"],
+            registry=r,
+        )
+        self.alert_evaluation_seconds = Histogram(
+            "otlpd_alert_evaluation_seconds",
+            "Time of one rule evaluation: its query and its transaction.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self.alerts = Gauge(
+            "otlpd_alerts",
+            "Alert series by state (inactive, pending, firing), every project, as of this"
+            " process's last evaluation round.",
+            ["state"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.alert_notifications = Counter(
+            "otlpd_alert_notifications",
+            "Notification delivery attempts of this process, by channel kind and outcome"
+            " (delivered, retry, failed).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "otlpd_alert_outbox_pending",
+            "Notifications not delivered yet (every project), as of this process's last"
+            " sender round.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.outbox_oldest = Gauge(
+            "otlpd_alert_outbox_oldest_seconds",
+            "Age of the oldest notification not delivered yet (0: none).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.tail_streams = Gauge(
             "otlpd_tail_streams",
             "TailLogs streams open.",
@@ -289,6 +331,10 @@ class Instruments:
             self.truncated_values.labels(what)
         for what in REDACTIONS:
             self.redacted_values.labels(what)
+        for outcome in ("ok", "error", "fenced", "failed"):
+            self.alert_evaluations.labels(outcome)
+        for state in ("inactive", "pending", "firing"):
+            self.alerts.labels(state)
         for signal in ("traces", "logs", "metrics"):
             self.refused_unread.labels(signal)
             for outcome in OUTCOMES:

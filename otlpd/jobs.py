@@ -6,8 +6,13 @@ and for ``otlpd tier --once``, each job fenced by the scheduler's PostgreSQL loc
 * ``tiering``: partitions past their hot retention to Parquet in the cold tier
   (``storage.postgres.tiering``). Off unless ``OTLPD_TIERING=on``: the query API does
   not read the cold tier yet, so a tiered partition would vanish from its answers.
-* ``prune``: right after tiering, with it, the rows of the tables records refer to that
-  no hot partition needs any more (``storage.postgres.prune``).
+* ``prune``: with tiering, on its interval, the rows of the tables records refer to that
+  no hot partition needs any more (``storage.postgres.prune``);
+* ``alert_evaluator``: every due alerting rule, once per interval (``alerting.evaluator``);
+* ``alert_notifier``: the notification outbox (``alerting.notify``).
+
+The scheduler runs the jobs side by side, so a long tiering pass or a receiver that
+does not answer never holds back rule evaluation.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+from alerting.evaluator import AlertEvaluator, EvaluatorSettings
+from alerting.notify import NotificationSender, SenderSettings, Smtp
 from otlpd.config import Config
 from otlpd.instruments import Instruments
 from otlpd.scheduler import Job, Scheduler
 from storage.postgres.prune import PruneJob
+from storage.postgres.reading import ReadPool
 from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.text_index import TextIndexJob
 
@@ -84,7 +92,47 @@ def prune_job(config: Config, metrics: Instruments) -> PruneJob:
     )
 
 
-def background_jobs(config: Config, database_url: str, metrics: Instruments) -> list[Job]:
+def evaluator_settings(config: Config) -> EvaluatorSettings:
+    return EvaluatorSettings(
+        poll=config.alert_poll,
+        lease=config.alert_lease,
+        batch=config.alert_batch,
+        concurrency=config.alert_concurrency,
+        budget=config.query_budget,
+        retry_after=config.retry_after,
+        external_url=config.external_url,
+        flap_firings=config.alert_flap_firings,
+        flap_window=config.alert_flap_window,
+    )
+
+
+def sender_settings(config: Config) -> SenderSettings:
+    return SenderSettings(
+        poll=config.alert_poll,
+        lease=config.alert_lease,
+        batch=config.alert_batch,
+        concurrency=config.alert_concurrency,
+        timeout=config.notify_timeout,
+        backoff=config.notify_backoff,
+        backoff_max=config.notify_backoff_max,
+        attempts=config.notify_attempts,
+        ca_file=config.notify_ca,
+        smtp=Smtp(
+            host=config.smtp_host,
+            port=config.smtp_port,
+            starttls=config.smtp_starttls,
+            username=config.smtp_username,
+            password=config.smtp_password,
+            sender=config.smtp_from,
+        ),
+    )
+
+
+def background_jobs(
+    config: Config, database_url: str, metrics: Instruments, alert_pool: ReadPool | None = None
+) -> list[Job]:
+    """The jobs of ``serve``; the alerting ones need ``alert_pool`` (their queries')."""
+
     def rolled(minutes: int, seconds: float) -> None:
         metrics.rollup_minutes.inc(minutes)
         metrics.rollup_seconds.observe(seconds)
@@ -95,20 +143,24 @@ def background_jobs(config: Config, database_url: str, metrics: Instruments) -> 
     if config.text_index:
         jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
     if config.tiering:
-        # In this order, with one interval: the scheduler runs due jobs in list order.
         jobs.append(tier_job(config, database_url, metrics))
-        jobs.append(prune_job(config, metrics))
+        jobs.append(prune_job(config, metrics))  # on the same interval: it follows tiering
+    if alert_pool is not None:
+        jobs.append(AlertEvaluator(alert_pool, evaluator_settings(config), metrics))
+        jobs.append(NotificationSender(sender_settings(config), metrics))
     return jobs
 
 
-def scheduler(config: Config, database_url: str, metrics: Instruments) -> Scheduler:
+def scheduler(
+    config: Config, database_url: str, metrics: Instruments, alert_pool: ReadPool | None = None
+) -> Scheduler:
     def ran(job: str, ok: bool, seconds: float) -> None:
         metrics.job_runs.labels(job, "ok" if ok else "failed").inc()
         metrics.job_seconds.labels(job).observe(seconds)
 
     return Scheduler(
         database_url,
-        background_jobs(config, database_url, metrics),
+        background_jobs(config, database_url, metrics, alert_pool),
         connect_timeout=config.store_timeout,
         on_round=ran,
     )

@@ -20,7 +20,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -88,9 +88,14 @@ class _Plan:
     group_by: tuple[str, ...]
     range_ns: int | None
     field: str
+    # False: one bucket that is exactly ``window`` (an alerting rule's evaluation, whose
+    # window ends at the evaluation time), not buckets aligned on multiples of the step.
+    aligned: bool = True
 
     @property
     def grid(self) -> Grid:
+        if not self.aligned:
+            return Grid(self.window.start_ns, self.step_ns, 1)
         return Grid.covering(self.window.start_ns, self.window.end_ns, self.step_ns)
 
     @property
@@ -213,6 +218,43 @@ class MetricQueries:
                 result.unit = series[0].unit or ""
                 _answer(plan, kind, series, data, result)
         return response
+
+    async def at(
+        self, call: QueryCall, instants: Sequence[tuple[pb.MetricQuery, int, int]]
+    ) -> list[list[tuple[dict[str, str], float]]]:
+        """Each query's value per output series over ``[at_ns - window_ns, at_ns)``, for
+        ``(query, at_ns, window_ns)`` instants: what an alerting rule compares (Prometheus
+        evaluates ``avg_over_time(x[5m])`` over the window that ends at the evaluation).
+
+        The query's aggregation, matchers and group_by are QueryMetrics'; its times, step
+        and range are replaced by the instant's window (``rate`` and ``increase`` take it
+        as their range). The same two round trips as ``query``, whatever the number of
+        instants, so an evaluator can batch the rules of a round.
+        """
+        plans = []
+        for i, (q, at_ns, window_ns) in enumerate(instants):
+            plan = _plan(
+                i,
+                pb.MetricQuery(
+                    metric_name=q.metric_name,
+                    matchers=q.matchers,
+                    aggregation=q.aggregation,
+                    group_by=q.group_by,
+                ),
+            )
+            window = arguments.TimeRange(max(0, at_ns - window_ns), at_ns)
+            ranged = window_ns if plan.aggregation in _RATES else None
+            plans.append(replace(plan, window=window, step_ns=window_ns, range_ns=ranged,
+                                 aligned=False))  # fmt: skip
+        if not plans:
+            return []
+        found = await self._series(call, plans)
+        chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
+        points = await self._points(call, plans, chosen)
+        out: list[list[tuple[dict[str, str], float]]] = []
+        for plan, (kind, series), data in zip(plans, chosen, points, strict=True):
+            out.append(_values_at(plan, kind, series, data) if series else [])
+        return out
 
     async def _series(self, call: QueryCall, plans: Sequence[_Plan]) -> list[list[SeriesRow]]:
         statements = [
@@ -401,6 +443,26 @@ def _answer(
         out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
         for t, v in zip(starts[has].tolist(), values[has].tolist(), strict=True):
             set_timestamp(out.samples.add(value=v).time, t)
+
+
+def _values_at(
+    plan: _Plan, kind: int, series: Sequence[SeriesRow], data: Sequence[Any]
+) -> list[tuple[dict[str, str], float]]:
+    """The one-bucket answer of ``plan`` per output series (those with a value)."""
+    grid = plan.grid
+    by_id = {s.series_id: s for s in series}
+    members: dict[int, list[Any]] = {}
+    for item in data:
+        members.setdefault(item.series_id, []).append(item)
+    out = []
+    for key, positions in sorted(_groups(plan, series).items()):
+        group = [item for p in positions for item in members.get(series[p].series_id, [])]
+        if not group:
+            continue
+        value = float(_group_values(plan, kind, grid, group, by_id)[0])
+        if not np.isnan(value):  # the window held samples
+            out.append((dict(zip(key[0::2], key[1::2], strict=True)), value))
+    return out
 
 
 def _group_values(

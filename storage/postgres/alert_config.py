@@ -207,6 +207,11 @@ def _rule(found: Sequence[Any]) -> RuleRecord:
     return RuleRecord(*values)
 
 
+# What the evaluator reads of rules it claimed (``storage.postgres.alert_eval``).
+RULE_COLUMNS: Final = _RULE_COLUMNS
+rule_from_row = _rule
+
+
 def _rule_values(rule: RuleRecord) -> tuple[Any, ...]:
     return (
         rule.name,
