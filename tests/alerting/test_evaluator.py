@@ -122,7 +122,7 @@ def test_a_log_rule_fires_with_example_lines(
     server: RunningOtlpd, api: Project, receiver: Receiver
 ) -> None:
     channel = webhook_channel(api, receiver.url)
-    rule = api.CreateRule(
+    api.CreateRule(
         pb.CreateRuleRequest(
             rule=pb.Rule(
                 name="PaymentFailures",

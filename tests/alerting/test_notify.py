@@ -140,7 +140,7 @@ def test_slack_gets_an_incoming_webhook_message_over_https(
             )
         ).channel
         fire(server, api, channel.id, "SlackDeep")
-        (message,) = wait_for(lambda: slack.bodies())
+        (message,) = wait_for(slack.bodies)
     finally:
         slack.close()
     # https://api.slack.com/messaging/webhooks: text, and blocks of Block Kit.
