@@ -122,7 +122,7 @@ def test_a_log_rule_fires_with_example_lines(
     server: RunningOtlpd, api: Project, receiver: Receiver
 ) -> None:
     channel = webhook_channel(api, receiver.url)
-    api.CreateRule(
+    rule = api.CreateRule(
         pb.CreateRuleRequest(
             rule=pb.Rule(
                 name="PaymentFailures",
@@ -151,6 +151,7 @@ def test_a_log_rule_fires_with_example_lines(
     assert len(lines) == 2
     assert lines[0].endswith("checkout: payment failed: insufficient funds")
     assert lines[1].endswith("checkout: payment failed: card declined")
+    assert event_kinds(api, rule.id) == ["FIRING"]
 
 
 def test_absent_fires_when_a_series_stops_and_no_data_per_setting(
