@@ -288,3 +288,24 @@ def webhook_channel(project: Project, url: str, name: str = "hook") -> str:
         )
     )
     return str(created.channel.id)
+
+
+class Feeder:
+    """Sends ``value`` of a gauge every 0.2 s from a thread until stopped; change
+    ``value`` to move the series."""
+
+    def __init__(self, otlpd: RunningOtlpd, name: str, value: float, *, project: str) -> None:
+        self.value = value
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                send_gauge(otlpd, name, self.value, project=project)
+                self._stop.wait(0.2)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -14,6 +14,7 @@ import pytest
 from alerting.proto import pb, pb_grpc
 from query.proto import pb as query_pb
 from tests.alerting.conftest import (
+    Feeder,
     Project,
     Receiver,
     alerting_server,
@@ -21,6 +22,7 @@ from tests.alerting.conftest import (
     event_kinds,
     send_gauge,
     send_logs,
+    send_requests,
     wait_for,
     webhook_channel,
 )
@@ -218,3 +220,127 @@ def test_query_errors_follow_on_error(server: RunningOtlpd, api: Project) -> Non
         ).fetchone()
     assert errors == (3,)
     assert server.metric("otlpd_alert_evaluations_total", {"outcome": "error"}) >= 3
+
+
+def test_a_burn_rate_slo_fires_on_a_fast_burn_and_stays_quiet_on_a_slow_one(
+    server: RunningOtlpd, api: Project
+) -> None:
+    rules = {}
+    for service in ("fast", "medium", "slow"):
+        slo = pb.SloCondition(spans=pb.SloCondition.SpanEvents(service=service), objective=0.999)
+        rule = pb.Rule(name=f"{service}-availability", slo=slo, interval=duration(1))
+        rules[service] = api.CreateRule(pb.CreateRuleRequest(rule=rule)).rule
+    # Error ratios 50%, 0.3% and 0.05% of a 0.1% budget: burn rates 500, 3 and 0.5.
+    send_requests(server, project=PROJECT, service="fast", total=100, errors=50)
+    send_requests(server, project=PROJECT, service="medium", total=1000, errors=3)
+    send_requests(server, project=PROJECT, service="slow", total=2000, errors=1)
+
+    def firing(service: str) -> set[tuple[str, str]]:
+        return {
+            (a.labels["severity"], a.labels["window"])
+            for a in alerts(api, rules[service].id)
+            if a.state == pb.ALERT_STATE_FIRING
+        }
+
+    wait_for(lambda: len(firing("fast")) == 3 and firing("medium"))
+    time.sleep(1.5)  # a few more evaluations of each
+    assert firing("fast") == {("page", "1h"), ("page", "6h"), ("ticket", "3d")}
+    assert firing("medium") == {("ticket", "3d")}
+    assert firing("slow") == set()
+    burns = {a.labels["window"]: a.value for a in alerts(api, rules["fast"].id)}
+    assert burns == pytest.approx({"1h": 500.0, "6h": 500.0, "3d": 500.0})
+    quiet = {a.labels["window"]: a.value for a in alerts(api, rules["slow"].id)}
+    assert quiet == {}  # never held: no state kept
+
+
+def test_flapping_is_notified_once_until_it_settles(database_url: str, receiver: Receiver) -> None:
+    server = alerting_server(database_url, alert_flap_firings="1", alert_flap_window="5s")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:
+            api = Project(pb_grpc.AlertServiceStub(channel), PROJECT)  # type: ignore[no-untyped-call]
+            rule = api.CreateRule(
+                pb.CreateRuleRequest(
+                    rule=pb.Rule(
+                        name="Flappy",
+                        metric=pb.MetricCondition(metric_name="flap", window=duration(1)),
+                        comparator=pb.Rule.GT,
+                        threshold=10,
+                        interval=duration(1),
+                        channel_ids=[webhook_channel(api, receiver.url)],
+                    )
+                )
+            ).rule
+            feeder = Feeder(server, "flap", 50.0, project=PROJECT)
+            try:
+                for n in range(1, 4):  # fire, resolve, fire (flapping), resolve, fire, resolve
+                    wait_for(lambda n=n: event_kinds(api, rule.id).count("FIRING") == n)
+                    feeder.value = 1.0
+                    wait_for(lambda n=n: event_kinds(api, rule.id).count("RESOLVED") == n)
+                    feeder.value = 50.0
+                feeder.value = 1.0
+                wait_for(lambda: "SETTLED" in event_kinds(api, rule.id), timeout=15)
+            finally:
+                feeder.stop()
+            kinds = event_kinds(api, rule.id)
+    finally:
+        server.stop()
+    assert kinds.count("FLAPPING") == 1
+    assert kinds.index("FLAPPING") == kinds.index("FIRING", kinds.index("RESOLVED")) + 1
+    wait_for(lambda: receiver.bodies()[-1]["status"] == "resolved")
+    sent = [
+        (b["status"], "otlpd_flapping" in b["alerts"][0]["annotations"]) for b in receiver.bodies()
+    ]
+    # Fired and resolved once as usual; then one notification that it flaps, nothing while
+    # it flaps, and one when it settled (resolved).
+    assert sent == [("firing", False), ("resolved", False), ("firing", True), ("resolved", False)]
+
+
+def test_an_incident_timeline_shows_firing_notification_ack_note_and_resolution(
+    server: RunningOtlpd, api: Project, receiver: Receiver
+) -> None:
+    channel = webhook_channel(api, receiver.url)
+    rule = api.CreateRule(pb.CreateRuleRequest(rule=metric_rule("Incident", channel))).rule
+    feeder = Feeder(server, "queue.depth", 50.0, project=PROJECT)
+    try:
+        wait_for(lambda: receiver.bodies("firing"))
+        (incident,) = api.ListIncidents(pb.ListIncidentsRequest()).incidents
+        assert incident.status == pb.INCIDENT_STATUS_OPEN and incident.firing_alerts == 1
+        assert incident.title == "Incident" and incident.rule_id == rule.id
+
+        def timeline() -> list[str]:
+            found = api.GetIncident(pb.GetIncidentRequest(id=incident.id)).incident
+            return [pb.TimelineEntry.Kind.Name(e.kind) for e in found.timeline]
+
+        wait_for(lambda: "NOTIFICATION_SENT" in timeline())
+        (alert,) = alerts(api, rule.id)
+        api.AcknowledgeAlert(pb.AcknowledgeAlertRequest(id=alert.id, comment="on it"))
+        api.UpdateIncident(
+            pb.UpdateIncidentRequest(id=incident.id, note="queue consumer restarted")
+        )
+        feeder.value = 1.0
+        wait_for(lambda: "RESOLVED" in timeline())
+    finally:
+        feeder.stop()
+    found = api.GetIncident(pb.GetIncidentRequest(id=incident.id)).incident
+    assert found.status == pb.INCIDENT_STATUS_RESOLVED and found.firing_alerts == 0
+    kinds = [pb.TimelineEntry.Kind.Name(e.kind) for e in found.timeline]
+    assert kinds[:7] == [
+        "OPENED",
+        "ALERT_FIRING",
+        "NOTIFICATION_SENT",
+        "ACKNOWLEDGED",
+        "NOTE",
+        "ALERT_RESOLVED",
+        "RESOLVED",
+    ]
+    times = [e.time.ToNanoseconds() for e in found.timeline]
+    assert times == sorted(times)
+    assert found.timeline[1].alert_id == alert.id
+    assert found.timeline[2].notification_id
+    # The incident's notifications, oldest last: the firing one, then the resolved one.
+    (notified,) = api.ListNotifications(
+        pb.ListNotificationsRequest(
+            incident_id=incident.id, statuses=[pb.NOTIFICATION_STATUS_DELIVERED]
+        )
+    ).notifications[-1:]
+    assert notified.alert_status == "firing"
