@@ -145,7 +145,8 @@ _COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
 }
 
 
-def _identity(settings: Settings, series_labels: Mapping[str, str]) -> tuple[int, dict[str, str]]:
+def identity(settings: Settings, series_labels: Mapping[str, str]) -> tuple[int, dict[str, str]]:
+    """The signed fingerprint and whole label set of the series a query answered."""
     labels = alert_labels.alert_labels(settings.name, settings.labels, series_labels)
     return alert_labels.to_signed(alert_labels.fingerprint(labels)), labels
 
@@ -158,10 +159,10 @@ def _holding(
     quiet: dict[int, tuple[dict[str, str], float]] = {}
     if settings.comparator == "ABSENT":
         for sample in answer.samples:
-            fp, labels = _identity(settings, sample.labels)
+            fp, labels = identity(settings, sample.labels)
             quiet[fp] = (labels, sample.value)
         known = [s for s in prior.values() if REASON_LABEL not in s.labels]
-        synthetic_fp, synthetic = _identity(settings, settings.absent_labels)
+        synthetic_fp, synthetic = identity(settings, settings.absent_labels)
         for s in known:
             if s.fingerprint not in quiet and s.fingerprint != synthetic_fp:
                 holding[s.fingerprint] = (s.labels, None)
@@ -169,7 +170,7 @@ def _holding(
             holding[synthetic_fp] = (synthetic, None)
         return holding, quiet
     for sample in answer.samples:
-        fp, labels = _identity(settings, sample.labels)
+        fp, labels = identity(settings, sample.labels)
         holds = sample.holds
         if holds is None:
             assert settings.comparator is not None and settings.threshold is not None
@@ -184,7 +185,7 @@ def _holding(
 
 
 def _reason(settings: Settings, reason: str) -> dict[int, tuple[dict[str, str], float | None]]:
-    fp, labels = _identity(settings, {**settings.absent_labels, REASON_LABEL: reason})
+    fp, labels = identity(settings, {**settings.absent_labels, REASON_LABEL: reason})
     return {fp: (labels, None)}
 
 

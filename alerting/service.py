@@ -1,26 +1,36 @@
 """AlertService's RPCs, by name: what the servicer (``alerting.grpc``) dispatches to.
 
-The evaluator's side of the contract (TestRule) is not served here yet: the servicer
-answers UNIMPLEMENTED for any RPC this map lacks.
+TestRule runs rule queries through the query API's read pool (``pool``); without one
+(a server that does not read) it is not served, and the servicer answers UNIMPLEMENTED
+for any RPC this map lacks.
 """
 
 from __future__ import annotations
 
 from alerting.activity import ActivityCalls
+from alerting.backtest import TestRuleCall
 from alerting.channels import ChannelCalls
+from alerting.evaluator import EvaluatorSettings
 from alerting.grpc import Handler
 from alerting.rules import RuleCalls
 from alerting.silences import SilenceCalls
 from storage.postgres.alert_store import AlertStore
+from storage.postgres.reading import ReadPool
 
 
-def handlers(store: AlertStore, *, max_limit: int) -> dict[str, Handler]:
-    """Every RPC this server serves, over ``store``."""
+def handlers(
+    store: AlertStore,
+    *,
+    max_limit: int,
+    pool: ReadPool | None = None,
+    settings: EvaluatorSettings | None = None,
+) -> dict[str, Handler]:
+    """Every RPC this server serves, over ``store`` (and ``pool`` for TestRule)."""
     channels = ChannelCalls(store, max_limit)
     rules = RuleCalls(store, max_limit)
     silences = SilenceCalls(store, max_limit)
     activity = ActivityCalls(store, max_limit)
-    return {
+    served: dict[str, Handler] = {
         "CreateChannel": channels.create,
         "ListChannels": channels.list,
         "UpdateChannel": channels.update,
@@ -41,3 +51,6 @@ def handlers(store: AlertStore, *, max_limit: int) -> dict[str, Handler]:
         "GetIncident": activity.get_incident,
         "UpdateIncident": activity.update_incident,
     }
+    if pool is not None:
+        served["TestRule"] = TestRuleCall(store, pool, settings or EvaluatorSettings())
+    return served

@@ -349,7 +349,12 @@ class App:
         alert_grpc.add_AlertServiceServicer_to_server(  # type: ignore[no-untyped-call]
             AlertServicer(
                 scope,
-                alert_handlers(alert_store, max_limit=config.query_max_limit),
+                alert_handlers(
+                    alert_store,
+                    max_limit=config.query_max_limit,
+                    pool=read_pool,
+                    settings=jobs.evaluator_settings(config),
+                ),
                 metrics,
                 retry_after=config.retry_after,
             ),

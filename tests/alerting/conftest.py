@@ -294,13 +294,16 @@ class Feeder:
     """Sends ``value`` of a gauge every 0.2 s from a thread until stopped; change
     ``value`` to move the series."""
 
-    def __init__(self, otlpd: RunningOtlpd, name: str, value: float, *, project: str) -> None:
+    def __init__(
+        self, otlpd: RunningOtlpd, name: str, value: float, *, project: str, ahead: float = 0.0
+    ) -> None:
         self.value = value
         self._stop = threading.Event()
 
         def run() -> None:
             while not self._stop.is_set():
-                send_gauge(otlpd, name, self.value, project=project)
+                at = time.time_ns() + round(ahead * 1e9)
+                send_gauge(otlpd, name, self.value, project=project, at_ns=at)
                 self._stop.wait(0.2)
 
         self._thread = threading.Thread(target=run, daemon=True)

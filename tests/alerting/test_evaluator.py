@@ -344,3 +344,55 @@ def test_an_incident_timeline_shows_firing_notification_ack_note_and_resolution(
         )
     ).notifications[-1:]
     assert notified.alert_status == "firing"
+
+
+def test_test_rule_over_a_past_range_reports_what_the_live_evaluation_did(
+    server: RunningOtlpd, api: Project
+) -> None:
+    rule = api.CreateRule(
+        pb.CreateRuleRequest(
+            rule=metric_rule(
+                "Backtested",
+                **{"for": duration(2), "keep_firing_for": duration(1)},
+            )
+        )
+    ).rule
+    # Points stamped half a second ahead reach PostgreSQL before any evaluation whose
+    # window holds them: the live evaluations and the backtest read the same data.
+    feeder = Feeder(server, "queue.depth", 50.0, project=PROJECT, ahead=0.5)
+    try:
+        wait_for(lambda: "FIRING" in event_kinds(api, rule.id))
+        feeder.value = 1.0
+        wait_for(lambda: "RESOLVED" in event_kinds(api, rule.id))
+        feeder.value = 50.0
+        wait_for(lambda: event_kinds(api, rule.id).count("PENDING") == 2)
+    finally:
+        feeder.stop()
+    time.sleep(1.2)
+    live = list(reversed(api.ListAlertEvents(pb.ListAlertEventsRequest(rule_id=rule.id)).events))
+    with psycopg.connect(server.database_url) as conn:
+        (last,) = conn.execute("SELECT last_eval_at FROM alert_rule_schedule").fetchone()  # type: ignore[misc]
+    request = pb.TestRuleRequest(rule_id=rule.id, start_time=rule.created_at)
+    request.end_time.FromDatetime(last)
+    tested = api.TestRule(request)
+    assert tested.errors == 0
+    assert tested.evaluations >= 8
+    shown = [(e.kind, e.time.ToNanoseconds(), e.value, dict(e.labels)) for e in tested.events]
+    assert shown == [(e.kind, e.time.ToNanoseconds(), e.value, dict(e.labels)) for e in live]
+    assert [pb.AlertEvent.Kind.Name(e.kind) for e in tested.events][:4] == [
+        "PENDING",
+        "FIRING",
+        "RESOLVED",
+        "PENDING",
+    ]
+    (series,) = tested.series
+    assert series.labels["alertname"] == "Backtested"
+    # A value for every evaluation but the first (the rule was made before the first point).
+    assert len(series.values) in (tested.evaluations - 1, tested.evaluations)
+    # An unsaved rule, one evaluation now: its value, and no transition recorded anywhere.
+    unsaved = metric_rule("Unsaved")
+    unsaved.threshold = 1e9
+    now = api.TestRule(pb.TestRuleRequest(rule=unsaved))
+    assert now.evaluations == 1 and len(now.series) == 1 and not now.events
+    assert now.series[0].state == pb.ALERT_STATE_INACTIVE
+    assert [r.name for r in api.ListRules(pb.ListRulesRequest()).rules] == ["Backtested"]

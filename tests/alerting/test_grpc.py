@@ -1,5 +1,5 @@
 """The alerting API on the query port: reflection and health list it, its scope is the
-query API's, and what it does not do yet answers UNIMPLEMENTED."""
+query API's, and every RPC of the contract is served."""
 
 from __future__ import annotations
 
@@ -37,11 +37,16 @@ def test_reflection_and_health_list_the_alert_service(otlpd: RunningOtlpd) -> No
         assert status.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_what_is_not_served_yet_is_unimplemented(alerts: Any) -> None:
+def test_test_rule_is_served_and_checks_its_request(alerts: Any) -> None:
     with pytest.raises(grpc.RpcError) as caught:
-        alerts.TestRule(pb.TestRuleRequest(rule_id="x"))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "TestRule" in caught.value.details()
+        alerts.TestRule(pb.TestRuleRequest(rule_id="0123456789abcdef"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as caught:
+        alerts.TestRule(pb.TestRuleRequest(rule=pb.Rule(name="x")))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("rule:")
+    served = {m.name for m in pb.DESCRIPTOR.services_by_name["AlertService"].methods}
+    assert "TestRule" in served
 
 
 def test_scope_is_the_query_apis(database_url: str, start_otlpd: Any) -> None:
