@@ -1,5 +1,6 @@
-"""The alerting subcommands of ``otlpd``: ``alerts`` (what fires now), ``rules list`` and
-``rules apply FILE.yaml [--dry-run]`` (rules as code, ``otlpd.client.rulefile``).
+"""The alerting subcommands of ``otlpd``: ``alerts`` (what fires now), ``rules list``,
+``rules apply FILE.yaml [--dry-run]`` (rules as code, ``otlpd.client.rulefile``) and
+``rules test FILE.yaml --since 24h`` (each rule of a file backtested by TestRule).
 
 They talk to a running server's AlertService with the query client's connection flags
 (``--addr``/``OTLPD_QUERY_ENDPOINT``, ``--project``/``OTLPD_PROJECT``,
@@ -42,6 +43,19 @@ def add_commands(command: Callable[..., Any], group: Callable[[str, str], Any]) 
         "--dry-run", action="store_true", help="print what would change, as a diff; change nothing"
     )
     apply.set_defaults(service="alerting")
+    test = command(
+        "test",
+        _rules_test,
+        "backtest the rules of a YAML file over a past range: their values and transitions",
+        rules,
+    )
+    test.add_argument("file", type=Path, metavar="FILE.yaml")
+    test.add_argument(
+        "--since", default="24h", help="from this long ago until now (default 24h; 0: now only)"
+    )
+    test.add_argument("--step", default="", help="between evaluations (default: each interval)")
+    test.add_argument("--rule", action="append", default=[], help="only the rule of this name")
+    test.set_defaults(service="alerting")
 
 
 def _call(args: argparse.Namespace, stub: Any) -> Callable[[str, Any], Any]:
@@ -125,4 +139,48 @@ def _rules_apply(args: argparse.Namespace, stub: Any) -> int:
             f"{counts['create']} created, {counts['update']} updated, "
             f"{counts['unchanged']} unchanged"
         )
+    return 0
+
+
+def _rules_test(args: argparse.Namespace, stub: Any) -> int:
+    import json
+    import time
+
+    from google.protobuf import json_format
+
+    from alerting.proto import pb
+    from otlpd.client import rulefile
+    from otlpd.client.connect import ClientFailure
+    from otlpd.client.render import test_report
+    from otlpd.config import parse_duration
+
+    loaded = rulefile.load(args.file)
+    wanted = set(args.rule)
+    chosen = [rule for rule, _ in loaded.rules if not wanted or rule.name in wanted]
+    if wanted - {rule.name for rule in chosen}:
+        raise ClientFailure(f"no rule named {', '.join(sorted(wanted))} in {args.file}")
+    try:
+        since = parse_duration(args.since)
+        step = parse_duration(args.step) if args.step else 0.0
+    except ValueError as exc:
+        raise ClientFailure(str(exc)) from None
+    call = _call(args, stub)
+    now = time.time_ns()
+    reports = []
+    for rule in chosen:
+        request = pb.TestRuleRequest(rule=rule)
+        request.end_time.FromNanoseconds(now)
+        if since > 0:
+            request.start_time.FromNanoseconds(now - round(since * 1e9))
+        if step:
+            request.step.FromNanoseconds(round(step * 1e9))
+        reports.append((rule.name, call("TestRule", request)))
+    if args.json:
+        document = [
+            {"rule": name, **json_format.MessageToDict(answer, preserving_proto_field_name=True)}
+            for name, answer in reports
+        ]
+        print(json.dumps(document, indent=2))
+        return 0
+    print("\n\n".join(test_report(name, answer) for name, answer in reports))
     return 0

@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from google.protobuf import json_format, struct_pb2
 
@@ -621,3 +621,37 @@ def rules_table(rules: Sequence[Any]) -> str:
              str(rule.version), rule.id]
         )  # fmt: skip
     return table(["NAME", "CONDITION", "INTERVAL", "FOR", "CHANNELS", "VERSION", "ID"], rows)
+
+
+_EVENT_KINDS: Final = {1: "pending", 2: "firing", 3: "resolved", 4: "cancelled", 6: "flapping",
+                       7: "settled"}  # fmt: skip
+
+
+def test_report(name: str, answer: Any) -> str:
+    """A rule's backtest: evaluations and errors, each series' values and final state,
+    then the transitions, oldest first."""
+    lines = [f"rule {name}: {answer.evaluations} evaluations, {answer.errors} failed"]
+    if answer.first_error:
+        lines.append(f"  first error: {answer.first_error}")
+    rows = []
+    for series in answer.series:
+        values = [s.value for s in series.values]
+        shown = (
+            [_number(min(values)), _number(max(values)), _number(values[-1])]
+            if values
+            else ["-", "-", "-"]
+        )
+        rows.append([_ALERT_STATES.get(series.state, "?"), *shown, _alert_labels(series.labels)])
+    lines.append(
+        table(["STATE", "MIN", "MAX", "LAST", "LABELS"], rows) if rows else "no series answered"
+    )
+    if answer.events:
+        events = [
+            [time_text(e.time), _EVENT_KINDS.get(e.kind, "?"), _number(e.value),
+             _alert_labels(e.labels)]
+            for e in answer.events
+        ]  # fmt: skip
+        lines.append(table(["TIME", "TRANSITION", "VALUE", "LABELS"], events))
+    else:
+        lines.append("no transitions: it would not have fired")
+    return "\n".join(lines)

@@ -212,3 +212,49 @@ def test_help_lists_the_alerting_commands(capsys: pytest.CaptureFixture[str]) ->
         main(["rules", "--help"])
     text = capsys.readouterr().out
     assert "apply" in text and "list" in text
+
+
+RULES_TO_TEST = """
+rules:
+  - name: PaymentFailures
+    logs:
+      filter: {q: '"payment failed"', service: checkout}
+      window: 5m
+    comparator: ">"
+    threshold: 3
+    interval: 10s
+    channels: [nobody]
+  - name: Quiet
+    logs: {filter: {q: nothing-matches-this}, window: 1m}
+    comparator: ">"
+    threshold: 0
+"""
+
+
+def test_rules_test_backtests_each_rule_of_a_file(
+    cli_env: RunningOtlpd, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.alerting.conftest import send_logs
+
+    send_logs(cli_env, ["payment failed: card declined"] * 5, project="shop")
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES_TO_TEST)
+    code, out, err = run(capsys, "rules", "test", str(path), "--since", "2m")
+    assert (code, err) == (0, "")
+    first, second = out.split("\n\n")
+    lines = first.splitlines()
+    assert lines[0] == "rule PaymentFailures: 13 evaluations, 0 failed"
+    assert lines[1].split() == ["STATE", "MIN", "MAX", "LAST", "LABELS"]
+    assert lines[2].split()[:4] == ["firing", "0", "5", "5"]  # 0 before the records
+    assert lines[3].split() == ["TIME", "TRANSITION", "VALUE", "LABELS"]
+    assert lines[4].split()[1:3] == ["firing", "5"]
+    assert second.splitlines()[0] == "rule Quiet: 5 evaluations, 0 failed"  # every 30 s
+    assert "no transitions: it would not have fired" in second
+    code, out, _ = run(
+        capsys, "rules", "test", str(path), "--since", "0", "--rule", "Quiet", "--json"
+    )
+    (report,) = json.loads(out)
+    assert report["rule"] == "Quiet" and report["evaluations"] == 1
+    assert report["series"][0]["values"][0].get("value", 0) == 0  # proto JSON omits 0
+    code, _, err = run(capsys, "rules", "test", str(path), "--rule", "Nope")
+    assert code != 0 and "no rule named Nope" in err
