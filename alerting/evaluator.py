@@ -219,14 +219,17 @@ class AlertEvaluator:
             record = records.get((claim.project, claim.rule_id))
             if record is None:
                 return  # deleted since the claim: its schedule row went with it
-            began = time.perf_counter()
             rule = rules.to_proto(record)
             condition = conditions.of(rule, claim.project)
             at = slot_of(claim, record.interval_s)
+            queried, began = 0.0, time.perf_counter()
             try:
                 async with gate:
+                    began = time.perf_counter()  # the time it took, not the time it waited
                     found = (await answer(condition, self._call(claim.project), [at]))[0]
+                    queried = time.perf_counter() - began
                 async with writing:
+                    began = time.perf_counter() - queried
                     evaluation = _Evaluation(claim, record, condition, at)
                     outcome = await self._commit(
                         conn, evaluation, rule, found, silences=silences, began=began

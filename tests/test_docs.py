@@ -193,3 +193,21 @@ def test_readme_tokens_and_projects_block_runs_as_written(
     # The search above ran with the token; without one auth is on now and refuses.
     refused = shell("otlpd services", env)
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
+
+
+def test_readme_alerting_walk_through_runs_as_written(env: dict[str, str]) -> None:
+    (walk,) = [
+        b
+        for b in blocks(ROOT / "README.md", "Alerting", "sh")
+        if "rules test" in b and "mktemp" in b
+    ]
+    done = shell(walk, env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "rule QueueDeep: created" in out
+    firing = [
+        line for line in out.splitlines() if "QueueDeep" in line and line.startswith("firing")
+    ]
+    assert firing and "250" in firing[0].split(), out
+    assert "rule QueueDeep: 31 evaluations, 0 failed" in out
+    assert re.search(r"Z\s+firing\s+250\b", out), out
