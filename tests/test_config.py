@@ -240,3 +240,45 @@ def test_envelope_keys_cannot_be_redacted_or_anonymized() -> None:
 def test_a_default_project_that_could_leave_its_key_segment_is_refused(project: str) -> None:
     with pytest.raises(ConfigError, match="OTLPD_DEFAULT_PROJECT"):
         load({"OTLPD_DEFAULT_PROJECT": project})
+
+
+def test_alerting_settings_are_validated_naming_their_variables() -> None:
+    config = load(
+        {
+            "OTLPD_SMTP_HOST": "mail.example.com",
+            "OTLPD_SMTP_PORT": "2525",
+            "OTLPD_SMTP_STARTTLS": "off",
+            "OTLPD_SMTP_FROM": "otlpd@example.com",
+            "OTLPD_EXTERNAL_URL": "https://otlpd.example.com/",
+            "OTLPD_ALERT_POLL": "500ms",
+        }
+    )
+    assert (config.smtp_host, config.smtp_port, config.smtp_starttls) == (
+        "mail.example.com",
+        2525,
+        False,
+    )
+    assert config.external_url == "https://otlpd.example.com"
+    assert (config.alert_poll, config.alert_lease, config.notify_backoff) == (0.5, 30.0, 10.0)
+    with pytest.raises(ConfigError) as caught:
+        load(
+            {
+                "OTLPD_SMTP_HOST": "mail.example.com",
+                "OTLPD_SMTP_PORT": "70000",
+                "OTLPD_SMTP_PASSWORD": "secret",
+                "OTLPD_ALERT_LEASE": "1s",
+                "OTLPD_NOTIFY_BACKOFF_MAX": "1s",
+                "OTLPD_ALERT_CONCURRENCY": "0",
+            }
+        )
+    text = "\n".join(caught.value.problems)
+    assert "OTLPD_SMTP_FROM must be an e-mail address when OTLPD_SMTP_HOST is set" in text
+    assert "OTLPD_SMTP_PORT must be a TCP port, got 70000" in text
+    assert "OTLPD_SMTP_PASSWORD needs OTLPD_SMTP_USERNAME" in text
+    assert "secret" not in text
+    assert "OTLPD_ALERT_LEASE must be at least twice OTLPD_ALERT_POLL" in text
+    assert "OTLPD_NOTIFY_BACKOFF_MAX must be at least OTLPD_NOTIFY_BACKOFF" in text
+    assert "OTLPD_ALERT_CONCURRENCY must be > 0" in text
+    with pytest.raises(ConfigError) as caught:
+        load({"OTLPD_EXTERNAL_URL": "otlpd.example.com"})
+    assert caught.value.problems[0].startswith("OTLPD_EXTERNAL_URL: expected an http")
