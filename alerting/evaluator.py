@@ -352,7 +352,11 @@ class AlertEvaluator:
                     error=found.error,
                 )
         except _Fenced:
+            # Another replica holds the rule now, or it changed (UpdateRule made it due
+            # again): either way this evaluation never happened. A claim still ours (the
+            # rule changed) is given back at once rather than left to its lease.
             log.info("rule %s of %s: claim lost; evaluation dropped", claim.rule_id, project)
+            await alert_eval.release(conn, claim, next_eval_at=None, error=None)
             return "fenced"
         return "ok" if found.error is None else "error"
 

@@ -71,13 +71,22 @@ async def rules(
     return {(r[0], r[1]): rule_from_row(r[1:]) for r in found}
 
 
-async def release(conn: Connection, claim: Claim, *, next_eval_at: datetime, error: str) -> None:
-    """Gives a claimed rule back without an evaluation (it failed): due at ``next_eval_at``."""
+async def release(
+    conn: Connection, claim: Claim, *, next_eval_at: datetime | None, error: str | None
+) -> None:
+    """Gives a claimed rule back without an evaluation, if the claim is still this one:
+    due at ``next_eval_at`` (None: when it was), with ``error`` (None: the one it had)."""
     await conn.execute(
         "UPDATE alert_rule_schedule SET lease_owner = NULL, lease_expires_at = NULL,"
-        " next_eval_at = %s, last_error = %s WHERE project_id = %s AND rule_id = %s"
-        " AND fence = %s",
-        (next_eval_at, error[:2000], claim.project, claim.rule_id, claim.fence),
+        " next_eval_at = coalesce(%s, next_eval_at), last_error = coalesce(%s, last_error)"
+        " WHERE project_id = %s AND rule_id = %s AND fence = %s",
+        (
+            next_eval_at,
+            None if error is None else error[:2000],
+            claim.project,
+            claim.rule_id,
+            claim.fence,
+        ),
     )
 
 
