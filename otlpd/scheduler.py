@@ -4,7 +4,8 @@ Background work over the shared database (indexing closed partitions, tiering th
 cold storage) must not run twice at once when several otlpd processes share it. The fence
 is PostgreSQL's: a run holds the session-level advisory lock
 ``pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(job.name))`` on a connection of its own,
-and does its work on that same connection. If the process dies or the connection drops,
+and does its work on that same connection (kept for the job's next round, and unlocked
+at the end of each). If the process dies or the connection drops,
 PostgreSQL releases the lock with the session, so no lease can outlive its holder and no
 clock has to agree between replicas (PostgreSQL documentation, "Advisory Locks"). A
 replica that does not get the lock skips that round: the other one is doing the job.
@@ -70,36 +71,64 @@ class Scheduler:
         self._jobs = list(jobs)
         self._connect_timeout = connect_timeout
         self._on_round = on_round  # (job name, succeeded, seconds) of every round run here
+        self._kept: dict[str, Connection] = {}
 
-    async def run_once(self, job: Job) -> bool:
-        """One round of ``job`` if no replica is running it; whether this one ran it."""
-        conn = await psycopg.AsyncConnection.connect(
+    async def _connection(self, job: Job) -> Connection:
+        """The job's connection of its last round, if it is still healthy; else a new one.
+        Kept between rounds: a job polled every second would otherwise cost PostgreSQL a
+        backend started and stopped every second, per replica."""
+        conn = self._kept.pop(job.name, None)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        return await psycopg.AsyncConnection.connect(
             self._conninfo,
             autocommit=True,
             **connection_kwargs(f"otlpd-job-{job.name}"[:63], self._connect_timeout),
         )
-        async with conn:
-            cursor = await conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
-            )
-            row = await cursor.fetchone()
-            if row is None or not row[0]:
-                return False
-            started = time.perf_counter()
-            ok = False
-            try:
-                await job.run(conn)
-                ok = True
-            finally:
-                if self._on_round is not None:
-                    self._on_round(job.name, ok, time.perf_counter() - started)
-                # Closing the session would release it too; unlocking first keeps the
-                # lock's life exactly the run's, even if closing is slow.
-                if not conn.closed:
-                    await conn.execute(
-                        "SELECT pg_advisory_unlock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
-                    )
-            return True
+
+    async def run_once(self, job: Job, *, keep: bool = False) -> bool:
+        """One round of ``job`` if no replica is running it; whether this one ran it.
+        ``keep``: leave its connection open for the next round (``run`` does; a single
+        round, as ``otlpd tier --once`` runs, closes it)."""
+        conn = await self._connection(job)
+        try:
+            ran = await self._round(job, conn)
+        except BaseException:
+            await conn.close()  # in whatever state the failure left it: not reused
+            raise
+        if keep:
+            self._kept[job.name] = conn
+        else:
+            await conn.close()
+        return ran
+
+    async def _round(self, job: Job, conn: Connection) -> bool:
+        cursor = await conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
+        )
+        row = await cursor.fetchone()
+        if row is None or not row[0]:
+            return False
+        started = time.perf_counter()
+        ok = False
+        try:
+            await job.run(conn)
+            ok = True
+        finally:
+            if self._on_round is not None:
+                self._on_round(job.name, ok, time.perf_counter() - started)
+            # The session keeps living between rounds: the lock must end with the round.
+            if not conn.closed:
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (JOB_LOCK_CLASS, job.name)
+                )
+        return True
+
+    async def close(self) -> None:
+        """Closes the connections kept between rounds."""
+        kept, self._kept = list(self._kept.values()), {}
+        for conn in kept:
+            await conn.close()
 
     async def run(self) -> None:
         """Every job, each in a loop of its own, until cancelled.
@@ -108,14 +137,17 @@ class Scheduler:
         and a notification round waits on receivers, and neither may hold back the alert
         evaluator, whose rules are due every few seconds.
         """
-        async with asyncio.TaskGroup() as group:
-            for job in self._jobs:
-                group.create_task(self._loop(job))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in self._jobs:
+                    group.create_task(self._loop(job))
+        finally:
+            await self.close()
 
     async def _loop(self, job: Job) -> None:
         while True:
             try:
-                await self.run_once(job)
+                await self.run_once(job, keep=True)
             except asyncio.CancelledError:
                 raise
             except Exception:

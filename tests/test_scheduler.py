@@ -108,3 +108,27 @@ async def test_a_slow_job_does_not_hold_back_the_others(database_url: str) -> No
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert slow.runs == []
+
+
+async def test_a_job_keeps_its_connection_between_rounds_but_not_its_lock(
+    database_url: str,
+) -> None:
+    job = RecordingJob(seconds=0.0, interval=0.05, fail_first=1)
+    scheduler = Scheduler(database_url, [job])
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.wait_for(job.ran_thrice.wait(), 10)
+        # Between rounds another replica may take the job: the lock ends with each round.
+        other = RecordingJob(seconds=0.0)
+        for _ in range(50):
+            if await Scheduler(database_url, [other]).run_once(other):
+                break
+            await asyncio.sleep(0.01)
+        assert other.backends, "the lock was never free between rounds"
+    finally:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    failed, *good = job.backends
+    assert len(set(good)) == 1  # one session for every round after the failed one
+    assert failed not in good  # a failed round's session is not reused
