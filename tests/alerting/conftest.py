@@ -155,11 +155,13 @@ def send_requests(
     errors: int,
     name: str = "GET /pay",
     duration_ns: int = 1_000_000,
+    ago: float = 0.0,
 ) -> None:
-    """``total`` server spans of ``service`` ending now, ``errors`` of them failed."""
+    """``total`` server spans of ``service`` ending now (or ``ago`` seconds ago),
+    ``errors`` of them failed."""
     request = trace_service_pb2.ExportTraceServiceRequest()
     scope = request.resource_spans.add(resource=_resource(service, project)).scope_spans.add()
-    now = time.time_ns()
+    now = time.time_ns() - round(ago * 1e9)
     for i in range(total):
         scope.spans.add(
             trace_id=os.urandom(16),
