@@ -452,6 +452,7 @@ class App:
         for name in ("", *SERVICE_NAMES):
             await servicer.set(name, status)
         self.instruments.ready.set(1 if serving else 0)
+        self.instruments.ready_workers.set(1 if serving else 0)
 
     async def _set_query_serving(self, servicer: health_aio.HealthServicer, serving: bool) -> None:
         status = (
@@ -480,6 +481,7 @@ class App:
             batcher.store_up = up
             self.instruments.store_up.set(1 if up else 0)
             self.instruments.ready.set(1 if self.ready else 0)
+            self.instruments.ready_workers.set(1 if self.ready else 0)
             await asyncio.sleep(_PROBE_SECONDS)
 
     async def _run_jobs(self) -> None:

@@ -146,6 +146,14 @@ class Instruments:
             registry=r,
             multiprocess_mode="livemin",
         )
+        # livemin is the least of the workers that wrote the gauge: a worker still starting
+        # has written nothing, so it alone cannot tell the supervisor that all are ready.
+        self.ready_workers = Gauge(
+            "otlpd_ready_workers",
+            "Worker processes ready to serve (with --workers N: N when all are).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.partitions_created = Counter(
             "otlpd_partitions_created", "Time partitions created by this process.", registry=r
         )

@@ -114,10 +114,12 @@ class Supervisor:
         return registry
 
     def _ready(self) -> bool:
-        """Ready when every worker is alive and reports itself ready."""
+        """Ready when every worker is alive and reports itself ready (each adds 1 to
+        otlpd_ready_workers; otlpd_ready is 1 as soon as the first one is)."""
         if not self._procs or not all(p.is_alive() for p in self._procs):
             return False
-        return self._registry().get_sample_value("otlpd_ready") == 1.0
+        ready = self._registry().get_sample_value("otlpd_ready_workers")
+        return ready == float(len(self._procs))
 
     @staticmethod
     def _mark_dead(proc: BaseProcess) -> None:
