@@ -29,7 +29,7 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
@@ -68,6 +68,10 @@ COLUMNS: Final = (
     "resource_id",
 )
 Key = tuple[int, int, int, int]  # LogRow.key: (time µs, tier, a, b)
+# Row groups a scan reads at once: few first (a page of common words is often in the first
+# ones), twice as many each round after, up to this many.
+FIRST_WAVE: Final = 4
+LAST_WAVE: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +98,17 @@ def _re2(pattern: re.Pattern[str]) -> str:
     return "(?i)" + text
 
 
-def _mask(table: pa.Table, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
-    """(rows that match, rows that may match and need ``_exact``) of ``table``."""
+def _plain_mask(table: pa.Table, scope: Scope) -> np.ndarray:
+    """The rows of ``table`` that pass the filter's cheap conditions: time, service,
+    severity, ids, session, user, resource (each a vectorized comparison)."""
     f = scope.filter
-    times = pc.divide(table.column("time").cast(pa.int64()), 1000)
     conditions = []
-    if scope.start_us is not None:
-        conditions.append(pc.greater_equal(times, scope.start_us))
-    if scope.end_us is not None:
-        conditions.append(pc.less(times, scope.end_us))
+    if scope.start_us is not None or scope.end_us is not None:
+        times = table.column("time").cast(pa.int64())
+        if scope.start_us is not None:
+            conditions.append(pc.greater_equal(times, scope.start_us * 1000))
+        if scope.end_us is not None:
+            conditions.append(pc.less(times, scope.end_us * 1000))
     if f.service is not None:
         conditions.append(pc.equal(table.column("service_name").cast(pa.string()), f.service))
     if f.min_severity > 0:
@@ -118,26 +124,10 @@ def _mask(table: pa.Table, scope: Scope) -> tuple[np.ndarray, np.ndarray]:
         conditions.append(pc.equal(table.column("resource_id"), scope.resource_id))
     if scope.no_service:
         conditions.append(pc.is_null(table.column("service_name")))
-    for word in f.words:
-        conditions.append(
-            pc.match_substring(table.column("body"), _json_text(word), ignore_case=True)
-        )
-    for _, value in f.attributes:
-        conditions.append(pc.match_substring(table.column("attributes"), _json_text(value)))
-    candidates = np.ones(table.num_rows, dtype=bool)
+    keep = np.ones(table.num_rows, dtype=bool)
     for condition in conditions:
-        candidates &= _true(condition)
-    nothing = np.zeros(table.num_rows, dtype=bool)
-    if not f.patterns and not f.attributes:
-        return candidates, nothing
-    if f.attributes:  # checked in Python, on the candidates only
-        return nothing, candidates
-    body = table.column("body")
-    plain = _true(pc.and_(pc.string_is_ascii(body), pc.invert(pc.match_substring(body, "\\"))))
-    exact = candidates & plain
-    for pattern in f.patterns:
-        exact &= _true(pc.match_substring_regex(body, _re2(pattern)))
-    return exact, candidates & ~plain
+        keep &= _true(condition)
+    return keep
 
 
 def _true(condition: Any) -> np.ndarray:
@@ -173,35 +163,70 @@ def attribute_text(value: Any) -> str | None:
     return _jsonb_text(value)
 
 
-def _exact(table: pa.Table, rows: np.ndarray, f: LogFilter) -> np.ndarray:
-    """Which of ``rows`` match the filter's patterns and attribute filters exactly."""
-    if not len(rows):
-        return rows
-    bodies = table.column("body").take(rows).to_pylist() if f.patterns else None
-    attributes = table.column("attributes").take(rows).to_pylist() if f.attributes else None
-    keep = []
-    for i, row in enumerate(rows):
-        if bodies is not None:
-            text = _body_text(bodies[i])
-            if text is None or not all(p.search(text) for p in f.patterns):
-                continue
-        if attributes is not None:
-            found = orjson.loads(attributes[i]) if attributes[i] else {}
-            if not isinstance(found, dict) or not all(
-                attribute_text(found.get(key)) == value for key, value in f.attributes
-            ):
-                continue
-        keep.append(row)
-    return np.array(keep, dtype=np.int64)
+def _exact(bodies: Any, patterns: Sequence[re.Pattern[str]]) -> np.ndarray:
+    """Which of ``bodies`` (JSON texts) every pattern matches, decoded as PostgreSQL's
+    ``body #>> '{}'`` gives them."""
+    matched = []
+    for raw in bodies.to_pylist():
+        text = _body_text(raw)
+        matched.append(text is not None and all(p.search(text) for p in patterns))
+    return np.array(matched, dtype=bool)
+
+
+def _exact_attributes(texts: list[str | None], f: LogFilter) -> np.ndarray:
+    """Which attribute objects (JSON texts) hold every attribute filter's value exactly,
+    as ``(attributes -> key) #>> '{}' = value`` compares."""
+    matched = []
+    for text in texts:
+        found = orjson.loads(text) if text else {}
+        matched.append(
+            isinstance(found, dict)
+            and all(attribute_text(found.get(key)) == value for key, value in f.attributes)
+        )
+    return np.array(matched, dtype=bool)
 
 
 def matching(table: pa.Table, scope: Scope) -> np.ndarray:
-    """Positions of the rows of ``table`` that match ``scope``, in no particular order."""
-    exact, check = _mask(table, scope)
-    found = np.flatnonzero(exact)
-    if check.any():
-        found = np.concatenate([found, _exact(table, np.flatnonzero(check), scope.filter)])
-    return found
+    """Positions of the rows of ``table`` that match ``scope``, ascending.
+
+    Narrowed step by step, each test on the rows the previous ones left: the cheap
+    comparisons, then the literal words (a case-insensitive substring of the body's JSON
+    text: every match has them), then the exact match: RE2 on bodies whose text is pure
+    ASCII without escapes, Python's patterns on the others and for attribute filters."""
+    f = scope.filter
+    positions = np.flatnonzero(_plain_mask(table, scope))
+    if not len(positions) or not (f.words or f.patterns or f.attributes):
+        return positions
+    whole = len(positions) == table.num_rows
+
+    def column(name: str) -> Any:
+        found = table.column(name)
+        return found if whole else found.take(pa.array(positions, pa.int64()))
+
+    if f.words or f.patterns:
+        body = column("body")
+        for word in f.words:
+            ok = _true(pc.match_substring(body, _json_text(word), ignore_case=True))
+            positions, body = positions[ok], body.filter(pa.array(ok))
+        if f.patterns and len(positions):
+            plain = _true(
+                pc.and_(pc.string_is_ascii(body), pc.invert(pc.match_substring(body, "\\")))
+            )
+            exact = plain.copy()
+            for pattern in f.patterns:
+                exact &= _true(pc.match_substring_regex(body, _re2(pattern)))
+            checked = _exact(body.filter(pa.array(~plain)), f.patterns)
+            decided = np.flatnonzero(~plain)[checked]
+            exact[decided] = True
+            positions = positions[exact]
+        whole = False
+    if f.attributes and len(positions):
+        texts = table.column("attributes").take(pa.array(positions, pa.int64()))
+        for _, value in f.attributes:
+            ok = _true(pc.match_substring(texts, _json_text(value)))
+            positions, texts = positions[ok], texts.filter(pa.array(ok))
+        positions = positions[_exact_attributes(texts.to_pylist(), f)]
+    return positions
 
 
 def keeper(scope: Scope) -> Callable[[pa.Table], pa.Table]:
@@ -363,8 +388,18 @@ async def scan(
     if cold is None or want <= 0:
         return []
     found = await candidates(call, scope, COLUMNS, objects)
-    if not newest_first:
-        found.sort(key=lambda read: (read.obj.min_ns, read.obj.object_id))
+    # Row group by row group, in the scan's direction by their time statistics: the files
+    # sort by service first, so the newest records of an hour are in the last row group of
+    # each service's run, and a page of them rarely needs the others.
+    units = [
+        (read, span)
+        for read, spans in zip(found, await cold.plan(call, found), strict=True)
+        for span in spans
+    ]
+    if newest_first:
+        units.sort(key=lambda u: (-u[1].high_ns, -u[0].obj.object_id, -u[1].group))
+    else:
+        units.sort(key=lambda u: (u[1].low_ns, u[0].obj.object_id, u[1].group))
 
     def rank(key: Key) -> Key:
         """Smaller is earlier in the scan's direction."""
@@ -377,23 +412,29 @@ async def scan(
         bounds = [k for k in (best[want - 1][0] if len(best) >= want else None, rival) if k]
         return min(bounds, key=rank) if bounds else None
 
-    at = 0
-    while at < len(found):
+    at, size = 0, FIRST_WAVE
+    while at < len(units):
         limit = cutoff()
-        wave: list[Read] = []
-        while at < len(found) and len(wave) < cold.threads:
-            obj = found[at].obj
-            # The object's nearest row in the scan's direction; objects come in that order,
-            # so once one cannot beat the cutoff, none further can.
-            edge = (obj.max_ns if newest_first else obj.min_ns) // 1000
-            nearest = (edge, COLD, obj.object_id, 2**62 if newest_first else -1)
+        wave: dict[int, tuple[Read, list[int]]] = {}
+        taken = 0
+        while at < len(units) and taken < size:
+            read, span = units[at]
+            # The row group's nearest row in the scan's direction; row groups come in that
+            # order, so once one cannot beat the cutoff, none further can.
+            edge = (span.high_ns if newest_first else span.low_ns) // 1000
+            nearest = (edge, COLD, read.obj.object_id, 2**62 if newest_first else -1)
             if limit is not None and rank(nearest) > rank(limit):
-                at = len(found)
+                at = len(units)
                 break
-            wave.append(found[at])
-            at += 1
-        tables = await cold.read(call, wave)
-        for read, table in zip(wave, tables, strict=True):
+            wave.setdefault(read.obj.object_id, (read, []))[1].append(span.group)
+            at, taken = at + 1, taken + 1
+        size = min(2 * size, LAST_WAVE)
+        reads = [
+            replace(read, groups=sorted(groups), keys=None, choose=None)
+            for read, groups in wave.values()
+        ]
+        tables = await cold.read(call, reads)
+        for read, table in zip(reads, tables, strict=True):
             if not table.num_rows:  # the reads kept only the records of the scope
                 continue
             times, numbers = keys(table, read.obj)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
@@ -30,15 +30,26 @@ from query.call import QueryCall
 from storage import keybloom
 from storage.api import StorageError, StorageTimeout
 from storage.blockcache import BlockCache
-from storage.cold_reader import ColdReader
+from storage.cold_reader import ColdReader, ranges
 from storage.objectstore import ObjectStore
 from storage.postgres import cold_manifest
 from storage.postgres.cold_manifest import ColdObject
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Chooses, from an object's footer, the row groups that may hold what a read wants.
 Choose = Callable[[pq.FileMetaData], Sequence[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One row group of an object and the time range of its rows (ns, inclusive)."""
+
+    group: int
+    low_ns: int
+    high_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +159,33 @@ class ColdTier:
                     found[key].append((obj, groups if per_group else None))
         return found
 
+    async def plan(self, call: QueryCall, reads: Sequence[Read]) -> list[list[Span]]:
+        """Per read, the row groups it would read, each with the time range its statistics
+        give (``storage.cold_reader.ranges``; the object's where a group has none): what a
+        scan needs to read the row groups of many objects newest (or oldest) first."""
+        return await self._run(call, [(self._plan_one, read) for read in reads])
+
     async def read(self, call: QueryCall, reads: Sequence[Read]) -> list[pa.Table]:
         """The rows of every read (each with ``storage.cold_reader.ROW``), in order, read
         ``threads`` objects at a time within the call's time."""
-        if not reads:
+        return await self._run(call, [(self._read_one, read) for read in reads])
+
+    async def _run(
+        self, call: QueryCall, work: Sequence[tuple[Callable[[QueryCall, Read], T], Read]]
+    ) -> list[T]:
+        """Each ``function(call, read)`` on the tier's threads, within the call's time."""
+        if not work:
             return []
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + call.seconds_left()[0]
+
+        def timed(function: Callable[[QueryCall, Read], T], read: Read) -> T:
+            if time.monotonic() >= deadline:
+                raise StorageTimeout("out of time before reading a cold object")
+            return function(call, read)
+
         futures = [
-            loop.run_in_executor(self._executor, self._read_one, call, read, deadline)
-            for read in reads
+            loop.run_in_executor(self._executor, timed, function, read) for function, read in work
         ]
         try:
             return list(await asyncio.gather(*futures))
@@ -166,9 +194,9 @@ class ColdTier:
         except StorageError as exc:
             raise call.failed(exc) from exc
 
-    def _read_one(self, call: QueryCall, read: Read, deadline: float) -> pa.Table:
-        if time.monotonic() >= deadline:
-            raise StorageTimeout("out of time before reading a cold object")
+    def _groups(self, call: QueryCall, read: Read) -> tuple[Any, Sequence[int]] | None:
+        """The object's footer and the row groups ``read`` wants of it (None: the object
+        is gone)."""
         reader = self._open()
         stats = call.cold_stats
         try:
@@ -180,10 +208,36 @@ class ColdTier:
                 column, values = read.keys
                 holding = set(reader.groups_holding(read.obj, metadata, column, values, stats))
                 groups = [g for g in groups if g in holding]
-            if read.choose is not None:
-                chosen = set(read.choose(metadata))
-                groups = [g for g in groups if g in chosen]
-            return reader.read(read.obj, metadata, groups, read.columns, stats, keep=read.keep)
+        except FileNotFoundError:
+            log.info("cold object %s is gone (cold retention); read as empty", read.obj.key)
+            return None
+        if read.choose is not None:
+            chosen = set(read.choose(metadata))
+            groups = [g for g in groups if g in chosen]
+        return metadata, groups
+
+    def _plan_one(self, call: QueryCall, read: Read) -> list[Span]:
+        found = self._groups(call, read)
+        if found is None:
+            return []
+        metadata, groups = found
+        times = ranges(metadata, "time")
+        spans = []
+        for g in groups:
+            low, high = times[g] or (read.obj.min_ns, read.obj.max_ns)
+            spans.append(Span(g, int(low), int(high)))
+        return spans
+
+    def _read_one(self, call: QueryCall, read: Read) -> pa.Table:
+        found = self._groups(call, read)
+        if found is None:
+            return _no_rows(read.columns)
+        metadata, groups = found
+        reader = self._open()
+        try:
+            return reader.read(
+                read.obj, metadata, groups, read.columns, call.cold_stats, keep=read.keep
+            )
         except FileNotFoundError:
             log.info("cold object %s is gone (cold retention); read as empty", read.obj.key)
             return _no_rows(read.columns)
