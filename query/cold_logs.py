@@ -39,9 +39,10 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
-from query.coldtier import Choose, Read
+from query.coldtier import Choose, Lookup, Read
 from storage import keybloom
 from storage.cold_reader import ROW, overlapping
+from storage.postgres import cold_manifest
 from storage.postgres.cold_manifest import ColdObject
 from storage.postgres.log_reader import LogFilter
 from storage.postgres.partitions import datetime_from_ns
@@ -322,8 +323,28 @@ async def candidates(
         return []
     start_ns = None if scope.start_us is None else scope.start_us * 1000
     end_ns = None if scope.end_us is None else scope.end_us * 1000
+    f = scope.filter
+    lookups: list[Lookup] = []
+    keys: tuple[str, list[bytes]] | None = None
+    if f.trace_id is not None:
+        lookups.append(Lookup(keybloom.TRACE, (f.trace_id,), (SIGNAL,), start_ns))
+        keys = ("trace_id", [f.trace_id])
+    if f.session_id is not None:
+        lookups.append(Lookup(keybloom.SESSION, (f.session_id.encode(),), (SIGNAL,), start_ns))
+        keys = keys or ("session_id", [f.session_id.encode()])
+    for word in f.whole_words:
+        if word.isascii():  # a non-ASCII word may lowercase otherwise than the index did
+            lookups += [
+                Lookup(keybloom.WORD, (token.encode(),), (SIGNAL,), start_ns)
+                for token in keybloom.word_tokens(word)
+            ]
+    # The manifest's objects and every key bloom lookup: one round trip.
+    reads = [lookup.statement(call.project) for lookup in lookups]
     if objects is None:
-        objects = await cold.objects(call, SIGNAL, start_ns, end_ns)
+        reads.insert(0, cold_manifest.objects(call.project, SIGNAL, start_ns, end_ns))
+    answers = await call.fetch_many(reads)
+    if objects is None:
+        objects = [ColdObject.from_row(row) for row in answers.pop(0)]
     else:
         objects = [
             obj
@@ -334,25 +355,11 @@ async def candidates(
         ]
     if not objects:
         return []
-    f = scope.filter
-    lookups: list[tuple[int, bytes]] = []
-    keys: tuple[str, list[bytes]] | None = None
-    if f.trace_id is not None:
-        lookups.append((keybloom.TRACE, f.trace_id))
-        keys = ("trace_id", [f.trace_id])
-    if f.session_id is not None:
-        lookups.append((keybloom.SESSION, f.session_id.encode()))
-        keys = keys or ("session_id", [f.session_id.encode()])
-    for word in f.whole_words:
-        if word.isascii():  # a non-ASCII word may lowercase otherwise than the index did
-            lookups += [(keybloom.WORD, token.encode()) for token in keybloom.word_tokens(word)]
     # Per object: None (not looked up), or the row groups the blooms allow (None: any).
     allowed: dict[int, set[int] | None] | None = None
-    for kind, key in lookups:
-        found = {
-            obj.object_id: None if groups is None else set(groups)
-            for obj, groups in await cold.holding(call, kind, key, (SIGNAL,), start_ns)
-        }
+    for lookup, rows_of in zip(lookups, answers, strict=True):
+        (places,) = lookup.answer(rows_of).values()
+        found = {obj.object_id: None if groups is None else set(groups) for obj, groups in places}
         if allowed is None:
             allowed = found
         else:

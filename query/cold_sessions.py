@@ -11,7 +11,7 @@ session's last hot partition (first and last seen, user, service).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -21,7 +21,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from query import cold_logs, cold_spans
 from query.call import QueryCall
-from query.coldtier import Read
+from query.coldtier import Lookup, Read
 from storage import keybloom
 from storage.cold_reader import ROW
 from storage.postgres.partitions import datetime_from_ns
@@ -71,14 +71,18 @@ def _of_session(session_id: str) -> Callable[[pa.Table], pa.Table]:
     return keep
 
 
-async def items(call: QueryCall, session_id: str) -> ColdSession:
-    """Every cold span, log record and exemplar of the session."""
+def lookup(session_id: str) -> Lookup:
+    """Which objects may hold the session's items: a read the caller sends with its own."""
+    return Lookup(keybloom.SESSION, (session_id.encode(),), ("spans", "logs", "metric_points"))
+
+
+async def items(call: QueryCall, session_id: str, rows: Sequence[Any]) -> ColdSession:
+    """Every cold span, log record and exemplar of the session; ``rows``: what the
+    manifest answered to ``lookup(session_id)``."""
     found = ColdSession()
     if call.cold is None:
         return found
-    where = await call.cold.holding(
-        call, keybloom.SESSION, session_id.encode(), ("spans", "logs", "metric_points")
-    )
+    (where,) = lookup(session_id).answer(rows).values()
     reads = []
     keep = _of_session(session_id)
     for obj, _ in where:

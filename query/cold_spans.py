@@ -91,6 +91,14 @@ def _of_traces(trace_ids: Iterable[bytes]) -> Callable[[pa.Table], pa.Table]:
     return keep
 
 
+# Per key, the objects that may hold it (``query.coldtier.Lookup.answer``).
+Where = dict[bytes, list[tuple[ColdObject, list[int] | None]]]
+
+
+def _of_signal(where: Where, signal: str) -> Where:
+    return {key: [p for p in places if p[0].signal == signal] for key, places in where.items()}
+
+
 def _held(
     where: dict[bytes, list[tuple[ColdObject, list[int] | None]]],
 ) -> list[tuple[ColdObject, list[bytes]]]:
@@ -107,15 +115,20 @@ async def spans_of(
     trace_ids: Sequence[bytes],
     start_ns: int | None = None,
     end_ns: int | None = None,
+    *,
+    where: Where | None = None,
 ) -> dict[bytes, list[SpanRow]]:
     """Every cold copy of every span of each trace of ``trace_ids``, in no order; only
-    from objects with rows in ``[start_ns, end_ns)`` (None: open)."""
+    from objects with rows in ``[start_ns, end_ns)`` (None: open). ``where``: the answer
+    of the key blooms (``query.coldtier.Lookup``) when the caller read it already."""
     found: dict[bytes, list[SpanRow]] = {t: [] for t in trace_ids}
     if call.cold is None or not trace_ids:
         return found
-    where = await call.cold.holding_any(
-        call, keybloom.TRACE, list(trace_ids), (SIGNAL,), start_ns=start_ns, end_ns=end_ns
-    )
+    if where is None:
+        where = await call.cold.holding_any(
+            call, keybloom.TRACE, list(trace_ids), (SIGNAL,), start_ns=start_ns, end_ns=end_ns
+        )
+    where = _of_signal(where, SIGNAL)
     reads = [
         Read(obj, COLUMNS, keys=("trace_id", ids), keep=_of_traces(ids))
         for obj, ids in _held(where)
@@ -127,11 +140,18 @@ async def spans_of(
 
 
 async def logs_of(
-    call: QueryCall, trace_ids: Sequence[bytes], limit: int, *, newest_first: bool = False
+    call: QueryCall,
+    trace_ids: Sequence[bytes],
+    limit: int,
+    *,
+    newest_first: bool = False,
+    where: Where | None = None,
 ) -> list[Any]:
     """The first ``limit`` cold log records of the traces ``trace_ids``, oldest (or
-    newest) first (``LogRow``s), wherever they lie in time."""
-    return (await logs_of_each(call, [trace_ids], limit, newest_first=newest_first))[0]
+    newest) first (``LogRow``s), wherever they lie in time; ``where`` as for
+    ``spans_of``."""
+    found = await logs_of_each(call, [trace_ids], limit, newest_first=newest_first, where=where)
+    return found[0]
 
 
 async def logs_of_each(
@@ -142,6 +162,7 @@ async def logs_of_each(
     newest_first: bool = False,
     start_ns: int | None = None,
     end_ns: int | None = None,
+    where: Where | None = None,
 ) -> list[list[Any]]:
     """``logs_of`` for several sets of traces at once: one read of the key blooms (they
     name the objects that may hold the traces' records, the files' own bloom filters the
@@ -153,9 +174,11 @@ async def logs_of_each(
     union = sorted({trace for traces in trace_sets for trace in traces})
     if call.cold is None or not union or limit <= 0:
         return found
-    where = await call.cold.holding_any(
-        call, keybloom.TRACE, union, (cold_logs.SIGNAL,), start_ns=start_ns, end_ns=end_ns
-    )
+    if where is None:
+        where = await call.cold.holding_any(
+            call, keybloom.TRACE, union, (cold_logs.SIGNAL,), start_ns=start_ns, end_ns=end_ns
+        )
+    where = _of_signal(where, cold_logs.SIGNAL)
     reads = [
         Read(obj, cold_logs.COLUMNS, keys=("trace_id", ids), keep=_of_traces(ids))
         for obj, ids in _held(where)

@@ -44,6 +44,46 @@ Choose = Callable[[pq.FileMetaData], Sequence[int]]
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """Which objects of ``signals`` (newest first) may hold ``keys`` of ``kind``, by the
+    manifest's key blooms (``storage.keybloom``): ``statement()`` is one read of them, to
+    send alone (``ColdTier.holding_any``) or with the call's other reads in one round trip,
+    and ``answer(rows)`` its answer: per key, each object that may hold it with the row
+    groups that may (None: the blooms of ``kind`` are per object; ``Read.keys`` finds its
+    row groups). Only objects with rows in ``[start_ns, end_ns)`` (None: open)."""
+
+    kind: int
+    keys: tuple[bytes, ...]
+    signals: tuple[str, ...]
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def statement(self, project: str) -> cold_manifest.Statement:
+        shards = sorted({keybloom.shard_of(key) for key in self.keys})
+        return cold_manifest.key_blooms(
+            project, self.kind, shards, self.signals, start_ns=self.start_ns, end_ns=self.end_ns
+        )
+
+    def answer(
+        self, rows: Sequence[Sequence[Any]]
+    ) -> dict[bytes, list[tuple[ColdObject, list[int] | None]]]:
+        shards = {key: keybloom.shard_of(key) for key in self.keys}
+        per_group = keybloom.PER_ROW_GROUP[self.kind]
+        found: dict[bytes, list[tuple[ColdObject, list[int] | None]]] = {k: [] for k in self.keys}
+        for row in rows:
+            segment_bits, hashes, bits, shard = int(row[9]), int(row[10]), bytes(row[11]), row[12]
+            obj: ColdObject | None = None
+            for key in self.keys:
+                if shards[key] != shard:
+                    continue
+                groups = keybloom.maybe_in(key, segment_bits, hashes, bits)
+                if groups:
+                    obj = obj or ColdObject.from_row(tuple(row))
+                    found[key].append((obj, groups if per_group else None))
+        return found
+
+
+@dataclass(frozen=True, slots=True)
 class Span:
     """One row group of an object and the time range of its rows (ns, inclusive)."""
 
@@ -134,30 +174,10 @@ class ColdTier:
     ) -> dict[bytes, list[tuple[ColdObject, list[int] | None]]]:
         """``holding`` for several keys of one kind, in one read of the manifest; only
         objects with rows in ``[start_ns, end_ns)`` (None: open)."""
-        shards = {key: keybloom.shard_of(key) for key in keys}
-        per_group = keybloom.PER_ROW_GROUP[kind]
-        found: dict[bytes, list[tuple[ColdObject, list[int] | None]]] = {key: [] for key in keys}
+        lookup = Lookup(kind, tuple(keys), signals, start_ns, end_ns)
         if not keys:
-            return found
-        statement = cold_manifest.key_blooms(
-            call.project,
-            kind,
-            sorted(set(shards.values())),
-            signals,
-            start_ns=start_ns,
-            end_ns=end_ns,
-        )
-        for row in await call.fetch(*statement):
-            segment_bits, hashes, bits, shard = int(row[9]), int(row[10]), bytes(row[11]), row[12]
-            obj: ColdObject | None = None
-            for key in keys:
-                if shards[key] != shard:
-                    continue
-                groups = keybloom.maybe_in(key, segment_bits, hashes, bits)
-                if groups:
-                    obj = obj or ColdObject.from_row(row)
-                    found[key].append((obj, groups if per_group else None))
-        return found
+            return lookup.answer([])
+        return lookup.answer(await call.fetch(*lookup.statement(call.project)))
 
     async def plan(self, call: QueryCall, reads: Sequence[Read]) -> list[list[Span]]:
         """Per read, the row groups it would read, each with the time range its statistics

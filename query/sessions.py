@@ -57,15 +57,16 @@ class SessionQueries:
         bound_to = tokens.fingerprint(call.project, request)
         position = _position(tokens.decode(request.page_token, "timeline", bound_to))
         project = call.project
-        found, spans, logs, exemplars = await call.fetch_many(
+        found, spans, logs, exemplars, in_cold = await call.fetch_many(
             [
                 session_reader.session(project, session_id),
                 session_reader.spans(project, session_id, position, limit + 1),
                 session_reader.logs(project, session_id, position, limit + 1),
                 session_reader.exemplars(project, session_id, position, limit + 1),
+                cold_sessions.lookup(session_id).statement(project),
             ]
         )
-        cold = await cold_sessions.items(call, session_id)
+        cold = await cold_sessions.items(call, session_id, in_cold)
         if found:
             user_id, session_service, first_seen, last_seen = found[0]
         elif cold.first_ns is not None and cold.last_ns is not None:

@@ -19,9 +19,11 @@ from typing import Any
 from otlpd.errors import BadArgument, NotFound
 from query import arguments, cold_spans, convert, tokens
 from query.call import QueryCall
+from query.coldtier import Lookup
 from query.proto import pb
 from query.settings import QuerySettings
 from query.waterfall import waterfall
+from storage import keybloom
 from storage.postgres import trace_reader
 from storage.postgres.partitions import datetime_from_ns
 from storage.postgres.records import LogRow, SpanRow, micros
@@ -147,9 +149,13 @@ class TraceQueries:
             statements.append(
                 trace_reader.trace_logs(call.project, trace_id, self._settings.max_limit)
             )
+        signals = ("spans", "logs") if request.include_logs else ("spans",)
+        lookup = Lookup(keybloom.TRACE, (trace_id,), signals)
+        statements.append(lookup.statement(call.project))  # one round trip for both tiers
         results = await call.fetch_many(statements)
+        where = lookup.answer(results[-1])
         spans = [SpanRow(*row) for row in results[0]]
-        spans += (await cold_spans.spans_of(call, [trace_id]))[trace_id]
+        spans += (await cold_spans.spans_of(call, [trace_id], where=where))[trace_id]
         if not spans:
             raise NotFound("no trace with this trace_id in the project")
         response = pb.GetTraceResponse(
@@ -158,7 +164,7 @@ class TraceQueries:
         if request.include_logs:
             limit = self._settings.max_limit
             logs = [LogRow(*row) for row in results[1]]
-            logs += await cold_spans.logs_of(call, [trace_id], limit)
+            logs += await cold_spans.logs_of(call, [trace_id], limit, where=where)
             logs.sort(key=lambda record: record.key)
             response.logs.extend(convert.log_record(record) for record in logs[:limit])
         return response
