@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -182,15 +181,7 @@ def cases(ds: generate.Dataset) -> list[Case]:
     start, end = ds.window_start_ns, ds.window_end_ns
     day = (timestamp(start), timestamp(end))
     hour = (timestamp(end - 3600 * 10**9), timestamp(end))
-    vocab, rare = generate.vocabulary(), generate.rare_words()
-
-    def word(rng: random.Random) -> str:
-        roll = rng.random()
-        if roll < 0.5:
-            return rng.choice(vocab[:200])
-        if roll < 0.9:
-            return rng.choice(vocab)
-        return rng.choice(rare)
+    word = load.words(ds)  # the query benchmark's mix: common, any, rare
 
     def records(answer: Any) -> int:
         return len(answer.records)

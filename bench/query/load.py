@@ -84,7 +84,7 @@ class CaseResult:
         return self.calls / self.seconds if self.seconds > 0 else 0.0
 
 
-def _words(ds: Dataset) -> Callable[[random.Random], str]:
+def words(ds: Dataset) -> Callable[[random.Random], str]:
     """A word to search for: common half the time, any of the vocabulary, sometimes rare."""
     vocab, rare = generate.vocabulary(), generate.rare_words()
 
@@ -104,7 +104,7 @@ def cases(ds: Dataset) -> list[Case]:
     end, start = ds.window_end_ns, ds.window_start_ns
     hour = (timestamp(end - _HOUR_NS), timestamp(end))
     day = (timestamp(start), timestamp(end))
-    word = _words(ds)
+    word = words(ds)
     # The newest million log records (the dataset spreads its records evenly over the day).
     patterns_window = (
         timestamp(end - int((end - start) * min(1.0, 1_000_000 / max(1, ds.logs)))),

@@ -72,12 +72,7 @@ def objects(
     if not isinstance(signal, str):
         conditions[1] = "c.signal = ANY(%(signal)s)"
         params["signal"] = list(signal)
-    if start_ns is not None:
-        conditions.append("c.max_time >= %(start)s")
-        params["start"] = _floor_us(start_ns)
-    if end_ns is not None:
-        conditions.append("c.min_time < %(end)s")
-        params["end"] = _ceil_us(end_ns)
+    _overlapping(conditions, params, start_ns, end_ns)
     query = (
         f"SELECT {_COLUMNS} FROM cold_objects c WHERE {' AND '.join(conditions)} "
         "ORDER BY c.max_time DESC, c.object_id DESC"
@@ -119,18 +114,25 @@ def key_blooms(
         "shards": shards,
         "signals": list(signals),
     }
-    if start_ns is not None:
-        conditions.append("c.max_time >= %(start)s")
-        params["start"] = _floor_us(start_ns)
-    if end_ns is not None:
-        conditions.append("c.min_time < %(end)s")
-        params["end"] = _ceil_us(end_ns)
+    _overlapping(conditions, params, start_ns, end_ns)
     query = (
         f"SELECT {_COLUMNS}, b.segment_bits, b.hashes, b.bits, b.shard FROM cold_key_blooms b "
         "JOIN cold_objects c ON c.project_id = b.project_id AND c.object_id = b.object_id "
         f"WHERE {' AND '.join(conditions)} ORDER BY c.max_time DESC, c.object_id DESC"
     )
     return query, params
+
+
+def _overlapping(
+    conditions: list[str], params: dict[str, Any], start_ns: int | None, end_ns: int | None
+) -> None:
+    """Adds "the object has rows in ``[start_ns, end_ns)``" (None: open)."""
+    if start_ns is not None:
+        conditions.append("c.max_time >= %(start)s")
+        params["start"] = _floor_us(start_ns)
+    if end_ns is not None:
+        conditions.append("c.min_time < %(end)s")
+        params["end"] = _ceil_us(end_ns)
 
 
 def _floor_us(ns: int) -> datetime:
