@@ -81,6 +81,7 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
         },
         on_object=moved,
         on_lag=lambda table, seconds: metrics.tier_lag.labels(table).set(seconds),
+        accept_past=config.accept_past,
     )
 
 

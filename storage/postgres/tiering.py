@@ -195,12 +195,17 @@ class TierJob:
         cold_retention: Mapping[str, float] | None = None,
         on_object: Callable[[str, int, int], None] | None = None,
         on_lag: Callable[[str, float], None] | None = None,
+        accept_past: float = 0.0,
     ) -> None:
         """``open_store`` is called at the first round (in a thread: it may create the
         bucket), so a store that is down delays tiering, never start-up;
         ``retention``: seconds per hot table (``spans``, ``logs``, ``metric_points``);
         ``cold_retention``: likewise for the objects (a table left out expires only where
-        a project set its own)."""
+        a project set its own); ``accept_past``: how far back ingest takes records
+        (``OTLPD_ACCEPT_PAST``): an empty partition that could still receive one is left,
+        since the partition manager makes the whole accepted window ahead of time and would
+        only make it again (for raw metric points, hot 2 h and accepted 24 h back, every
+        pass dropped and the next maintenance made ~22 empty partitions a table)."""
         self._conninfo = conninfo
         self._open_store = open_store
         self._store: ObjectStore | None = None
@@ -212,6 +217,7 @@ class TierJob:
         self._failures = 0
         self._on_object = on_object  # (table, rows, bytes) per object recorded
         self._on_lag = on_lag  # (table, seconds the oldest due partition is overdue)
+        self._accept_past_ns = int(accept_past * 1e9)
 
     def store(self) -> ObjectStore:
         """The object store, opened on first use (blocking: call it in a thread)."""
@@ -304,6 +310,8 @@ class TierJob:
         ident = sql.Identifier(partition.name)
         cursor = await conn.execute(sql.SQL("SELECT DISTINCT project_id FROM {}").format(ident))
         projects = sorted(str(p) for (p,) in await cursor.fetchall())
+        if not projects and partition.high_ns > time.time_ns() - self._accept_past_ns:
+            return Moved()  # empty, and may still take a late record: left for later
         cursor = await conn.execute(
             "SELECT project_id, partition_oid, rows FROM cold_objects "
             "WHERE partition = %s AND signal = %s",

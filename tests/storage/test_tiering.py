@@ -352,3 +352,21 @@ async def test_a_project_s_own_retention_wins_in_both_tiers(
     # shop's object went with its one-second cold retention; blog keeps the default.
     assert {(r[0], r[3]) for r in manifest(url)} == {("blog", 3), ("fast", 2)}
     assert sorted(cold_rows(tier.store()).values()) == [2, 3]
+
+
+async def test_an_empty_partition_that_may_still_take_a_record_is_left(
+    server: RunningOtlpd, store_factory: Callable[[], ObjectStore]
+) -> None:
+    """The partition manager makes every partition of the accepted window ahead of time:
+    dropping an empty one inside it would only have it made again, pass after pass."""
+    url = server.database_url
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        old_partitions = await partitions_past(conn, "spans", OLD + HOUR)
+    assert old_partitions  # the server took 53 h: these exist, empty
+    within = TierJob(url, store_factory, RETENTION, interval=60, accept_past=53 * 3600.0)
+    assert await run(url, within)
+    assert {p.name for p in old_partitions} <= set(span_partitions(url))
+    beyond = TierJob(url, store_factory, RETENTION, interval=60, accept_past=3600.0)
+    assert await run(url, beyond)
+    assert not {p.name for p in old_partitions} & set(span_partitions(url))
+    assert manifest(url) == []  # nothing to export: they were empty
