@@ -5,19 +5,23 @@ same filter is applied to the Parquet rows of cold objects, so a record reads th
 matches the same filters and sorts the same whichever tier holds it:
 
 * Which objects: the manifest's for the time range, narrowed by the key blooms when the
-  filter names a trace, a session or whole words (``query.coldtier.ColdTier.holding``):
-  a word searched over a day reads only the row groups whose bodies may hold it.
+  filter names a trace, a session or whole words (``query.coldtier.Lookup``, sent in one
+  round trip): a word searched over a day reads only the row groups whose bodies may
+  hold it.
 * Which row groups: those whose ``time`` (and ``service_name``, the files' first sort
-  key) statistics overlap the filter.
-* Which rows: vectorized (pyarrow) for everything but the cases where PostgreSQL's
-  semantics need Python: a body whose JSON text is pure ASCII without escapes is matched
-  by RE2 with ``\\b`` word boundaries, which agree there with PostgreSQL's ``\\m``/``\\M``;
-  any other body (non-ASCII letters, escaped characters) is decoded and matched with the
-  filter's Python patterns, like attribute filters, on the candidates that the literal
-  words let through.
+  key) statistics overlap the filter, and for a trace or a session those the files' own
+  bloom filters admit.
+* Which rows: narrowed step by step (``matching``), vectorized (pyarrow) but for the cases
+  where PostgreSQL's semantics need Python: a body whose JSON text is pure ASCII without
+  escapes is matched by RE2 with ``\\b`` word boundaries, which agree there with
+  PostgreSQL's ``\\m``/``\\M``; any other body (non-ASCII letters, escaped characters) is
+  decoded and matched with the filter's Python patterns, like attribute filters, on the
+  candidates that the literal words let through. Each row group is filtered on the
+  thread that reads it (``Read.keep``).
 * Order: ``(time, place)`` as ``storage.postgres.records`` defines it across tiers; a
-  scan newest (or oldest) first stops reading objects as soon as no further object can
-  hold a row that would make the page.
+  scan newest (or oldest) first reads the row groups of every candidate object in that
+  order by their time statistics and stops as soon as no further one can hold a row that
+  would make the page.
 * For the insight RPCs: exact counts per range (``counts``), the bodies GetLogPatterns
   mines, all or a repeatable Bernoulli sample (``bodies``, ``sampled``), and records by
   their places (``records``).
