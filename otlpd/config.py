@@ -300,13 +300,25 @@ class Config:
         15.0,
         "OTLPD_ROLLUP_INTERVAL",
         parse_duration,
-        "how often the RED rollups of request spans are brought up to date",
+        "how often the rollups (RED of spans, metric points) are brought up to date",
     )
     rollup_delay: float = _setting(
         60.0,
         "OTLPD_ROLLUP_DELAY",
         parse_duration,
-        "a minute of spans is rolled up this long after it ends (the rollups' lag)",
+        "a minute of spans or points is rolled up this long after it ends (the rollups' lag)",
+    )
+    rollup_retention_1m: float = _setting(
+        7 * 86400.0,
+        "OTLPD_ROLLUP_RETENTION_1M",
+        parse_duration,
+        "1-minute metric rollups stay in PostgreSQL this long (then tiered)",
+    )
+    rollup_retention_1h: float = _setting(
+        400 * 86400.0,
+        "OTLPD_ROLLUP_RETENTION_1H",
+        parse_duration,
+        "1-hour metric rollups stay in PostgreSQL this long (then tiered)",
     )
     scheduler: bool = _setting(
         True, "OTLPD_SCHEDULER", _bool, "run the background jobs on this replica (off: none)"
@@ -652,6 +664,8 @@ class Config:
             hot, cold = f"hot_retention_{signal}", f"cold_retention_{signal}"
             need(getattr(self, hot) > 0, hot, "must be > 0", getattr(self, hot))
             need(getattr(self, cold) > 0, cold, "must be > 0", getattr(self, cold))
+        for name in ("rollup_retention_1m", "rollup_retention_1h"):
+            need(getattr(self, name) > 0, name, "must be > 0", getattr(self, name))
         if self.cold_url:
             need(
                 self.cold_url.startswith(("s3://", "file:///")),

@@ -252,6 +252,29 @@ class Instruments:
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
             registry=r,
         )
+        self.metric_rollup_minutes = Counter(
+            "otlpd_metric_rollup_minutes",
+            "(project, minute)s of metric points this process recomputed into the 1-minute "
+            "rollups.",
+            registry=r,
+        )
+        self.metric_rollup_hours = Counter(
+            "otlpd_metric_rollup_hours",
+            "(project, hour)s this process recomputed into the 1-hour metric rollups.",
+            registry=r,
+        )
+        self.metric_rollup_sealed = Counter(
+            "otlpd_metric_rollup_sealed_minutes",
+            "(project, minute)s with late points that this process left out of the metric "
+            "rollups because the minute's other raw points were already in the cold tier.",
+            registry=r,
+        )
+        self.metric_rollup_seconds = Histogram(
+            "otlpd_metric_rollup_round_seconds",
+            "Duration of one round of the metric rollup job on this process (the count: rounds).",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+            registry=r,
+        )
         self.tier_objects = Counter(
             "otlpd_tier_objects",
             "Parquet objects this process exported to the cold tier and recorded.",

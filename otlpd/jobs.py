@@ -2,6 +2,8 @@
 and for ``otlpd tier --once``, each job fenced by the scheduler's PostgreSQL lock.
 
 * ``span_rollups``: the RED rollups of request spans (``storage.postgres.rollups``);
+* ``metric_rollups``: the 1-minute and 1-hour rollups of metric points
+  (``storage.postgres.metric_rollups``), which tiering of the points waits for;
 * ``text_index``: the full-text index of closed log partitions (``OTLPD_TEXT_INDEX``);
 * ``tiering``: partitions past their hot retention to Parquet in the cold tier
   (``storage.postgres.tiering``). Off unless ``OTLPD_TIERING=on``: the query API does
@@ -27,6 +29,8 @@ from otlpd.instruments import Instruments
 from otlpd.scheduler import Job, Scheduler
 from storage.postgres.prune import PruneJob
 from storage.postgres.reading import ReadPool
+from storage.postgres.metric_rollups import MetricRollupJob, Round, final_until
+from storage.postgres.partitions import PartitionManager
 from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.text_index import TextIndexJob
 
@@ -71,6 +75,8 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
             "spans": config.hot_retention_spans,
             "logs": config.hot_retention_logs,
             "metric_points": config.hot_retention_metrics,
+            "metric_rollups_1m": config.rollup_retention_1m,
+            "metric_rollups_1h": config.rollup_retention_1h,
         },
         interval=config.tier_interval,
         max_rows_per_second=config.tier_max_rows,
@@ -78,10 +84,33 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
             "spans": config.cold_retention_spans,
             "logs": config.cold_retention_logs,
             "metric_points": config.cold_retention_metrics,
+            "metric_rollups_1m": config.cold_retention_metrics,
+            "metric_rollups_1h": config.cold_retention_metrics,
         },
         on_object=moved,
         on_lag=lambda table, seconds: metrics.tier_lag.labels(table).set(seconds),
         accept_past=config.accept_past,
+        final_until=final_until,
+    )
+
+
+def metric_rollup_job(config: Config, database_url: str, metrics: Instruments) -> MetricRollupJob:
+    def rolled(done: Round) -> None:
+        metrics.metric_rollup_minutes.inc(done.minutes)
+        metrics.metric_rollup_hours.inc(done.hours)
+        metrics.metric_rollup_sealed.inc(done.sealed)
+        metrics.metric_rollup_seconds.observe(done.seconds)
+
+    return MetricRollupJob(
+        PartitionManager(
+            database_url,
+            interval_seconds=int(config.partition_interval),
+            connect_timeout=config.store_timeout,
+            lock_timeout=config.partition_lock_timeout,
+        ),
+        interval=config.rollup_interval,
+        delay=config.rollup_delay,
+        on_round=rolled,
     )
 
 
@@ -139,7 +168,8 @@ def background_jobs(
         metrics.rollup_seconds.observe(seconds)
 
     jobs: list[Job] = [
-        SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay, on_round=rolled)
+        SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay, on_round=rolled),
+        metric_rollup_job(config, database_url, metrics),
     ]
     if config.text_index:
         jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
@@ -167,9 +197,14 @@ def scheduler(
     )
 
 
+# Rounds ``otlpd tier --once`` gives the metric rollups to catch up (each does up to 48
+# hours of marked minutes): what they leave waits, hot, for the next pass.
+TIER_ONCE_ROLLUP_ROUNDS = 20
+
+
 def tier_once(config: Config, database_url: str) -> int:
-    """``otlpd tier --once``: the rollups, tiering, then pruning, once each; the exit
-    status."""
+    """``otlpd tier --once``: the rollups (the metric rollups until they have caught up,
+    or ``TIER_ONCE_ROLLUP_ROUNDS``), tiering, then pruning; the exit status."""
     import asyncio
     import logging
 
@@ -181,12 +216,16 @@ def tier_once(config: Config, database_url: str) -> int:
     run = Scheduler(database_url, [], connect_timeout=config.store_timeout)
     tiering = tier_job(config, database_url, metrics)
     pruning = prune_job(config, metrics)
+    rollups = metric_rollup_job(config, database_url, metrics)
     todo: list[Job] = [
         SpanRollupJob(interval=config.rollup_interval, delay=config.rollup_delay),
+        *[rollups] * TIER_ONCE_ROLLUP_ROUNDS,
         tiering,
         pruning,
     ]
     for job in todo:
+        if job is rollups and rollups.rounds and not rollups.last.more:
+            continue  # caught up
         try:
             ran = asyncio.run(run.run_once(job))
         except Exception:

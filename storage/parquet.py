@@ -49,7 +49,8 @@ from storage.keybloom import ShardBloom
 from storage.postgres.records import RESOURCE_JOIN
 
 SCHEMA_VERSION: Final = 1
-SIGNALS: Final = ("spans", "logs", "metric_points")  # the hot tables
+# The hot tables: records, and the metric rollups (0009).
+SIGNALS: Final = ("spans", "logs", "metric_points", "metric_rollups_1m", "metric_rollups_1h")
 
 ROW_GROUP_ROWS: Final = 8_192
 """Rows per row group: the unit a reader decodes, and what a key bloom points it to.
@@ -222,6 +223,45 @@ _POINTS: Final = (
     _c("exemplars", pa.string(), "t.exemplars::text"),
 )
 
+# A rollup row carries its series as a point does, then its summary of the interval.
+_ROLLUPS: Final = (
+    _c("project_id", _DICT, null=False),
+    _c("time", _TIME, _TIME_NS, null=False),
+    _c("series_id", pa.int64(), null=False),
+    _c("part", pa.int16(), null=False),
+    *_POINTS[5:12],  # metric_name .. metadata
+    _c("service_name", _DICT, "r.service_name"),
+    *_POINTS[13:22],  # attributes .. scope_dropped_attributes_count
+    _c("samples", pa.int64(), null=False),
+    _c("sum", pa.float64()),
+    _c("min", pa.float64()),
+    _c("max", pa.float64()),
+    _c("first_time_unix_nano", pa.int64()),
+    _c("first_value", pa.float64()),
+    _c("last_time_unix_nano", pa.int64()),
+    _c("last_value", pa.float64()),
+    _c("increase", pa.float64()),
+    _c("first_start_time_unix_nano", pa.int64()),
+    _c("last_start_time_unix_nano", pa.int64()),
+    _c("explicit_bounds", pa.list_(pa.float64())),
+    _c("bucket_increments", pa.list_(pa.int64())),
+    _c("first_bucket_counts", pa.list_(pa.int64())),
+    _c("last_bucket_counts", pa.list_(pa.int64())),
+    _c("scale", pa.int32()),
+    _c("zero_threshold", pa.float64()),
+    _c("positive_offset", pa.int32()),
+    _c("negative_offset", pa.int32()),
+    _c("zero_increment", pa.int64()),
+    _c("positive_increments", pa.list_(pa.int64())),
+    _c("negative_increments", pa.list_(pa.int64())),
+    _c("first_zero_count", pa.int64()),
+    _c("first_positive_counts", pa.list_(pa.int64())),
+    _c("first_negative_counts", pa.list_(pa.int64())),
+    _c("last_zero_count", pa.int64()),
+    _c("last_positive_counts", pa.list_(pa.int64())),
+    _c("last_negative_counts", pa.list_(pa.int64())),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
@@ -230,10 +270,15 @@ class _Layout:
     order: tuple[str, ...]  # the sort, as column names
     bloom: tuple[str, ...]  # columns with a bloom filter
     keys: tuple[tuple[int, str], ...]  # (keybloom kind, column) of the manifest's key blooms
+    # Sort columns that come from r, not from the row itself: their expression.
+    sort_from: tuple[tuple[str, str], ...] = ()
 
 
 # The resource of a span or log record, joined as every reader of the hot tier joins it.
 _RESOURCE_JOIN: Final = RESOURCE_JOIN.format(alias="t")
+_SERIES_JOIN: Final = (
+    "LEFT JOIN metric_series r ON r.project_id = t.project_id AND r.series_id = t.series_id"
+)
 
 _LAYOUTS: Final = {
     "spans": _Layout(
@@ -256,11 +301,22 @@ _LAYOUTS: Final = {
     ),
     "metric_points": _Layout(
         _POINTS,
-        "LEFT JOIN metric_series r ON r.project_id = t.project_id AND r.series_id = t.series_id",
+        _SERIES_JOIN,
         ("service_name", "time"),
         ("session_id",),
         ((keybloom.SESSION, "session_id"),),
     ),
+    **{
+        table: _Layout(
+            _ROLLUPS,
+            _SERIES_JOIN,
+            ("service_name", "time", "series_id"),
+            (),
+            (),
+            sort_from=(("service_name", "r.service_name"),),
+        )
+        for table in ("metric_rollups_1m", "metric_rollups_1h")
+    },
 }
 
 # Integers of few distinct values per file are dictionary-encoded in Parquet too (a few
@@ -275,6 +331,8 @@ _FEW_VALUES: Final = frozenset(
         "flags",
         "resource_id",
         "series_id",
+        "part",
+        "scale",
     }
 )
 # Times, sorted or nearly (within a service), as deltas: ~1 byte per row fewer than plain.
@@ -285,6 +343,10 @@ _DELTAS: Final = frozenset(
         "end_time_unix_nano",
         "time_unix_nano",
         "observed_time_unix_nano",
+        "first_time_unix_nano",
+        "last_time_unix_nano",
+        "first_start_time_unix_nano",
+        "last_start_time_unix_nano",
     }
 )
 
@@ -438,12 +500,17 @@ def _layout(signal: str) -> _Layout:
 
 def _order_by(layout: _Layout) -> list[sql.Composable]:
     types = {c.name: c.type for c in layout.columns}
-    return [
-        sql.SQL('t.{} COLLATE "C"' if pa.types.is_dictionary(types[name]) else "t.{}").format(
-            sql.Identifier(name)
+    joined = dict(layout.sort_from)
+    out: list[sql.Composable] = []
+    for name in layout.order:
+        column = (
+            sql.SQL(joined[name])
+            if name in joined
+            else sql.SQL("t.{}").format(sql.Identifier(name))
         )
-        for name in layout.order
-    ]
+        collate = sql.SQL(' COLLATE "C"') if pa.types.is_dictionary(types[name]) else sql.SQL("")
+        out.append(sql.Composed([column, collate]))
+    return out
 
 
 def _check_partition(conn: psycopg.Connection[Any], signal: str, partition: str) -> None:

@@ -22,7 +22,8 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 from psycopg import sql
 
-from storage.postgres.partitions import datetime_from_ns
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
+from storage.rollup_rows import Buckets, ExponentialRow, ExponentialState, Numbers
 
 # Label matcher operators, as Prometheus writes them.
 EQ: Final = "="
@@ -218,24 +219,31 @@ def exponential_points_statement(
 _HEADER = struct.Struct(">iiI")
 _INT8_OID: Final = 20
 _FLOAT8_OID: Final = 701
+_TIMESTAMPTZ_OID: Final = 1184
 _ELEMENT = {
     _INT8_OID: np.dtype([("length", ">i4"), ("value", ">i8")]),
     _FLOAT8_OID: np.dtype([("length", ">i4"), ("value", ">f8")]),
+    # Binary timestamptz is int8 microseconds since 2000-01-01 UTC.
+    _TIMESTAMPTZ_OID: np.dtype([("length", ">i4"), ("value", ">i8")]),
 }
+_PG_EPOCH_NS: Final = 946_684_800 * 10**9
 
 
-def binary_array(data: bytes) -> np.ndarray:
-    """An int8[] or float8[] in PostgreSQL's binary format (``array_send``) as a numpy
-    array of its shape.
+def binary_array(data: bytes | None) -> np.ndarray:
+    """An int8[], float8[] or timestamptz[] in PostgreSQL's binary format (``array_send``)
+    as a numpy array of its shape; timestamps become int64 nanoseconds since the Unix
+    epoch, and a NULL (an aggregate over no rows) an empty int64 array.
 
     The format (src/backend/utils/adt/arrayfuncs.c, array_send): int4 ndim, int4 has-null
     flag, int4 element type oid, then per dimension int4 size and int4 lower bound, then
     each element as int4 length and its big-endian bytes. Without nulls every element is
     the same 12 bytes, so the elements are one structured array.
     """
+    if data is None:
+        return np.empty(0, dtype=np.int64)
     ndim, has_null, oid = _HEADER.unpack_from(data)
     if ndim == 0:
-        return np.empty(0, dtype=np.int64 if oid == _INT8_OID else np.float64)
+        return np.empty(0, dtype=np.float64 if oid == _FLOAT8_OID else np.int64)
     if has_null or oid not in _ELEMENT:
         raise ValueError(f"not a null-free int8[]/float8[] (oid {oid}, nulls {has_null})")
     dims = struct.unpack_from(f">{2 * ndim}i", data, _HEADER.size)
@@ -244,6 +252,8 @@ def binary_array(data: bytes) -> np.ndarray:
         data, dtype=_ELEMENT[oid], count=int(np.prod(shape)), offset=_HEADER.size + 8 * ndim
     )
     values = elements["value"].astype(elements["value"].dtype.newbyteorder("="))
+    if oid == _TIMESTAMPTZ_OID:
+        values = values * 1000 + _PG_EPOCH_NS
     return values.reshape(shape)
 
 
@@ -324,3 +334,229 @@ def list_statement(project: str, prefix: str, after: str, limit: int) -> tuple[s
 
 def decode_list(rows: Sequence[Any]) -> list[MetricInfoRow]:
     return [MetricInfoRow(*row) for row in rows]
+
+
+# --- rollup rows (0009) ----------------------------------------------------------------
+#
+# The rows of metric_rollups_1m or metric_rollups_1h, as ``storage.rollup_rows`` types, read
+# the way points are read: one row per group, each column an ``array_send`` array. A query
+# groups by series; the rollup job, which reads whole hours of a project, by a sixty-fourth
+# of the series ids (a few dozen large arrays instead of a row per series). A histogram
+# state stored NULL because it equals what it stands for (docs/storage.md) is read as a
+# mask and the arrays of the rows that have one.
+
+ROLLUP_TABLES: Final = {60 * 10**9: "metric_rollups_1m", 3600 * 10**9: "metric_rollups_1h"}
+
+_ROLLUP_NUMBERS: Final = (
+    "SELECT project_id, array_send(array_agg(series_id)), array_send(array_agg(time)), "
+    "array_send(array_agg(samples)), array_send(array_agg(sum)), array_send(array_agg(min)), "
+    "array_send(array_agg(max)), array_send(array_agg(first_time_unix_nano)), "
+    "array_send(array_agg(first_value)), array_send(array_agg(last_time_unix_nano)), "
+    "array_send(array_agg(last_value)), array_send(array_agg(increase)) "
+    "FROM {table} WHERE {where} AND samples > 0 GROUP BY project_id, {group}"
+)
+
+_ROLLUP_BUCKETS: Final = (
+    "SELECT project_id, explicit_bounds, array_send(array_agg(series_id)), "
+    "array_send(array_agg(time)), array_send(array_agg(coalesce(first_time_unix_nano, 0))), "
+    "array_send(array_agg(coalesce(first_start_time_unix_nano, 0))), "
+    "array_send(array_agg(coalesce(last_start_time_unix_nano, 0))), "
+    "array_send(array_agg((last_bucket_counts IS NULL)::int::int8)), "
+    "array_send(array_agg(last_bucket_counts) FILTER (WHERE last_bucket_counts IS NOT NULL)), "
+    "array_send(array_agg((first_bucket_counts IS NOT NULL)::int::int8)), "
+    "array_send(array_agg(first_bucket_counts) FILTER (WHERE first_bucket_counts IS NOT NULL)), "
+    "array_send(array_agg((bucket_increments IS NOT NULL)::int::int8)), "
+    "array_send(array_agg(bucket_increments) FILTER (WHERE bucket_increments IS NOT NULL)) "
+    "FROM {table} WHERE {where} AND explicit_bounds IS NOT NULL "
+    "GROUP BY project_id, explicit_bounds, {group}"
+)
+
+_ROLLUP_EXPONENTIAL: Final = (
+    "SELECT project_id, series_id, time, coalesce(first_time_unix_nano, 0), scale, "
+    "coalesce(zero_threshold, 0), coalesce(first_start_time_unix_nano, 0), "
+    "coalesce(last_start_time_unix_nano, 0), coalesce(positive_offset, 0), "
+    "coalesce(negative_offset, 0), zero_increment, positive_increments, negative_increments, "
+    "first_zero_count, first_positive_counts, first_negative_counts, "
+    "last_zero_count, last_positive_counts, last_negative_counts "
+    "FROM {table} WHERE {where} AND scale IS NOT NULL "
+    "ORDER BY project_id, series_id, time, part"
+)
+
+
+class RollupScope(NamedTuple):
+    """Which rollup rows to read: ``where`` over the table's columns, its parameters, and
+    how to group them into result rows."""
+
+    where: sql.Composable
+    params: list[Any]
+    group: sql.Composable
+
+
+def series_scope(project: str, series_ids: Sequence[int], lo_ns: int, hi_ns: int) -> RollupScope:
+    """The rows of these series of ``project`` whose interval starts in ``[lo_ns, hi_ns)``,
+    one result row per series (a query's read)."""
+    return RollupScope(
+        sql.SQL("project_id = %s AND series_id = ANY(%s) AND time >= %s AND time < %s"),
+        [project, list(series_ids), datetime_from_ns(lo_ns), datetime_from_ns(hi_ns)],
+        sql.SQL("series_id"),
+    )
+
+
+def rollup_statement(kind: str, table: str, scope: RollupScope) -> tuple[sql.Composed, list[Any]]:
+    """The statement reading ``kind`` (numbers, buckets, exponential) rows of ``table``."""
+    template = {
+        "numbers": _ROLLUP_NUMBERS,
+        "buckets": _ROLLUP_BUCKETS,
+        "exponential": _ROLLUP_EXPONENTIAL,
+    }[kind]
+    query = sql.SQL(template).format(
+        table=sql.Identifier(table), where=scope.where, group=scope.group
+    )
+    return query, scope.params
+
+
+def decode_rollup_numbers(rows: Sequence[Any]) -> dict[str, Numbers]:
+    """Rows of ``rollup_statement("numbers")`` per project, sorted by series and time."""
+    parts: dict[str, list[Numbers]] = {}
+    for project, *arrays in rows:
+        columns = [binary_array(a) for a in arrays]
+        parts.setdefault(project, []).append(Numbers(*columns))
+    return {project: _sorted_numbers(Numbers.concat(p)) for project, p in parts.items()}
+
+
+def _sorted_numbers(rows: Numbers) -> Numbers:
+    return rows.take(np.lexsort((rows.time, rows.series)))
+
+
+class ChainBuckets(NamedTuple):
+    """Explicit-histogram rollup rows of one project and bucket layout; the chain of a
+    row is its series."""
+
+    project: str
+    bounds: list[float]
+    rows: Buckets
+
+
+def decode_rollup_buckets(rows: Sequence[Any]) -> list[ChainBuckets]:
+    """Rows of ``rollup_statement("buckets")``, one ``ChainBuckets`` per project and
+    layout, sorted by series and time; NULL states rebuilt from what they stand for."""
+    merged: dict[tuple[str, tuple[float, ...]], list[Buckets]] = {}
+    for (
+        project,
+        bounds,
+        series_b,
+        times_b,
+        first_ns_b,
+        first_start_b,
+        last_start_b,
+        delta_b,
+        last_b,
+        has_first_b,
+        first_b,
+        has_increments_b,
+        increments_b,
+    ) in rows:
+        series = binary_array(series_b)
+        n, width = series.shape[0], len(bounds) + 1
+        delta = binary_array(delta_b).astype(bool)
+        last = np.zeros((n, width), dtype=np.int64)
+        last[~delta] = binary_array(last_b).reshape(-1, width)
+        first = last.copy()
+        first[binary_array(has_first_b).astype(bool)] = binary_array(first_b).reshape(-1, width)
+        increments = last - first
+        has_increments = binary_array(has_increments_b).astype(bool)
+        increments[has_increments] = binary_array(increments_b).reshape(-1, width)
+        chunk = Buckets(
+            series,
+            binary_array(times_b),
+            binary_array(first_ns_b),
+            delta,
+            binary_array(first_start_b),
+            binary_array(last_start_b),
+            increments,
+            first,
+            last,
+        )
+        merged.setdefault((project, tuple(float(b) for b in bounds)), []).append(chunk)
+    out = []
+    for (project, bounds), chunks in merged.items():
+        together = Buckets.concat(chunks)
+        out.append(
+            ChainBuckets(
+                project, list(bounds), together.take(np.lexsort((together.time, together.chain)))
+            )
+        )
+    return out
+
+
+def _state(zero: int | None, pos_off: int, pos: Any, neg_off: int, neg: Any) -> ExponentialState:
+    return ExponentialState(
+        int(zero or 0),
+        pos_off,
+        np.asarray(pos or [], dtype=np.int64),
+        neg_off,
+        np.asarray(neg or [], dtype=np.int64),
+    )
+
+
+def _difference(a: ExponentialState, b: ExponentialState) -> ExponentialState:
+    """``a - b`` of two states stored with the same offsets and lengths (one row's)."""
+    return ExponentialState(
+        a.zero - b.zero,
+        a.positive_offset,
+        a.positive - b.positive,
+        a.negative_offset,
+        a.negative - b.negative,
+    )
+
+
+def decode_rollup_exponential(rows: Sequence[Any]) -> dict[str, list[ExponentialRow]]:
+    """Rows of ``rollup_statement("exponential")`` per project, in series and time order."""
+    out: dict[str, list[ExponentialRow]] = {}
+    for (
+        project,
+        series_id,
+        time,
+        first_ns,
+        scale,
+        threshold,
+        first_start,
+        last_start,
+        pos_off,
+        neg_off,
+        inc_zero,
+        inc_pos,
+        inc_neg,
+        first_zero,
+        first_pos,
+        first_neg,
+        last_zero,
+        last_pos,
+        last_neg,
+    ) in rows:
+        delta = last_zero is None
+        last = None if delta else _state(last_zero, pos_off, last_pos, neg_off, last_neg)
+        first = last
+        if not delta and first_zero is not None:
+            first = _state(first_zero, pos_off, first_pos, neg_off, first_neg)
+        if inc_zero is not None:
+            increments = _state(inc_zero, pos_off, inc_pos, neg_off, inc_neg)
+        else:
+            assert last is not None and first is not None, "a delta row stores its increments"
+            increments = _difference(last, first)
+        out.setdefault(project, []).append(
+            ExponentialRow(
+                series_id,
+                ns_from_datetime(time),
+                first_ns,
+                delta,
+                scale,
+                threshold,
+                first_start,
+                last_start,
+                increments,
+                first,
+                last,
+            )
+        )
+    return out

@@ -17,7 +17,9 @@ and the CHECK spares it the scan that proves the bounds (PostgreSQL documentatio
 when the PARTITION OF form was not granted its lock within 3 s (docs/design.md).
 
 Buckets are aligned to the Unix epoch: bucket ``k`` holds ``[k * width, (k + 1) * width)``
-and its partition is named ``<table>_p<UTC start as %Y%m%dt%H%M>``.
+and its partition is named ``<table>_p<UTC start as %Y%m%dt%H%M>``. The record tables share
+one width (``OTLPD_PARTITION_INTERVAL``); the metric rollup tables (0009) have their own,
+``ROLLUP_WIDTHS``, and are made by the rollup job when it writes, not ahead of time.
 """
 
 from __future__ import annotations
@@ -36,10 +38,15 @@ from storage.postgres.connect import connection_kwargs
 from storage.postgres.errors import translate
 
 PARTITIONED_TABLES: Final = ("spans", "logs", "metric_points")
+# Seconds per partition of the metric rollups: a day of 1-minute rows is 1,440 per series,
+# a week of 1-hour rows 168 (migration 0009).
+ROLLUP_WIDTHS: Final = {"metric_rollups_1m": 86400, "metric_rollups_1h": 7 * 86400}
+_TABLES: Final = (*PARTITIONED_TABLES, *ROLLUP_WIDTHS)
 
 # Serializes partition creation across processes: concurrent CREATE TABLE IF NOT EXISTS
 # of the same name can still collide on the catalog's unique indexes. One key per
-# table (the second argument) lets different tables proceed in parallel.
+# table (the second argument, its position in _TABLES) lets different tables proceed in
+# parallel.
 PARTITION_LOCK_CLASS: Final = 0x6F746C70  # "otlp"
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,11 +121,12 @@ def ns_from_datetime(moment: datetime) -> int:
 class PartitionManager:
     """Knows which time partitions exist and creates the missing ones; thread-safe.
 
-    ``interval_seconds`` is the width of a partition; it must be a positive multiple of
-    60 (names have minute resolution). Every process writing to a database must use
-    the same width: a partition of another width that overlaps a bucket makes creating
-    that bucket fail. ``lock_timeout`` bounds how long a creation waits for the parent's
-    lock behind long queries, so that it cannot hold up all ingest queued behind it.
+    ``interval_seconds`` is the width of a partition of the record tables; it must be a
+    positive multiple of 60 (names have minute resolution). Every process writing to a
+    database must use the same width: a partition of another width that overlaps a
+    bucket makes creating that bucket fail. The rollup tables have ``ROLLUP_WIDTHS``.
+    ``lock_timeout`` bounds how long a creation waits for the parent's lock behind long
+    queries, so that it cannot hold up all ingest queued behind it.
     """
 
     def __init__(
@@ -138,17 +146,25 @@ class PartitionManager:
         self._connect_kwargs = connection_kwargs("otlpd-partitions", connect_timeout)
         self._lock_timeout_ms = max(1, int(lock_timeout * 1000))
         self.interval_ns: Final = interval_seconds * 1_000_000_000
+        self._widths = dict.fromkeys(PARTITIONED_TABLES, self.interval_ns) | {
+            table: seconds * 1_000_000_000 for table, seconds in ROLLUP_WIDTHS.items()
+        }
         # Bucket starts (ns) known to exist, per table. Read without the lock on the fast
         # path (a set lookup is atomic under the GIL); changed only under it.
-        self._known: dict[str, set[int]] = {table: set() for table in PARTITIONED_TABLES}
+        self._known: dict[str, set[int]] = {table: set() for table in _TABLES}
         self._loaded = False
         self._lock = threading.Lock()
         # Told the names of the partitions this manager created (for otlpd's metrics).
         self._on_created = on_created
 
-    def bucket_start(self, time_ns: int) -> int:
-        """Start (ns) of the bucket that holds ``time_ns``."""
-        return time_ns // self.interval_ns * self.interval_ns
+    def bucket_start(self, time_ns: int, table: str = "spans") -> int:
+        """Start (ns) of ``table``'s bucket that holds ``time_ns``."""
+        width = self.width_ns(table)
+        return time_ns // width * width
+
+    def width_ns(self, table: str) -> int:
+        """The width of ``table``'s partitions in nanoseconds."""
+        return self._widths[table]
 
     def partition_name(self, table: str, bucket_start_ns: int) -> str:
         """The name of ``table``'s partition for the bucket starting at ``bucket_start_ns``."""
@@ -165,9 +181,10 @@ class PartitionManager:
         wanted = [start for start in bucket_starts_ns if start not in known]
         if not wanted:
             return []
+        width = self.width_ns(table)
         for start in wanted:
-            if start % self.interval_ns:
-                raise ValueError(f"{start} is not the start of a {self.interval_ns} ns bucket")
+            if start % width:
+                raise ValueError(f"{start} is not the start of a {width} ns bucket of {table}")
         with self._lock:
             self._load_once()
             missing = sorted({start for start in wanted if start not in known})
@@ -237,11 +254,11 @@ class PartitionManager:
             return
         try:
             with self._connect() as conn:
-                rows = conn.execute(_EXISTING, (list(PARTITIONED_TABLES),)).fetchall()
+                rows = conn.execute(_EXISTING, (list(_TABLES),)).fetchall()
         except psycopg.Error as exc:
             raise translate(exc) from exc
-        width = self.interval_ns
         for table, bound in rows:
+            width = self.width_ns(str(table))
             parsed = parse_bound(str(bound))
             if parsed is None:
                 continue  # MINVALUE/MAXVALUE, a BC date: a bound we did not create
@@ -255,7 +272,8 @@ class PartitionManager:
 
     def _create(self, table: str, starts: list[int]) -> list[str]:
         created: list[str] = []
-        lock_key = PARTITIONED_TABLES.index(table)
+        lock_key = _TABLES.index(table)
+        width = self.width_ns(table)
         try:
             with self._connect() as conn:
                 conn.execute(
@@ -274,7 +292,7 @@ class PartitionManager:
                         if exists is not None and exists[0] is not None:
                             continue  # another process made it first
                         for statement in _attach_statements(
-                            table, name, datetime_from_ns(start), self.interval_ns
+                            table, name, datetime_from_ns(start), width
                         ):
                             conn.execute(statement)
                     created.append(name)

@@ -31,6 +31,14 @@ project once its range is past that project's hot retention, and dropped once it
 every project with rows in it; until then those rows are in both tiers, and the hot
 copy is the answer.
 
+Some tables feed derived data that must be made before their rows leave: the metric
+rollups (``storage.postgres.metric_rollups``) are computed from the raw points while they
+are hot, and the 1-hour rollups from the 1-minute ones. ``final_until(conn, table)`` says
+up to when a table's rows are no longer needed; a partition ending later waits, hot, even
+past its retention, until the rollups of its range are final. The rollup tables are tiered
+like the others (their own hot retentions, ``OTLPD_ROLLUP_RETENTION_1M`` and ``_1H``), and
+a project's own cold retention of metric points applies to them too.
+
 The store being down fails the round before anything is dropped; the partition stays
 hot and the job tries again with backoff (``interval``). ``TierJob`` is an
 ``otlpd.scheduler.Job``: one replica at a time.
@@ -42,7 +50,7 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -66,6 +74,13 @@ MAX_BACKOFF: Final = 3600.0
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
+# The signal whose per-project retentions (project_retention) a table follows: the
+# rollups follow the cold retention of the points they summarize, never a hot one.
+RETENTION_SIGNAL: Final = {
+    "metric_rollups_1m": "metric_points",
+    "metric_rollups_1h": "metric_points",
+}
+
 _OVERRIDES: Final = """
 SELECT project_id, signal, hot_seconds FROM project_retention WHERE hot_seconds IS NOT NULL
 """
@@ -75,7 +90,7 @@ DELETE FROM cold_objects c
 WHERE c.signal = %(signal)s
   AND c.max_time < coalesce(
       (SELECT now() - r.cold_seconds * interval '1 second' FROM project_retention r
-       WHERE r.project_id = c.project_id AND r.signal = c.signal
+       WHERE r.project_id = c.project_id AND r.signal = %(retention_signal)s
          AND r.cold_seconds IS NOT NULL),
       %(default_cutoff)s::timestamptz)
 RETURNING c.key
@@ -196,16 +211,19 @@ class TierJob:
         on_object: Callable[[str, int, int], None] | None = None,
         on_lag: Callable[[str, float], None] | None = None,
         accept_past: float = 0.0,
+        final_until: Callable[[Connection, str], Awaitable[int]] | None = None,
     ) -> None:
         """``open_store`` is called at the first round (in a thread: it may create the
         bucket), so a store that is down delays tiering, never start-up;
-        ``retention``: seconds per hot table (``spans``, ``logs``, ``metric_points``);
-        ``cold_retention``: likewise for the objects (a table left out expires only where
-        a project set its own); ``accept_past``: how far back ingest takes records
-        (``OTLPD_ACCEPT_PAST``): an empty partition that could still receive one is left,
-        since the partition manager makes the whole accepted window ahead of time and would
-        only make it again (for raw metric points, hot 2 h and accepted 24 h back, every
-        pass dropped and the next maintenance made ~22 empty partitions a table)."""
+        ``retention``: seconds per hot table (``spans``, ``logs``, ``metric_points``, the
+        rollup tables); ``cold_retention``: likewise for the objects (a table left out
+        expires only where a project set its own); ``accept_past``: how far back ingest
+        takes records (``OTLPD_ACCEPT_PAST``): an empty partition that could still receive
+        one is left, since the partition manager makes the whole accepted window ahead of
+        time and would only make it again (for raw metric points, hot 2 h and accepted 24 h
+        back, every pass dropped and the next maintenance made ~22 empty partitions a
+        table); ``final_until(conn, table)``: the time (ns) before which ``table``'s rows
+        feed no rollup that is not final (None: nothing waits)."""
         self._conninfo = conninfo
         self._open_store = open_store
         self._store: ObjectStore | None = None
@@ -218,6 +236,7 @@ class TierJob:
         self._on_object = on_object  # (table, rows, bytes) per object recorded
         self._on_lag = on_lag  # (table, seconds the oldest due partition is overdue)
         self._accept_past_ns = int(accept_past * 1e9)
+        self._final_until = final_until
 
     def store(self) -> ObjectStore:
         """The object store, opened on first use (blocking: call it in a thread)."""
@@ -257,6 +276,10 @@ class TierJob:
             if self._on_lag is not None:
                 overdue = [cutoff - p.high_ns for p in due if p.high_ns <= cutoff]
                 self._on_lag(table, max(overdue) / 1e9 if overdue else 0.0)
+            if self._final_until is not None:
+                # Rows that rollups still need stay hot, past their retention or not.
+                needed_from = await self._final_until(conn, table)
+                due = [p for p in due if p.high_ns <= needed_from]
             for partition in due:
                 moved = await self.tier(conn, partition, due_for=partial(_cutoff, own, cutoff))
                 total = Moved(
@@ -285,6 +308,7 @@ class TierJob:
             _EXPIRE,
             {
                 "signal": table,
+                "retention_signal": RETENTION_SIGNAL.get(table, table),
                 "default_cutoff": None if cutoff_ns is None else datetime_from_ns(cutoff_ns),
             },
         )

@@ -9,7 +9,7 @@ import pytest
 
 from storage import model
 from storage.api import StorageUnavailable
-from storage.postgres import writer
+from storage.postgres import metric_rollups, writer
 from storage.postgres.migrate import MigrationError, load_migrations, migrate
 
 # format_type() spelling of the COPY type names the writer uses.
@@ -34,6 +34,13 @@ _TABLES = {
     "metric_series": (model.SERIES_COLUMNS, writer.SERIES_TYPES),
     "resources": (model.RESOURCE_COLUMNS, writer.RESOURCE_TYPES),
     "sessions": (model.SESSION_COLUMNS, writer.SESSION_TYPES),
+    **{
+        table: (
+            tuple(name for name, _ in metric_rollups.COLUMNS),
+            tuple(t for _, t in metric_rollups.COLUMNS),
+        )
+        for table in ("metric_rollups_1m", "metric_rollups_1h")
+    },
 }
 
 
@@ -85,6 +92,8 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         assert partitioned == [
             ("logs", 'RANGE ("time")'),
             ("metric_points", 'RANGE ("time")'),
+            ("metric_rollups_1h", 'RANGE ("time")'),
+            ("metric_rollups_1m", 'RANGE ("time")'),
             ("spans", 'RANGE ("time")'),
         ]
         defaults = conn.execute(
@@ -142,6 +151,13 @@ def test_record_tables_are_partitioned_with_inherited_indexes(database_url: str)
         ("cold_key_blooms", "btree (project_id, kind, shard, object_id)"),
         ("cold_key_blooms", "btree (project_id, object_id)"),
         ("project_retention", "btree (project_id, signal)"),
+        ("metric_rollups_1m", 'btree (project_id, series_id, "time", part)'),
+        ("metric_rollups_1m", 'btree (project_id, "time")'),
+        ("metric_rollups_1h", 'btree (project_id, series_id, "time", part)'),
+        ("metric_rollups_1h", 'btree (project_id, "time")'),
+        ("metric_rollup_dirty", "btree (project_id, minute)"),
+        ("metric_rollup_dirty_hours", "btree (project_id, hour)"),
+        ("metric_rollup_state", "btree (name)"),
         ("schema_migrations", "btree (version)"),
         ("alert_channels", "btree (project_id, channel_id)"),
         ("alert_channels", "btree (project_id, name)"),
@@ -214,12 +230,20 @@ def test_every_index_includes_project_id(database_url: str) -> None:
         "alert_notification_attempts",
         "alert_incidents",
         "alert_incident_timeline",
+        "metric_rollups_1m",
+        "metric_rollups_1h",
+        "metric_rollup_state",
     }
     assert len([k for k in keys if k[1] == "resources"]) == 2  # its key; pruning's (0010)
     # Tokens are looked up by their id, across projects: api_tokens is a small table,
     # a Citus reference table (replicated whole), where a key need not hold project_id.
-    # span_rollup_state holds one row per background job, likewise a reference table.
-    reference = {"api_tokens_token_id_key", "span_rollup_state_pkey"}
+    # span_rollup_state and metric_rollup_state hold one row per background job,
+    # likewise reference tables.
+    reference = {
+        "api_tokens_token_id_key",
+        "span_rollup_state_pkey",
+        "metric_rollup_state_pkey",
+    }
     for index, table, _, columns in keys:
         if index not in reference:
             assert "project_id" in columns, f"{index} on {table} lacks project_id: {columns}"

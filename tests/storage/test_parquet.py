@@ -3,6 +3,7 @@ files read back with plain pyarrow and DuckDB, checked against docs/storage.md."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -31,9 +32,12 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from psycopg import sql
 
+from otlpd.scheduler import Scheduler
 from storage import parquet
 from storage.parquet import Exported, export_rows, footer_bytes_needed, verify
+from storage.postgres.metric_rollups import MetricRollupJob
 from storage.postgres.migrate import migrate
+from storage.postgres.partitions import PartitionManager
 from tests.conftest import start_otlpd_thread
 
 S = 10**9
@@ -257,9 +261,10 @@ def send_metrics(target: str, project: str) -> None:
 
 @pytest.fixture(scope="module")
 def database(shared_database: str) -> str:
-    """The module's database, filled through a real otlpd that is stopped afterwards."""
+    """The module's database, filled through a real otlpd that is stopped afterwards, its
+    metric points rolled up (the minute and the hour of H)."""
     migrate(shared_database)
-    server = start_otlpd_thread(shared_database)
+    server = start_otlpd_thread(shared_database, scheduler="false")
     try:
         for project in PROJECTS:
             send_spans(server.grpc_target, project)
@@ -267,6 +272,9 @@ def database(shared_database: str) -> str:
             send_metrics(server.grpc_target, project)
     finally:
         server.stop()
+    job = MetricRollupJob(PartitionManager(shared_database), delay=0)
+    assert asyncio.run(Scheduler(shared_database, [job]).run_once(job))
+    assert job.last.minutes and job.last.hours
     return shared_database
 
 
@@ -334,9 +342,11 @@ _ROW = re.compile(r"^\| `(\w+)` \| `([^`]+)` \| `([^`]+)` \| (yes|no) \|", re.MU
 
 def documented_columns(signal: str) -> list[tuple[str, str, str, bool]]:
     """(name, Arrow type, Parquet type, nullable) of each row of docs/storage.md's
-    table under ``### {signal}``."""
+    table under the ``### `` heading that names ``signal`` (``### spans``, or one heading
+    for signals with the same columns: ``### metric_rollups_1m and metric_rollups_1h``)."""
     text = DOCS.read_text()
-    start = text.index(f"\n### {signal}\n")
+    (heading,) = re.findall(rf"^### .*\b{signal}\b.*$", text, re.MULTILINE)
+    start = text.index(f"\n{heading}\n")
     end = text.find("\n#", start + 1)
     return [
         (name, _DICT if arrow == "dictionary<string>" else arrow, physical, null == "yes")
@@ -524,6 +534,28 @@ def test_values_round_trip_as_sent(database: str, files: dict[tuple[str, str], E
         assert (s["metric_type"], s["count"], s["sum"]) == (5, 4, 2.0)
         assert json.loads(s["quantiles"]) == [[0.5, 0.25], [0.99, 1.5]]
 
+    # The rollups: the minute and the hour of the points, each row with its series.
+    minute, hour = t // (60 * S) * 60 * S, H
+    for signal, start in (("metric_rollups_1m", minute), ("metric_rollups_1h", hour)):
+        found = rows(files, signal)
+        assert len(found) == 2 * 6, signal  # two services, six series each
+        by = {(r["service_name"], r["metric_name"], r["attributes"]): r for r in found}
+        for service in ("alpha", "Zeta"):
+            g = by[service, "temperature", '{"room": "a"}']
+            assert (g["time"], g["part"], g["samples"], g["sum"]) == (start, 0, 1, 21.5)
+            assert (g["first_time_unix_nano"], g["last_value"], g["increase"]) == (t, 21.5, 0.0)
+            assert json.loads(g["resource_attributes"]) == resource("shop", service)
+            assert g["explicit_bounds"] is None and g["scale"] is None
+            h = by[service, "latency", "{}"]
+            assert (h["aggregation_temporality"], h["explicit_bounds"]) == (1, [1.0, 10.0])
+            assert (h["bucket_increments"], h["last_bucket_counts"]) == ([1, 2, 3], None)
+            e = by[service, "size", "{}"]
+            assert (e["scale"], e["zero_threshold"], e["zero_increment"]) == (2, 0.001, 1)
+            assert (e["positive_offset"], e["positive_increments"]) == (-1, [1, 2])
+            assert (e["negative_offset"], e["negative_increments"]) == (3, [3])
+            total = by[service, "requests", "{}"]
+            assert (total["last_value"], total["last_start_time_unix_nano"]) == (7.0, None)
+
 
 def test_rows_are_sorted_as_documented(files: dict[tuple[str, str], Exported]) -> None:
     def key(row: dict[str, Any], columns: tuple[str, ...]) -> tuple[Any, ...]:
@@ -538,6 +570,8 @@ def test_rows_are_sorted_as_documented(files: dict[tuple[str, str], Exported]) -
         "spans": ("service_name", "time", "trace_id"),
         "logs": ("service_name", "time"),
         "metric_points": ("service_name", "time"),
+        "metric_rollups_1m": ("service_name", "time", "series_id"),
+        "metric_rollups_1h": ("service_name", "time", "series_id"),
     }
     for signal, columns in orders.items():
         found = rows(files, signal)

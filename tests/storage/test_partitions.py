@@ -83,6 +83,32 @@ def test_late_and_early_buckets_are_created_on_demand(url: str) -> None:
     assert manager.ensure("logs", [late, early]) == ["logs_p20240228t1000", "logs_p20240302t1000"]
 
 
+def test_rollup_tables_have_partitions_of_their_own_width(url: str) -> None:
+    """A day of 1-minute rollups, a week of 1-hour ones, whatever the records' width; a
+    restarted manager knows them, and maintain() leaves them to the rollup job."""
+    manager = PartitionManager(url, interval_seconds=900)
+    day = manager.bucket_start(T0, "metric_rollups_1m")
+    week = manager.bucket_start(T0, "metric_rollups_1h")
+    assert manager.ensure("metric_rollups_1m", [day]) == ["metric_rollups_1m_p20240301t0000"]
+    # Weeks are aligned to the epoch, which began on a Thursday.
+    assert manager.ensure("metric_rollups_1h", [week]) == ["metric_rollups_1h_p20240229t0000"]
+    assert _partitions(url, "metric_rollups_1h") == {
+        "metric_rollups_1h_p20240229t0000": (
+            datetime(2024, 2, 29, tzinfo=UTC),
+            datetime(2024, 3, 7, tzinfo=UTC),
+        )
+    }
+    with pytest.raises(ValueError, match="bucket of metric_rollups_1m"):
+        manager.ensure("metric_rollups_1m", [T0])
+    again = PartitionManager(url, interval_seconds=900)
+    assert again.ensure("metric_rollups_1m", [day]) == []
+    assert again.unknown("metric_rollups_1h", [week, week + 7 * 24 * HOUR_NS]) == [
+        week + 7 * 24 * HOUR_NS
+    ]
+    again.maintain(T0)
+    assert len(_partitions(url, "metric_rollups_1m")) == 1
+
+
 def test_partitions_inherit_the_parents_indexes(url: str) -> None:
     PartitionManager(url).ensure("spans", [T0])
     with psycopg.connect(url) as conn:
