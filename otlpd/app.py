@@ -182,6 +182,8 @@ def _query_settings(config: Config) -> QuerySettings:
         partition_interval_s=int(config.partition_interval),
         tail_max_streams=config.tail_max_streams,
         tail_buffer=config.tail_buffer,
+        rollup_retention_1m_s=config.rollup_retention_1m,
+        rollup_retention_1h_s=config.rollup_retention_1h,
     )
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from storage.rollup_rows import Buckets, Numbers, counter_cross
+
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
@@ -197,15 +199,42 @@ def extrapolated_rate(
         drops = np.zeros(values.shape[0])
         drops[1:] = np.where(values[1:] < values[:-1], values[:-1], 0.0)
         adjusted = values + np.cumsum(drops)
-    result = adjusted[la] - adjusted[f]
-    to_start = (times[f] - lo[ok]) / 1e9
-    to_end = (hi[ok] - times[la]) / 1e9
-    sampled = (times[la] - times[f]) / 1e9
-    average = sampled / (la - f)
+    out[ok] = _extrapolated(
+        adjusted[la] - adjusted[f],
+        Window(times[f], times[la], values[f], la - f + 1, lo[ok], hi[ok]),
+        counter=counter,
+        per_second=per_second,
+        range_ns=range_ns,
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What extrapolation needs of the samples of each window: the first and last
+    sample's time, the first's value, how many samples, and the window's edges."""
+
+    first_ns: Ints
+    last_ns: Ints
+    first_value: Floats
+    samples: Ints
+    lo_ns: Ints
+    hi_ns: Ints
+
+
+def _extrapolated(
+    result: Floats, window: Window, *, counter: bool, per_second: bool, range_ns: int
+) -> Floats:
+    """``result`` (the increase from the first to the last sample, resets adjusted)
+    extrapolated to each window's edges, as ``extrapolatedRate`` does."""
+    to_start = (window.first_ns - window.lo_ns) / 1e9
+    to_end = (window.hi_ns - window.last_ns) / 1e9
+    sampled = (window.last_ns - window.first_ns) / 1e9
+    average = sampled / (window.samples - 1)
     threshold = average * _EXTRAPOLATION_THRESHOLD
     to_start = np.where(to_start >= threshold, average / 2, to_start)
     if counter:
-        first_values = values[f]
+        first_values = window.first_value
         rising = (result > 0) & (first_values >= 0)
         to_zero = sampled * first_values / np.where(rising, result, 1.0)
         to_start = np.where(rising & (to_zero < to_start), to_zero, to_start)
@@ -213,7 +242,7 @@ def extrapolated_rate(
     factor = (sampled + to_start + to_end) / sampled
     if per_second:
         factor = factor / (range_ns / 1e9)
-    out[ok] = result * factor
+    out: Floats = result * factor
     return out
 
 
@@ -372,3 +401,118 @@ def merge_layouts(layouts: Sequence[Sequence[float]]) -> tuple[list[float], list
         for bounds in layouts
     ]
     return union, columns
+
+
+# --- rollup rows (storage.rollup_rows) ---------------------------------------------------
+#
+# The same answers from rows that summarize intervals of a series' points. Every step of a
+# query served by rollups is a whole number of intervals, so a row lies in one step.
+
+
+def row_moments(grid: Grid, rows: Numbers) -> Moments:
+    """The moments of each bucket from one series' rows (ascending times): sums and
+    counts add up, min and max combine, the last value is the last row's."""
+    out = Moments.empty(grid.size)
+    index = grid.index(rows.time)
+    inside = (index >= 0) & (index < grid.size)
+    index = index[inside]
+    if index.shape[0] == 0:
+        return out
+    rows = rows.take(inside)
+    starts, ends = _runs(index)
+    buckets = index[starts]
+    out.total[buckets] = np.add.reduceat(rows.total, starts)
+    out.count[buckets] = np.add.reduceat(rows.samples, starts)
+    out.low[buckets] = np.minimum.reduceat(rows.low, starts)
+    out.high[buckets] = np.maximum.reduceat(rows.high, starts)
+    out.last[buckets] = rows.last[ends - 1]
+    out.last_ns[buckets] = rows.last_ns[ends - 1]
+    return out
+
+
+def row_increase(
+    grid: Grid,
+    rows: Numbers,
+    range_ns: int,
+    *,
+    counter: bool,
+    delta: bool,
+    per_second: bool,
+) -> Floats:
+    """``increase`` (or ``rate``) per window ``[end - range, end)`` from one series' rows
+    (ascending times), exactly as ``extrapolated_rate`` (or ``delta_increase``) computes
+    it from the samples, for windows of whole rows: the rows keep each interval's sample
+    count, first and last sample, and the counter increase between its samples; the
+    increase across an edge between two rows of the window comes from the last sample of
+    one and the first of the next."""
+    out = np.full(grid.size, np.nan)
+    if grid.size == 0 or not len(rows):
+        return out
+    lo, hi = _windows(grid, range_ns)
+    first = np.searchsorted(rows.time, lo, side="left")
+    end = np.searchsorted(rows.time, hi, side="left")
+    if delta:
+        running = np.concatenate(([0.0], np.cumsum(rows.total)))
+        total = running[end] - running[first]
+        if per_second:
+            total = total / (range_ns / 1e9)
+        has = end > first
+        out[has] = total[has]
+        return out
+    samples = np.concatenate(([0], np.cumsum(rows.samples)))
+    count = samples[end] - samples[first]
+    ok = count >= 2
+    if not ok.any():
+        return out
+    f, la = first[ok], end[ok] - 1
+    if counter:
+        cross = np.zeros(len(rows))
+        cross[1:] = counter_cross(rows.last[:-1], rows.first[1:])
+        inside = np.concatenate(([0.0], np.cumsum(rows.increase)))
+        edges = np.concatenate(([0.0], np.cumsum(cross)))
+        result = (inside[la + 1] - inside[f]) + (edges[la + 1] - edges[f + 1])
+    else:
+        result = rows.last[la] - rows.first[f]
+    out[ok] = _extrapolated(
+        result,
+        Window(rows.first_ns[f], rows.last_ns[la], rows.first[f], count[ok], lo[ok], hi[ok]),
+        counter=counter,
+        per_second=per_second,
+        range_ns=range_ns,
+    )
+    return out
+
+
+def row_default_range(rows: Numbers, step_ns: int, width_ns: int) -> int:
+    """``default_range`` from one series' rows: the step, but at least twice the median
+    interval between samples, rounded up to whole rows (a window must hold whole rows).
+    A row of n samples counts its mean interval n - 1 times; the gaps between rows count
+    as they are, so for raw points (one-sample rows) this is ``default_range`` exactly,
+    before the rounding."""
+    if rows.samples.sum() < 2:
+        return step_ns
+    spans = rows.samples > 1
+    inside = np.repeat(
+        (rows.last_ns[spans] - rows.first_ns[spans]) / (rows.samples[spans] - 1),
+        rows.samples[spans] - 1,
+    )
+    gaps = np.concatenate((inside, (rows.first_ns[1:] - rows.last_ns[:-1]).astype(np.float64)))
+    wanted = max(step_ns, int(2 * np.median(gaps)))
+    return -(-wanted // width_ns) * width_ns
+
+
+def bucket_steps(grid: Grid, rows: Buckets, since_ns: int, window_start_ns: int) -> Floats:
+    """Per grid bucket, what ``rows`` (one layout, sorted by chain and time) added to each
+    histogram bucket: every row's contribution (``Buckets.contributions``), for the rows
+    that start at or after ``window_start_ns``: (grid.size, width)."""
+    contributions = rows.contributions(since_ns).astype(np.float64)
+    index = grid.index(rows.time)
+    keep = (rows.time >= window_start_ns) & (index >= 0) & (index < grid.size)
+    index, contributions = index[keep], contributions[keep]
+    width = rows.first.shape[1]
+    out = np.zeros((grid.size, width))
+    for column in range(width):
+        out[:, column] = np.bincount(index, weights=contributions[:, column], minlength=grid.size)[
+            : grid.size
+        ]
+    return out

@@ -11,6 +11,11 @@ histogram buckets (or its raw samples) first and take the quantile of the merge.
 Histogram and summary series answer avg/sum/min/max/count/last/rate/increase over their
 observation ``count`` (``rate`` of a histogram is observations per second); percentiles
 of a summary are refused, its quantiles having been computed by the client already.
+
+A query whose step the metric rollups serve is read from them (``query.resolution``
+decides which, and says so in ``MetricResult.resolution``); the same answers are then
+computed from rows that summarize intervals (``aggregate.row_moments``, ``row_increase``,
+``bucket_steps``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,15 +32,26 @@ from typing import Any, Final
 import numpy as np
 
 from otlpd.errors import BadArgument, QueryTooCostly
-from query import aggregate, arguments, tokens
+from query import aggregate, arguments, resolution, tokens
 from query.aggregate import Grid, Layout, Moments
 from query.call import QueryCall
 from query.convert import set_duration, set_timestamp
 from query.proto import pb
+from query.resolution import Retention, Sources
 from query.settings import QuerySettings
 from storage.model import MetricType
 from storage.postgres import metric_reader as reader
 from storage.postgres.metric_reader import Matcher, SeriesRow
+from storage.postgres.metric_rollups import COMPLETE_UNTIL
+from storage.postgres.metric_rollups import JOB_NAME as ROLLUP_JOB
+from storage.postgres.partitions import ns_from_datetime
+from storage.rollup_rows import (
+    Buckets,
+    ExponentialRow,
+    ExponentialState,
+    Numbers,
+    exponential_buckets,
+)
 
 MAX_QUERIES: Final = 32
 MAX_SERIES: Final = 10_000  # per query: more is a dashboard asking for a table
@@ -192,11 +209,27 @@ def _labels(series: SeriesRow) -> dict[str, str]:
     return labels
 
 
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A query's data read from the rollups (and the raw points after them), as rows:
+    numbers of every series, explicit-histogram rows per bucket layout, exponential rows."""
+
+    numbers: Numbers
+    buckets: list[tuple[list[float], Buckets]]
+    exponential: list[ExponentialRow]
+
+
+# One read: a statement and how to decode its rows (rows, lo_ns, hi_ns).
+_Read = tuple[tuple[Any, Any], Callable[[list[Any]], Any]]
+
+
 class MetricQueries:
-    """QueryMetrics and ListMetrics over ``metric_series`` and ``metric_points``."""
+    """QueryMetrics and ListMetrics over ``metric_series``, ``metric_points`` and the
+    metric rollups."""
 
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
+        self._retention = Retention(settings.rollup_retention_1m_s, settings.rollup_retention_1h_s)
 
     async def query(
         self, call: QueryCall, request: pb.QueryMetricsRequest
@@ -208,15 +241,24 @@ class MetricQueries:
         response = pb.QueryMetricsResponse()
         if not plans:
             return response
-        found = await self._series(call, plans)
+        found, complete = await self._series(call, plans)
         chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
-        points = await self._points(call, plans, chosen)
-        for plan, (kind, series), data in zip(plans, chosen, points, strict=True):
+        now = time.time_ns()
+        sources = [
+            self._sources(plan, kind, now, complete) if series else None
+            for plan, (kind, series) in zip(plans, chosen, strict=True)
+        ]
+        points = await self._points(call, plans, chosen, sources)
+        for plan, (kind, series), data, source in zip(plans, chosen, points, sources, strict=True):
             result = response.results.add(metric_name=plan.name, type=kind)
             set_duration(result.step, plan.step_ns)
+            result.resolution = pb.RESOLUTION_RAW if source is None else source.resolution
             if series:
                 result.unit = series[0].unit or ""
-                _answer(plan, kind, series, data, result)
+                if source is None:
+                    _answer(plan, kind, series, data, result)
+                else:
+                    _answer_rows(plan, kind, series, data, result, source=source)
         return response
 
     async def at(
@@ -248,18 +290,46 @@ class MetricQueries:
                                  aligned=False))  # fmt: skip
         if not plans:
             return []
-        found = await self._series(call, plans)
+        found, _ = await self._series(call, plans)
         chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
-        points = await self._points(call, plans, chosen)
+        # Raw points: an alert's window ends at its evaluation, never on a rollup boundary.
+        points = await self._points(call, plans, chosen, [None] * len(plans))
         out: list[list[tuple[dict[str, str], float]]] = []
         for plan, (kind, series), data in zip(plans, chosen, points, strict=True):
             out.append(_values_at(plan, kind, series, data) if series else [])
         return out
 
-    async def _series(self, call: QueryCall, plans: Sequence[_Plan]) -> list[list[SeriesRow]]:
-        statements = [
+    def _sources(
+        self, plan: _Plan, kind: int, now_ns: int, complete: tuple[int, int]
+    ) -> Sources | None:
+        """The rollup rows that answer ``plan``, or None: the raw points."""
+        needs_raw = plan.aggregation in _QUANTILES and kind not in _HISTOGRAMS
+        width = resolution.rollup_width(
+            step_ns=plan.step_ns,
+            range_ns=plan.range_ns,
+            start_ns=plan.window.start_ns,
+            now_ns=now_ns,
+            needs_raw_values=needs_raw,
+            retention=self._retention,
+        )
+        if width is None:
+            return None
+        return resolution.sources(
+            width,
+            read_from_ns=plan.read_from_ns,
+            end_ns=plan.window.end_ns,
+            complete_1m_ns=complete[0],
+            complete_1h_ns=complete[1],
+        )
+
+    async def _series(
+        self, call: QueryCall, plans: Sequence[_Plan]
+    ) -> tuple[list[list[SeriesRow]], tuple[int, int]]:
+        """The series of every query, and up to when the project's rollups are final."""
+        statements: list[tuple[Any, Any]] = [
             reader.series_statement(call.project, p.name, p.matchers, MAX_SERIES + 1) for p in plans
         ]
+        statements.append((COMPLETE_UNTIL, {"project": call.project, "name": ROLLUP_JOB}))
         try:
             batches = await call.fetch_many(statements)
         except BadArgument as exc:
@@ -276,86 +346,76 @@ class MetricQueries:
                 ) from exc
             raise
         found = []
-        for plan, rows in zip(plans, batches, strict=True):
+        for plan, rows in zip(plans, batches, strict=False):
             if len(rows) > MAX_SERIES:
                 raise QueryTooCostly(
                     f"{plan.field} selects more than {MAX_SERIES} series; add a label matcher"
                 )
             found.append(reader.decode_series(rows))
-        return found
+        complete = (0, 0)
+        if batches[-1]:
+            minutes, hours = batches[-1][0]
+            complete = (ns_from_datetime(minutes), ns_from_datetime(hours))
+        return found, complete
 
     async def _points(
         self,
         call: QueryCall,
         plans: Sequence[_Plan],
         chosen: Sequence[tuple[int, list[SeriesRow]]],
-    ) -> list[list[Any]]:
-        statements: list[list[tuple[Any, Any]]] = []  # per query: its reads
-        decoders: list[tuple[Callable[[Any, int, int], Sequence[Any]], int, int]] = []
-        for plan, (kind, series) in zip(plans, chosen, strict=True):
+        sources: Sequence[Sources | None],
+    ) -> list[Any]:
+        """Each query's data: the raw points' (per series) or its rows (``_Rows``)."""
+        parts: list[list[list[tuple[Any, Any]]]] = []  # per query: parts, each on one connection
+        finishers: list[Callable[[list[list[Any]]], Any]] = []
+        for plan, (kind, series), source in zip(plans, chosen, sources, strict=True):
             if not series:
                 continue
             ids = [s.series_id for s in series]
-            lo, hi = plan.read_from_ns, plan.window.end_ns
-            if plan.aggregation in _QUANTILES and kind == MetricType.HISTOGRAM:
-                # The heaviest read (every bucket array of every point): in halves, on
-                # two connections at once, so PostgreSQL aggregates on two cores.
-                halves = [ids] if len(ids) < SPLIT_MIN_SERIES else [ids[0::2], ids[1::2]]
-                statements.append(
-                    [reader.histogram_points_statement(call.project, h, lo, hi) for h in halves]
-                )
-                decoders.append((reader.decode_histograms, lo, hi))
-            elif plan.aggregation in _QUANTILES and kind == MetricType.EXPONENTIAL_HISTOGRAM:
-                statements.append([reader.exponential_points_statement(call.project, ids, lo, hi)])
-                decoders.append((reader.decode_exponential, lo, hi))
+            if source is not None:
+                delta = {s.series_id for s in series if s.temporality == _DELTA}
+                reads = _row_reads(call.project, plan, kind, ids, delta=delta, source=source)
+                parts.append([[statement for statement, _ in reads]])
+                finishers.append(_rows_finisher([decode for _, decode in reads]))
             else:
-                statements.append([reader.number_points_statement(call.project, ids, lo, hi)])
-                decoders.append((reader.decode_numbers, lo, hi))
-        batches = iter(await self._read(call, statements))
-        decode = iter(decoders)
-        out: list[list[Any]] = []
+                raw_parts, finish = _raw_reads(call, plan, kind, ids)
+                parts.append(raw_parts)
+                finishers.append(finish)
+        fetched = iter(await self._read(call, parts))
+        finish_each = iter(finishers)
+        out: list[Any] = []
         for _, series in chosen:
             if not series:
                 out.append([])
                 continue
-            function, lo, hi = next(decode)
-            rows = next(batches)
-            try:
-                out.append(list(function(rows, lo, hi)))
-            except reader.MixedLayouts as mixed:
-                # Rare: a series changed its bucket bounds within the range.
-                again = reader.histogram_points_by_layout_statement(
-                    call.project, mixed.series_ids, lo, hi
-                )
-                mixed_rows = await call.fetch(*again, binary=True)
-                kept = [row for row in rows if row[0] not in set(mixed.series_ids)]
-                out.append(list(function(kept + mixed_rows, lo, hi)))
+            out.append(await next(finish_each)(next(fetched)))
         return out
 
     async def _read(
-        self, call: QueryCall, statements: Sequence[Sequence[tuple[Any, Any]]]
-    ) -> list[list[Any]]:
-        """The rows of each query's reads, concatenated per query. One query's reads go
-        on one connection as before; a query read in parts (a large histogram) has its
-        parts on ``PARALLEL_READS`` connections at once."""
+        self, call: QueryCall, queries: Sequence[Sequence[Sequence[tuple[Any, Any]]]]
+    ) -> list[list[list[Any]]]:
+        """The rows of each statement of each query (per query, a list per statement).
+        When every query is one part, all statements go on one connection; a query read
+        in several parts (a large histogram) has its parts on ``PARALLEL_READS``
+        connections at once."""
         settings: list[tuple[Any, Any]] = [(setting, ()) for setting in reader.POINTS_SETTINGS]
-        if all(len(parts) == 1 for parts in statements):
-            fetched = await call.fetch_many(
-                [*settings, *(parts[0] for parts in statements)], binary=True
-            )
-            return fetched[len(settings) :]
+        if all(len(parts) == 1 for parts in queries):
+            flat = [statement for parts in queries for statement in parts[0]]
+            fetched = await call.fetch_many([*settings, *flat], binary=True)
+            rows = iter(fetched[len(settings) :])
+            return [[next(rows) for _ in parts[0]] for parts in queries]
         gate = asyncio.Semaphore(PARALLEL_READS)
 
-        async def one(part: tuple[Any, Any]) -> list[Any]:
+        async def one(part: Sequence[tuple[Any, Any]]) -> list[list[Any]]:
             async with gate:
-                return (await call.fetch_many([*settings, part], binary=True))[-1]
+                got = await call.fetch_many([*settings, *part], binary=True)
+                return got[len(settings) :]
 
-        flat = [part for parts in statements for part in parts]
-        rows = await asyncio.gather(*(one(part) for part in flat))
-        out: list[list[Any]] = []
+        done = await asyncio.gather(*(one(part) for parts in queries for part in parts))
+        out: list[list[list[Any]]] = []
         at = 0
-        for parts in statements:
-            out.append([row for chunk in rows[at : at + len(parts)] for row in chunk])
+        for parts in queries:
+            out.append([rows for chunk in done[at : at + len(parts)] for rows in chunk])
             at += len(parts)
         return out
 
@@ -641,3 +701,295 @@ def _exponential_quantile(
         times, increments = _increments(plan, by_id[series_id], times, starts, rows)
         merged += aggregate.bucket_sums(grid, times, increments)
     return aggregate.histogram_quantile(q, layout, merged)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _raw_reads(
+    call: QueryCall, plan: _Plan, kind: int, ids: list[int]
+) -> tuple[list[list[tuple[Any, Any]]], Callable[[list[list[Any]]], Any]]:
+    """The raw points' reads of a query (in parts, each on a connection of its own) and
+    the coroutine that decodes what they return."""
+    lo, hi = plan.read_from_ns, plan.window.end_ns
+    function: Callable[[Any, int, int], Sequence[Any]]
+    if plan.aggregation in _QUANTILES and kind == MetricType.HISTOGRAM:
+        # The heaviest read (every bucket array of every point): in halves, on two
+        # connections at once, so PostgreSQL aggregates on two cores.
+        halves = [ids] if len(ids) < SPLIT_MIN_SERIES else [ids[0::2], ids[1::2]]
+        parts = [[reader.histogram_points_statement(call.project, h, lo, hi)] for h in halves]
+        function = reader.decode_histograms
+    elif plan.aggregation in _QUANTILES and kind == MetricType.EXPONENTIAL_HISTOGRAM:
+        parts = [[reader.exponential_points_statement(call.project, ids, lo, hi)]]
+        function = reader.decode_exponential
+    else:
+        parts = [[reader.number_points_statement(call.project, ids, lo, hi)]]
+        function = reader.decode_numbers
+
+    async def finish(fetched: list[list[Any]]) -> list[Any]:
+        rows = [row for chunk in fetched for row in chunk]
+        try:
+            return list(function(rows, lo, hi))
+        except reader.MixedLayouts as mixed:
+            # Rare: a series changed its bucket bounds within the range.
+            again = reader.histogram_points_by_layout_statement(
+                call.project, mixed.series_ids, lo, hi
+            )
+            mixed_rows = await call.fetch(*again, binary=True)
+            kept = [row for row in rows if row[0] not in set(mixed.series_ids)]
+            return list(function(kept + mixed_rows, lo, hi))
+
+    return parts, finish
+
+
+def _row_reads(
+    project: str, plan: _Plan, kind: int, ids: list[int], *, delta: set[int], source: Sources
+) -> list[tuple[tuple[Any, Any], Callable[[list[Any]], _Rows]]]:
+    """The reads of a query answered from rollups: 1-hour rows, 1-minute rows and raw
+    points, each where ``source`` says, with how to turn what they return into rows
+    (``delta``: the series of delta temporality, for the raw points' histograms)."""
+    lo, hours, minutes = source.read_from_ns, source.hours_until_ns, source.minutes_until_ns
+    end = plan.window.end_ns
+    if plan.aggregation in _QUANTILES and kind == MetricType.HISTOGRAM:
+        what, raw = "buckets", reader.histogram_points_by_layout_statement
+    elif plan.aggregation in _QUANTILES and kind == MetricType.EXPONENTIAL_HISTOGRAM:
+        what, raw = "exponential", reader.exponential_points_statement
+    else:
+        what, raw = "numbers", reader.number_points_statement
+    reads: list[tuple[tuple[Any, Any], Callable[[list[Any]], _Rows]]] = []
+    for table, start, stop in (
+        (reader.ROLLUP_TABLES[resolution.HOUR_NS], lo, hours),
+        (reader.ROLLUP_TABLES[resolution.MINUTE_NS], hours, minutes),
+    ):
+        if stop > start:
+            scope = reader.series_scope(project, ids, start, stop)
+            reads.append((reader.rollup_statement(what, table, scope), _rollup_decoder(what)))
+    if end > minutes:
+        reads.append((raw(project, ids, minutes, end), _raw_decoder(what, minutes, end, delta)))
+    return reads
+
+
+def _rollup_decoder(what: str) -> Callable[[list[Any]], _Rows]:
+    def decode(rows: list[Any]) -> _Rows:
+        if what == "numbers":
+            return _Rows(Numbers.concat(list(reader.decode_rollup_numbers(rows).values())), [], [])
+        if what == "buckets":
+            chains = reader.decode_rollup_buckets(rows)
+            return _Rows(Numbers.empty(), [(c.bounds, c.rows) for c in chains], [])
+        found = reader.decode_rollup_exponential(rows)
+        return _Rows(Numbers.empty(), [], [r for rows in found.values() for r in rows])
+
+    return decode
+
+
+def _raw_decoder(what: str, lo: int, hi: int, delta: set[int]) -> Callable[[list[Any]], _Rows]:
+    """Raw points in ``[lo, hi)`` as one-point rows (``delta``: the series of delta
+    temporality, whose histogram points are increments)."""
+
+    def decode(rows: list[Any]) -> _Rows:
+        if what == "numbers":
+            points = reader.decode_numbers(rows, lo, hi)
+            empty = np.empty(0, dtype=np.int64)
+            numbers = Numbers.of_samples(
+                np.concatenate(
+                    [empty, *(np.full(p.times.shape[0], p.series_id) for p in points)]
+                ).astype(np.int64),
+                np.concatenate([empty, *(p.times for p in points)]).astype(np.int64),
+                np.concatenate([empty, *(p.values for p in points)]).astype(np.float64),
+            )
+            return _Rows(numbers, [], [])
+        if what == "buckets":
+            chains = []
+            for p in reader.decode_histograms(rows, lo, hi):
+                n = p.times.shape[0]
+                chains.append(
+                    (
+                        p.bounds,
+                        Buckets.of_points(
+                            np.full(n, p.series_id, dtype=np.int64),
+                            p.times,
+                            p.starts,
+                            p.counts,
+                            np.full(n, p.series_id in delta),
+                        ),
+                    )
+                )
+            return _Rows(Numbers.empty(), chains, [])
+        return _Rows(
+            Numbers.empty(),
+            [],
+            [
+                ExponentialRow.of_point(
+                    p.series_id,
+                    p.time_ns,
+                    p.start_ns,
+                    p.scale,
+                    p.zero_threshold,
+                    _exp_state(p),
+                    delta=p.series_id in delta,
+                )
+                for p in reader.decode_exponential(rows, lo, hi)
+            ],
+        )
+
+    return decode
+
+
+def _exp_state(p: reader.ExponentialPoint) -> ExponentialState:
+    return ExponentialState(
+        p.zero_count,
+        p.positive_offset,
+        np.asarray(p.positive_counts, dtype=np.int64),
+        p.negative_offset,
+        np.asarray(p.negative_counts, dtype=np.int64),
+    )
+
+
+def _rows_finisher(
+    decoders: Sequence[Callable[[list[Any]], _Rows]],
+) -> Callable[[list[list[Any]]], Any]:
+    async def finish(fetched: list[list[Any]]) -> _Rows:
+        parts = [decode(rows) for decode, rows in zip(decoders, fetched, strict=True)]
+        numbers = Numbers.concat([p.numbers for p in parts])
+        numbers = numbers.take(np.lexsort((numbers.time, numbers.series)))
+        layouts: dict[tuple[float, ...], list[Buckets]] = {}
+        for p in parts:
+            for bounds, rows in p.buckets:
+                layouts.setdefault(tuple(bounds), []).append(rows)
+        buckets = []
+        for layout, chunks in layouts.items():
+            together = Buckets.concat(chunks)
+            buckets.append(
+                (list(layout), together.take(np.lexsort((together.time, together.chain))))
+            )
+        exponential = sorted(
+            (r for p in parts for r in p.exponential), key=lambda r: (r.series, r.time)
+        )
+        return _Rows(numbers, buckets, exponential)
+
+    return finish
+
+
+# --- answers from rows --------------------------------------------------------------------
+
+
+def _answer_rows(
+    plan: _Plan,
+    kind: int,
+    series: Sequence[SeriesRow],
+    data: _Rows,
+    result: Any,
+    *,
+    source: Sources,
+) -> None:
+    """As ``_answer``, from rows: the same groups, the same samples out."""
+    grid = plan.grid
+    by_id = {s.series_id: s for s in series}
+    numbers: dict[int, Numbers] = {}
+    if len(data.numbers):
+        ids = data.numbers.series
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        for lo, hi in zip(starts, [*starts[1:], ids.shape[0]], strict=True):
+            numbers[int(ids[lo])] = data.numbers.take(np.arange(lo, hi))
+    starts_ns = grid.starts()
+    for key, positions in sorted(_groups(plan, series).items()):
+        members = [series[p].series_id for p in positions]
+        values = _row_group_values(
+            plan, kind, members, data, numbers=numbers, by_id=by_id, source=source
+        )
+        has = ~np.isnan(values)
+        if not has.any():
+            continue
+        out = result.series.add()
+        out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
+        for t, v in zip(starts_ns[has].tolist(), values[has].tolist(), strict=True):
+            set_timestamp(out.samples.add(value=v).time, t)
+
+
+def _row_group_values(
+    plan: _Plan,
+    kind: int,
+    ids: Sequence[int],
+    data: _Rows,
+    *,
+    numbers: dict[int, Numbers],
+    by_id: dict[int, SeriesRow],
+    source: Sources,
+) -> np.ndarray:
+    """The group's value per bucket from rows (NaN: none)."""
+    grid = plan.grid
+    window_start = resolution.align_down(plan.window.start_ns, source.width_ns)
+    if plan.aggregation in _QUANTILES:
+        q = _QUANTILES[plan.aggregation]
+        if kind == MetricType.EXPONENTIAL_HISTOGRAM:
+            return _exponential_rows_quantile(
+                grid, ids, data, since=source.read_from_ns, window_start=window_start, q=q
+            )
+        return _explicit_rows_quantile(
+            grid, ids, data, since=source.read_from_ns, window_start=window_start, q=q
+        )
+    if plan.aggregation in _RATES:
+        total = np.full(grid.size, np.nan)
+        for series_id in ids:
+            rows = numbers.get(series_id)
+            if rows is None:
+                continue
+            s = by_id[series_id]
+            range_ns = plan.range_ns or aggregate.row_default_range(
+                rows, plan.step_ns, source.width_ns
+            )
+            rate = aggregate.row_increase(
+                grid,
+                rows,
+                range_ns,
+                counter=kind in _HISTOGRAMS or kind == MetricType.SUMMARY or bool(s.monotonic),
+                delta=s.temporality == _DELTA,
+                per_second=_RATES[plan.aggregation],
+            )
+            total = np.where(np.isnan(total), rate, total + np.nan_to_num(rate))
+        return total
+    merged = Moments.empty(grid.size)
+    for series_id in ids:
+        rows = numbers.get(series_id)
+        if rows is None:
+            continue
+        inside = (rows.time >= window_start) & (rows.time < plan.window.end_ns)
+        merged = merged.combine(aggregate.row_moments(grid, rows.take(inside)))
+    return merged.result(_OVER_TIME[plan.aggregation])
+
+
+def _explicit_rows_quantile(
+    grid: Grid, ids: Sequence[int], data: _Rows, *, since: int, window_start: int, q: float
+) -> np.ndarray:
+    """Each layout's rows of the group, stepped, merged into the union of their bounds
+    (``aggregate.merge_layouts``), then the quantile, as ``_explicit_quantile`` does."""
+    found: list[tuple[list[float], np.ndarray]] = []
+    wanted = np.asarray(ids, dtype=np.int64)
+    for bounds, rows in data.buckets:
+        mine = np.isin(rows.chain, wanted)
+        if mine.any():
+            steps = aggregate.bucket_steps(grid, rows.take(mine), since, window_start)
+            found.append((bounds, steps))
+    if not found:
+        return np.full(grid.size, np.nan)
+    union, columns = aggregate.merge_layouts([bounds for bounds, _ in found])
+    merged = np.zeros((grid.size, len(union) + 1))
+    for (_, steps), column in zip(found, columns, strict=True):
+        merged[:, column] += steps  # a layout's columns are distinct
+    return aggregate.histogram_quantile(q, Layout.explicit(union), merged)
+
+
+def _exponential_rows_quantile(
+    grid: Grid, ids: Sequence[int], data: _Rows, *, since: int, window_start: int, q: float
+) -> np.ndarray:
+    """The group's rows at the lowest scale among them, stepped, then the quantile, as
+    ``_exponential_quantile`` does with points."""
+    wanted = set(ids)
+    rows = [r for r in data.exponential if r.series in wanted]
+    if not rows:
+        return np.full(grid.size, np.nan)
+    layout, buckets = exponential_buckets(rows)
+    steps = aggregate.bucket_steps(grid, buckets, since, window_start)
+    threshold = max(r.zero_threshold for r in rows)
+    bounds = Layout.exponential(layout.scale, threshold, layout.negative, layout.positive)
+    return aggregate.histogram_quantile(q, bounds, steps)

@@ -13,3 +13,5 @@ class QuerySettings:
     partition_interval_s: int = 3600  # OTLPD_PARTITION_INTERVAL
     tail_max_streams: int = 64  # OTLPD_TAIL_MAX_STREAMS
     tail_buffer: int = 256  # OTLPD_TAIL_BUFFER
+    rollup_retention_1m_s: float = 7 * 86400.0  # OTLPD_ROLLUP_RETENTION_1M
+    rollup_retention_1h_s: float = 400 * 86400.0  # OTLPD_ROLLUP_RETENTION_1H

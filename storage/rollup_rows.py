@@ -32,7 +32,7 @@ read per layout).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Self
 
 import numpy as np
@@ -441,8 +441,3 @@ def merge_exponential(rows: Sequence[ExponentialRow], width_ns: int) -> list[Exp
             )
         )
     return out
-
-
-def with_time(rows: Buckets, time: Ints) -> Buckets:
-    """``rows`` with their interval starts replaced (a query's step instead of the row's)."""
-    return replace(rows, time=time)

@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 
 from query import aggregate
-from query.aggregate import Grid, Layout
+from query.aggregate import (
+    Grid,
+    Layout,
+    default_range,
+    delta_increase,
+    extrapolated_rate,
+    moments,
+    row_default_range,
+    row_increase,
+    row_moments,
+)
+from storage.rollup_rows import Numbers
 
 S = 10**9
 T0 = 1_700_000_040 * S  # a multiple of 60 s
@@ -146,3 +157,56 @@ def test_merge_layouts_maps_each_bucket_to_its_upper_bound() -> None:
 def test_duplicated_times_keep_their_first_sample() -> None:
     times = np.array([1, 2, 2, 3, 3, 3], dtype=np.int64)
     assert aggregate.deduplicated(times).tolist() == [True, True, False, True, False, False]
+
+
+# --- the same answers from rollup rows ----------------------------------------------------
+
+
+def _counter(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A counter sampled at irregular times over six hours, with two resets."""
+    times = np.unique(rng.integers(0, 6 * 3600, n)) * 10**9 + 10**12
+    values = np.cumsum(rng.integers(0, 40, times.shape[0])).astype(float)
+    for at in (times.shape[0] // 3, 2 * times.shape[0] // 3):
+        values[at:] -= values[at] - rng.integers(0, 5)
+    return times, values
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("counter", [True, False])
+def test_rows_give_what_the_samples_give(seed: int, counter: bool) -> None:
+    """Whatever the rows' width (minutes, hours), windows of whole rows give the raw
+    answers: extrapolated_rate, delta_increase and the moments, floating point apart."""
+    rng = np.random.default_rng(seed)
+    times, values = _counter(rng, int(rng.integers(2, 2000)))
+    series = np.zeros(times.shape[0], dtype=np.int64)
+    points = Numbers.of_samples(series, times, values)
+    minute, hour = 60 * 10**9, 3600 * 10**9
+    for width, step, range_ns in ((minute, 5 * minute, 15 * minute), (hour, hour, 2 * hour)):
+        rows = points.merged(minute).merged(width) if width == hour else points.merged(width)
+        grid = Grid.covering(10**12, 10**12 + 6 * hour, step)
+        for per_second in (False, True):
+            want = extrapolated_rate(
+                grid, times, values, range_ns, counter=counter, per_second=per_second
+            )
+            got = row_increase(
+                grid, rows, range_ns, counter=counter, delta=False, per_second=per_second
+            )
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            row_increase(grid, rows, range_ns, counter=True, delta=True, per_second=False),
+            delta_increase(grid, times, values, range_ns, per_second=False),
+        )
+        raw = moments(grid, times, values)
+        from_rows = row_moments(grid, rows)
+        for how in ("avg", "sum", "min", "max", "count", "last"):
+            np.testing.assert_allclose(from_rows.result(how), raw.result(how), rtol=1e-12)
+
+
+def test_the_default_range_of_rows_is_the_samples_rounded_to_whole_rows() -> None:
+    minute = 60 * 10**9
+    times = np.arange(0, 3600, 61) * 10**9  # every 61 s
+    points = Numbers.of_samples(np.zeros(times.shape[0], np.int64), times, np.ones(times.shape[0]))
+    assert default_range(times, minute) == 122 * 10**9
+    assert row_default_range(points, minute, 1) == 122 * 10**9  # raw points: the same
+    assert row_default_range(points.merged(minute), minute, minute) == 3 * minute
+    assert row_default_range(points.merged(minute), 3600 * 10**9, minute) == 3600 * 10**9

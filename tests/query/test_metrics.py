@@ -207,20 +207,32 @@ def test_rate_and_increase_over_a_counter_reset_match_prometheus(
         for k, v in zip((5, 15, 25, 35, 45, 55), (10, 20, 30, 5, 15, 25), strict=True)
     ]
     _send(otlpd, [_sum("requests", samples, CUMULATIVE, t0)])
-    window = {"range": _dur(60)}
+    # A 20 s step, which no rollup interval divides: the raw points answer, and the one
+    # step [t0 + 40 s, t0 + 60 s) has the window [t0, t0 + 60 s).
+    window = {"range": _dur(60), "step_s": 20}
     increase = _one(
-        query, _query("requests", t0, t0 + 60 * S, aggregation=pb.AGGREGATION_INCREASE, **window)
+        query,
+        _query("requests", t0 + 40 * S, t0 + 60 * S, aggregation=pb.AGGREGATION_INCREASE, **window),
     )
+    assert increase.resolution == pb.RESOLUTION_RAW
     # Prometheus extrapolatedRate by hand: 25 - 10, plus 30 for the reset = 45 over the 50 s
     # between first and last sample; both are 5 s from the window's edges (< 1.1 x the 10 s
     # interval), so it extrapolates to 60 s: 45 x 60 / 50 = 54; the zero point (50 x 10/45
     # = 11.1 s before the first sample) lies beyond the window's start.
     assert _values(increase.series[0]) == pytest.approx([54.0])
     rate = _one(
-        query, _query("requests", t0, t0 + 60 * S, aggregation=pb.AGGREGATION_RATE, **window)
+        query,
+        _query("requests", t0 + 40 * S, t0 + 60 * S, aggregation=pb.AGGREGATION_RATE, **window),
     )
     assert _values(rate.series[0]) == pytest.approx([54.0 / 60])
-    assert rate.series[0].samples[0].time.seconds == t0 // S
+    assert rate.series[0].samples[0].time.seconds == t0 // S + 40
+    # A 1-minute step is served at the rollups' resolution: the same answer.
+    minute = _one(
+        query,
+        _query("requests", t0, t0 + 60 * S, aggregation=pb.AGGREGATION_INCREASE, range=_dur(60)),
+    )
+    assert minute.resolution == pb.RESOLUTION_1M
+    assert _values(minute.series[0]) == pytest.approx([54.0])
 
 
 def test_delta_sums_are_summed(otlpd: RunningOtlpd, query: Any) -> None:
