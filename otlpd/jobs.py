@@ -102,6 +102,7 @@ def metric_rollup_job(config: Config, database_url: str, metrics: Instruments) -
         metrics.metric_rollup_seconds.observe(done.seconds)
 
     return MetricRollupJob(
+        database_url,
         PartitionManager(
             database_url,
             interval_seconds=int(config.partition_interval),
@@ -110,6 +111,7 @@ def metric_rollup_job(config: Config, database_url: str, metrics: Instruments) -
         ),
         interval=config.rollup_interval,
         delay=config.rollup_delay,
+        connect_timeout=config.store_timeout,
         on_round=rolled,
     )
 

@@ -47,6 +47,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from storage.postgres.connect import connection_kwargs
 from storage.postgres.metric_reader import (
     ROLLUP_TABLES,
     RollupScope,
@@ -85,6 +86,7 @@ TABLE_1H: Final = ROLLUP_TABLES[HOUR_NS]
 _GROUPS: Final = 64  # result rows per read of a project: series_id % 64
 
 Connection = psycopg.AsyncConnection[TupleRow]
+SyncConnection = psycopg.Connection[TupleRow]
 
 # Columns of the rollup tables in COPY order, with their types (0009).
 COLUMNS: Final = (
@@ -187,12 +189,19 @@ WHERE signal = %(signal)s AND min_time < %(hi)s AND max_time >= %(lo)s
 
 # --- raw points of the minutes being recomputed ----------------------------------------
 
-_RAW_WHERE: Final = (
+# The points of the minutes being recomputed, of one project (NULL: every project not
+# sealed), and of one group of its series (``GROUP_ROWS``).
+_RAW_SCOPE: Final = (
     "{p}time >= %(lo)s AND {p}time < %(hi)s "
     "AND date_trunc('minute', {p}time) = ANY(%(minutes)s::timestamptz[]) "
     "AND ({p}project_id = %(project)s OR %(project)s::text IS NULL) "
     "AND NOT {p}project_id = ANY(%(sealed)s::text[])"
 )
+_RAW_WHERE: Final = _RAW_SCOPE + " AND {p}series_id %% %(groups)s = %(group)s"
+# Points (or 1-minute rows) read into memory at once, at most about: a busy minute is
+# split by series (series_id % groups), so the job's memory does not grow with ingest.
+GROUP_ROWS: Final = 200_000
+_RAW_COUNT: Final = f"SELECT count(*) FROM metric_points WHERE {_RAW_SCOPE.format(p='')}"
 
 _RAW_NUMBERS: Final = (
     "SELECT project_id, array_send(array_agg(series_id)), array_send(array_agg(time_unix_nano)), "
@@ -255,25 +264,38 @@ class _Interval:
 
 class MetricRollupJob:
     """Recomputes the marked minutes of ``metric_rollups_1m`` and the marked hours of
-    ``metric_rollups_1h``."""
+    ``metric_rollups_1h``.
+
+    The scheduler's connection (``run``'s) holds the job's lock and finds the work; each
+    recompute runs in a worker thread on a connection of the job's own: the rows are
+    built with numpy and Python, which would otherwise hold up the event loop that
+    serves ingest and queries (the writer and tiering do their heavy work in threads for
+    the same reason). A round's recomputes run one after another, on one connection.
+    """
 
     name = JOB_NAME
 
     def __init__(
         self,
+        conninfo: str,
         partitions: PartitionManager,
         *,
         interval: float = 15.0,
         delay: float = 60.0,
         chunks_per_round: int = 48,
+        group_rows: int = GROUP_ROWS,
+        connect_timeout: float = 10.0,
         on_round: Callable[[Round], None] | None = None,
     ) -> None:
         """``partitions`` makes the rollup tables' partitions (``ROLLUP_WIDTHS``) before
-        rows are written to them."""
+        rows are written to them; ``group_rows`` bounds what one read holds."""
         self.interval = interval
+        self._conninfo = conninfo
+        self._connect_kwargs = connection_kwargs("otlpd-metric-rollups", connect_timeout)
         self._partitions = partitions
         self._delay_ns = int(delay * 1e9)
         self._chunks = chunks_per_round
+        self._group_rows = group_rows
         self._on_round = on_round
         self.last = Round()  # what the last round did
         self.rounds = 0  # rounds this job ran
@@ -284,22 +306,34 @@ class MetricRollupJob:
         started = time.perf_counter()
         done = Round()
         await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
-        _register_dumpers(conn)
         horizon = datetime_from_ns(time.time_ns() - self._delay_ns)
         if await self._first_round(conn):
             await self._backfill(conn, horizon)
         cursor = await conn.execute(_DUE_MINUTES, {"horizon": horizon, "chunks": self._chunks})
         due = await cursor.fetchall()
-        for project, minutes in due:
-            recomputed, sealed = await self.recompute_minutes(conn, project, list(minutes))
-            done.minutes += recomputed
-            done.sealed += sealed
-        await conn.execute(_SAVE_HORIZON, {"name": JOB_NAME, "horizon": horizon})
-        cursor = await conn.execute(_DUE_HOURS, {"horizon": horizon, "chunks": self._chunks})
-        hours = await cursor.fetchall()
-        for project, hour in hours:
-            await self.recompute_hour(conn, project, hour)
-            done.hours += 1
+        opened: list[SyncConnection] = []
+
+        async def worker() -> SyncConnection:
+            if not opened:
+                opened.append(await asyncio.to_thread(self._connect))
+            return opened[0]
+
+        try:
+            for project, minutes in due:
+                recomputed, sealed = await asyncio.to_thread(
+                    self.recompute_minutes, await worker(), project, list(minutes)
+                )
+                done.minutes += recomputed
+                done.sealed += sealed
+            await conn.execute(_SAVE_HORIZON, {"name": JOB_NAME, "horizon": horizon})
+            cursor = await conn.execute(_DUE_HOURS, {"horizon": horizon, "chunks": self._chunks})
+            hours = await cursor.fetchall()
+            for project, hour in hours:
+                await asyncio.to_thread(self.recompute_hour, await worker(), project, hour)
+                done.hours += 1
+        finally:
+            for work in opened:
+                await asyncio.to_thread(work.close)
         done.more = len(due) >= self._chunks or len(hours) >= self._chunks
         done.seconds = time.perf_counter() - started
         self.last = done
@@ -307,16 +341,29 @@ class MetricRollupJob:
         if self._on_round is not None:
             self._on_round(done)
 
-    # --- 1-minute rows ---------------------------------------------------------------
+    def _connect(self) -> SyncConnection:
+        conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_kwargs)
+        conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+        # The writer's binary dumpers, by oid only: they serve this connection's COPY of
+        # rollup rows and leave its other parameters alone.
+        for dumper in (
+            NanosTimestamptzBinaryDumper,
+            Int8ArrayBinaryDumper,
+            Float8ArrayBinaryDumper,
+        ):
+            conn.adapters.register_dumper(None, dumper)
+        return conn
 
-    async def recompute_minutes(
-        self, conn: Connection, project: str | None, minutes: list[datetime]
+    # --- 1-minute rows (in a worker thread) --------------------------------------------
+
+    def recompute_minutes(
+        self, conn: SyncConnection, project: str | None, minutes: list[datetime]
     ) -> tuple[int, int]:
         """Rebuilds ``minutes`` (within one hour) of ``project`` (None: every project)
-        from the raw points; returns how many (project, minute)s were recomputed and how
-        many left alone because their raw points are cold."""
+        from the raw points, on ``conn`` (blocking); returns how many (project, minute)s
+        were recomputed and how many left alone because their raw points are cold."""
         lo, hi = min(minutes), max(minutes) + timedelta(minutes=1)
-        await self._ensure_partitions(TABLE_1M, lo, hi)
+        self._ensure_partitions(TABLE_1M, lo, hi)
         params: dict[str, Any] = {
             "project": project,
             "minutes": minutes,
@@ -324,20 +371,23 @@ class MetricRollupJob:
             "hi": hi,
             "times": minutes,
         }
-        async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            sealed = await _sealed(conn, "metric_points", project, lo, hi)
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            sealed = _sealed(conn, "metric_points", project, lo, hi)
             params["sealed"] = sealed
-            rows = await self._minute_rows(conn, params)
-            await conn.execute(sql.SQL(_DELETE_ROWS).format(table=sql.Identifier(TABLE_1M)), params)
-            await _copy_rows(conn, TABLE_1M, rows)
-            await conn.execute(
+            conn.execute(sql.SQL(_DELETE_ROWS).format(table=sql.Identifier(TABLE_1M)), params)
+            groups = _groups(conn, _RAW_COUNT, params, self._group_rows)
+            for group in range(groups):
+                rows = _minute_rows(conn, params | {"groups": groups, "group": group})
+                _copy_rows(conn, TABLE_1M, rows)
+            # A chunk of every project (None) did every project's marks of these minutes.
+            conn.execute(
                 "DELETE FROM metric_rollup_dirty WHERE minute = ANY(%(minutes)s::timestamptz[]) "
-                "AND project_id IS NOT DISTINCT FROM %(project)s",
+                "AND (project_id = %(project)s OR %(project)s::text IS NULL)",
                 params,
             )
             if project is None or project not in sealed:
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO metric_rollup_dirty_hours (project_id, hour) "
                     "VALUES (%(project)s, date_trunc('hour', %(lo)s::timestamptz))",
                     params,
@@ -351,75 +401,48 @@ class MetricRollupJob:
         count = 0 if project is not None and sealed else len(minutes)
         return count, len(minutes) * len(sealed)
 
-    async def _minute_rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        numbers: dict[str, list[tuple[Any, ...]]] = {}
-        for project, series_b, times_b, values_b in await _fetch(conn, _RAW_NUMBERS, params):
-            numbers.setdefault(project, []).append(
-                (binary_array(series_b), binary_array(times_b), binary_array(values_b))
-            )
-        number_rows = {
-            project: Numbers.of_samples(
-                *(np.concatenate([a[i] for a in arrays]) for i in range(3))
-            ).merged(MINUTE_NS)
-            for project, arrays in numbers.items()
-        }
-        buckets = _raw_buckets(await _fetch(conn, _RAW_BUCKETS, params), MINUTE_NS)
-        exponential = _raw_exponential(await _fetch(conn, _RAW_EXPONENTIAL, params), MINUTE_NS)
-        return assemble(number_rows, buckets, exponential)
+    # --- 1-hour rows (in a worker thread) ----------------------------------------------
 
-    # --- 1-hour rows -----------------------------------------------------------------
-
-    async def recompute_hour(self, conn: Connection, project: str | None, hour: datetime) -> None:
-        """Rebuilds ``hour`` of ``project`` (None: every project) from its 1-minute rows."""
+    def recompute_hour(self, conn: SyncConnection, project: str | None, hour: datetime) -> None:
+        """Rebuilds ``hour`` of ``project`` (None: every project) from its 1-minute rows,
+        on ``conn`` (blocking)."""
         lo, hi = hour, hour + timedelta(hours=1)
-        await self._ensure_partitions(TABLE_1H, lo, hi)
+        self._ensure_partitions(TABLE_1H, lo, hi)
         params: dict[str, Any] = {"project": project, "times": [hour], "hour": hour}
-        async with conn.transaction():
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            sealed = await _sealed(conn, TABLE_1M, project, lo, hi)
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            sealed = _sealed(conn, TABLE_1M, project, lo, hi)
             params["sealed"] = sealed
-            scope = RollupScope(
-                sql.SQL(
-                    "time >= %s AND time < %s AND (project_id = %s OR %s::text IS NULL) "
-                    "AND NOT project_id = ANY(%s::text[])"
-                ),
-                [lo, hi, project, project, sealed],
-                sql.SQL(f"series_id %% {_GROUPS}"),
+            where = (
+                "time >= %s AND time < %s AND (project_id = %s OR %s::text IS NULL) "
+                "AND NOT project_id = ANY(%s::text[])"
             )
-            fetched = [
-                await _fetch(conn, *rollup_statement(kind, TABLE_1M, scope))
-                for kind in ("numbers", "buckets", "exponential")
-            ]
-            number_rows = {
-                p: r.merged(HOUR_NS) for p, r in decode_rollup_numbers(fetched[0]).items()
-            }
-            buckets: dict[str, list[tuple[list[float], Buckets]]] = {}
-            for chain in decode_rollup_buckets(fetched[1]):
-                merged = chain.rows.merged(HOUR_NS)
-                buckets.setdefault(chain.project, []).append((chain.bounds, merged))
-            exponential = {
-                p: merge_exponential(r, HOUR_NS)
-                for p, r in decode_rollup_exponential(fetched[2]).items()
-            }
-            rows = assemble(number_rows, buckets, exponential)
-            await conn.execute(sql.SQL(_DELETE_ROWS).format(table=sql.Identifier(TABLE_1H)), params)
-            await _copy_rows(conn, TABLE_1H, rows)
-            await conn.execute(
+            where_params = [lo, hi, project, project, sealed]
+            conn.execute(sql.SQL(_DELETE_ROWS).format(table=sql.Identifier(TABLE_1H)), params)
+            counted = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                sql.Identifier(TABLE_1M), sql.SQL(where)
+            )
+            groups = _groups(conn, counted, where_params, self._group_rows)
+            for group in range(groups):
+                scope = RollupScope(
+                    sql.SQL(where + " AND series_id %% %s = %s"),
+                    [*where_params, groups, group],
+                    sql.SQL(f"series_id %% {_GROUPS}"),
+                )
+                _copy_rows(conn, TABLE_1H, _hour_rows(conn, scope))
+            conn.execute(
                 "DELETE FROM metric_rollup_dirty_hours WHERE hour = %(hour)s "
-                "AND project_id IS NOT DISTINCT FROM %(project)s",
+                "AND (project_id = %(project)s OR %(project)s::text IS NULL)",
                 params,
             )
 
-    # --- helpers ---------------------------------------------------------------------
-
-    async def _ensure_partitions(self, table: str, lo: datetime, hi: datetime) -> None:
+    def _ensure_partitions(self, table: str, lo: datetime, hi: datetime) -> None:
         """The partitions of ``table`` for ``[lo, hi)``, made on the manager's own
-        connection before the round's transaction (their creation takes the parent's lock)."""
+        connection before the recompute's transaction (their creation takes the parent's
+        lock)."""
         width = self._partitions.width_ns(table)
         first = ns_from_datetime(lo) // width * width
-        starts = range(first, ns_from_datetime(hi), width)
-        if self._partitions.unknown(table, starts):
-            await asyncio.to_thread(self._partitions.ensure, table, starts)
+        self._partitions.ensure(table, range(first, ns_from_datetime(hi), width))
 
     async def _first_round(self, conn: Connection) -> bool:
         cursor = await conn.execute(
@@ -456,36 +479,69 @@ class MetricRollupJob:
         )
 
 
-def _register_dumpers(conn: Connection) -> None:
-    """The writer's binary dumpers, by oid only: they serve this connection's COPY of
-    rollup rows and leave its other parameters alone."""
-    for dumper in (NanosTimestamptzBinaryDumper, Int8ArrayBinaryDumper, Float8ArrayBinaryDumper):
-        conn.adapters.register_dumper(None, dumper)
+def _fetch(conn: SyncConnection, query: Any, params: Any) -> list[Any]:
+    with conn.cursor(binary=True) as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
 
 
-async def _fetch(conn: Connection, query: Any, params: Any) -> list[Any]:
-    async with conn.cursor(binary=True) as cursor:
-        await cursor.execute(query, params)
-        return await cursor.fetchall()
-
-
-async def _sealed(
-    conn: Connection, signal: str, project: str | None, lo: datetime, hi: datetime
+def _sealed(
+    conn: SyncConnection, signal: str, project: str | None, lo: datetime, hi: datetime
 ) -> list[str]:
-    cursor = await conn.execute(_SEALED, {"signal": signal, "project": project, "lo": lo, "hi": hi})
-    return sorted(str(p) for (p,) in await cursor.fetchall())
+    rows = conn.execute(_SEALED, {"signal": signal, "project": project, "lo": lo, "hi": hi})
+    return sorted(str(p) for (p,) in rows.fetchall())
 
 
-async def _copy_rows(conn: Connection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+def _copy_rows(conn: SyncConnection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
     if not rows:
         return
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c, _ in COLUMNS)
     )
-    async with conn.cursor() as cursor, cursor.copy(statement) as copy:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
         copy.set_types([t for _, t in COLUMNS])
         for row in rows:
-            await copy.write_row(row)
+            copy.write_row(row)
+
+
+def _groups(conn: SyncConnection, count: Any, params: Any, group_rows: int) -> int:
+    """Into how many groups of series to split a read of ``count`` rows."""
+    row = conn.execute(count, params).fetchone()
+    return max(1, -(-int(row[0] if row else 0) // group_rows))
+
+
+def _hour_rows(conn: SyncConnection, scope: RollupScope) -> list[tuple[Any, ...]]:
+    """The 1-hour table rows of the 1-minute rows ``scope`` selects (one hour)."""
+    fetched = [
+        _fetch(conn, *rollup_statement(kind, TABLE_1M, scope))
+        for kind in ("numbers", "buckets", "exponential")
+    ]
+    number_rows = {p: r.merged(HOUR_NS) for p, r in decode_rollup_numbers(fetched[0]).items()}
+    buckets: dict[str, list[tuple[list[float], Buckets]]] = {}
+    for chain in decode_rollup_buckets(fetched[1]):
+        buckets.setdefault(chain.project, []).append((chain.bounds, chain.rows.merged(HOUR_NS)))
+    exponential = {
+        p: merge_exponential(r, HOUR_NS) for p, r in decode_rollup_exponential(fetched[2]).items()
+    }
+    return assemble(number_rows, buckets, exponential)
+
+
+def _minute_rows(conn: SyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The 1-minute table rows of the raw points ``params`` select."""
+    numbers: dict[str, list[tuple[Any, ...]]] = {}
+    for project, series_b, times_b, values_b in _fetch(conn, _RAW_NUMBERS, params):
+        numbers.setdefault(project, []).append(
+            (binary_array(series_b), binary_array(times_b), binary_array(values_b))
+        )
+    number_rows = {
+        project: Numbers.of_samples(
+            *(np.concatenate([a[i] for a in arrays]) for i in range(3))
+        ).merged(MINUTE_NS)
+        for project, arrays in numbers.items()
+    }
+    buckets = _raw_buckets(_fetch(conn, _RAW_BUCKETS, params), MINUTE_NS)
+    exponential = _raw_exponential(_fetch(conn, _RAW_EXPONENTIAL, params), MINUTE_NS)
+    return assemble(number_rows, buckets, exponential)
 
 
 # --- from raw points and rows to table rows ----------------------------------------------

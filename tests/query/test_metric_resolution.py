@@ -213,7 +213,7 @@ def test_seven_days_from_the_rollups_agree_with_the_points_then_outlive_them(
     # part of the range is read from the points.
     compare(servers, HOUR, pb.RESOLUTION_1H)
 
-    job = MetricRollupJob(PartitionManager(url), delay=0, chunks_per_round=1000)
+    job = MetricRollupJob(url, PartitionManager(url), delay=0, chunks_per_round=1000)
     assert asyncio.run(Scheduler(url, [job]).run_once(job))
     assert not job.last.more and job.last.hours >= 7 * 24
     # From 1-hour rows for the week, 1-minute rows for this hour, then the points.

@@ -107,7 +107,7 @@ def receiver(url: str) -> RunningOtlpd:
 
 
 def rollup_job(url: str) -> MetricRollupJob:
-    return MetricRollupJob(PartitionManager(url), delay=0, chunks_per_round=1000)
+    return MetricRollupJob(url, PartitionManager(url), delay=0, chunks_per_round=1000)
 
 
 async def run(url: str, job: MetricRollupJob) -> None:
@@ -356,6 +356,23 @@ async def test_late_points_re_roll_their_minute_and_hour(url: str) -> None:
     assert minutes > time.time_ns() - 60 * S and hours == time.time_ns() // HOUR * HOUR
 
 
+async def test_minutes_and_hours_read_in_groups_of_series_give_the_same_rows(url: str) -> None:
+    """A busy minute is read a group of series at a time (``group_rows``), to bound the
+    job's memory: every minute and hour recomputed that way is what it was."""
+    everything = "SELECT * FROM {} ORDER BY project_id, series_id, time, part"
+    before = [fetch(url, everything.format(t)) for t in ("metric_rollups_1m", "metric_rollups_1h")]
+    fetch(
+        url,
+        "INSERT INTO metric_rollup_dirty (project_id, minute) "
+        "SELECT DISTINCT NULL::text, date_trunc('minute', time) FROM metric_points RETURNING 1",
+    )
+    job = MetricRollupJob(url, PartitionManager(url), delay=0, chunks_per_round=1000, group_rows=5)
+    await run(url, job)
+    assert job.last.minutes >= 120 and job.last.hours >= 2
+    after = [fetch(url, everything.format(t)) for t in ("metric_rollups_1m", "metric_rollups_1h")]
+    assert after == before
+
+
 async def test_the_first_round_backfills_points_stored_before_the_rollups(
     database_url: str,
 ) -> None:
@@ -384,7 +401,9 @@ async def test_minutes_wait_for_the_delay(database_url: str) -> None:
         _send(server, [_gauge("cpu", [(T0 + 5 * S, 1.0, {}), (now, 2.0, {})])])
     finally:
         server.stop()
-    await run(database_url, MetricRollupJob(PartitionManager(database_url), delay=600))
+    await run(
+        database_url, MetricRollupJob(database_url, PartitionManager(database_url), delay=600)
+    )
     found = fetch(database_url, "SELECT time FROM metric_rollups_1m")
     assert [int(t.timestamp()) * S for (t,) in found] == [T0]  # now's minute waits
     assert fetch(database_url, "SELECT count(*) FROM metric_rollup_dirty") == [(1,)]

@@ -272,7 +272,7 @@ def database(shared_database: str) -> str:
             send_metrics(server.grpc_target, project)
     finally:
         server.stop()
-    job = MetricRollupJob(PartitionManager(shared_database), delay=0)
+    job = MetricRollupJob(shared_database, PartitionManager(shared_database), delay=0)
     assert asyncio.run(Scheduler(shared_database, [job]).run_once(job))
     assert job.last.minutes and job.last.hours
     return shared_database
