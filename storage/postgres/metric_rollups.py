@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -251,15 +251,6 @@ class Round:
     sealed: int = 0  # (project, minute)s left as they were: their raw points are cold
     more: bool = False  # the round stopped at its cap with marks left to do
     seconds: float = 0.0
-
-
-@dataclass(slots=True)
-class _Interval:
-    """What one series' interval gets: its number fields (COLUMNS[4:13]) and the fields
-    of each histogram layout (COLUMNS[13:]) with the time of its first point."""
-
-    numbers: tuple[Any, ...] | None = None
-    histograms: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
 
 
 class MetricRollupJob:
@@ -566,8 +557,11 @@ def _raw_buckets(
         series, times, starts, counts, bounds, delta = (
             np.concatenate([p[i] for p in parts]) for i in range(6)
         )
-        layouts, layout = np.unique(bounds, axis=0, return_inverse=True)
-        layout = layout.reshape(-1)
+        if (bounds == bounds[0]).all():  # nearly always: one layout
+            layouts, layout = bounds[:1], np.zeros(bounds.shape[0], dtype=np.int64)
+        else:
+            layouts, layout = np.unique(bounds, axis=0, return_inverse=True)
+            layout = layout.reshape(-1)
         for k, layout_bounds in enumerate(layouts):
             mine = layout == k
             rows = Buckets.of_points(
@@ -604,24 +598,34 @@ def _raw_exponential(fetched: Sequence[Any], width_ns: int) -> dict[str, list[Ex
     return {project: merge_exponential(rows, width_ns) for project, rows in points.items()}
 
 
-def _implied(stored: np.ndarray, implied: np.ndarray) -> list[int] | None:
-    """``stored`` as a list, or None when it equals what a reader would take in its place."""
-    if stored.shape == implied.shape and np.array_equal(stored, implied):
-        return None
-    return [int(v) for v in stored]
-
-
-def _bucket_fields(bounds: list[float], rows: Buckets, i: int) -> tuple[Any, ...]:
-    """COLUMNS[13:] of explicit-histogram row ``i``."""
-    increments, first, last = rows.increments[i], rows.first[i], rows.last[i]
-    if rows.delta[i]:
-        stored: tuple[Any, ...] = ([int(v) for v in increments], None, None)
-    else:
-        stored = (_implied(increments, last - first), _implied(first, last), [int(v) for v in last])
-    return (
-        int(rows.first_start[i]), int(rows.last_start[i]), bounds, *stored,
-        None, None, None, None, None, None, None, None, None, None, None, None, None,
-    )  # fmt: skip
+def _bucket_fields(bounds: list[float], rows: Buckets) -> list[tuple[Any, ...]]:
+    """COLUMNS[13:] of every explicit-histogram row; a state equal to what a reader takes
+    in its place is NULL (first counts equal to the last, increments equal to last minus
+    first), and a delta row has increments only. Compared and converted a matrix at a
+    time: per row, numpy's overhead would be most of the job's time."""
+    same_first = (rows.first == rows.last).all(axis=1)
+    same_increments = (rows.increments == rows.last - rows.first).all(axis=1)
+    increments, first, last = rows.increments.tolist(), rows.first.tolist(), rows.last.tolist()
+    exponential_none = (None,) * 13
+    out: list[tuple[Any, ...]] = []
+    for i, (delta, first_start, last_start) in enumerate(
+        zip(
+            rows.delta.tolist(),
+            rows.first_start.tolist(),
+            rows.last_start.tolist(),
+            strict=True,
+        )
+    ):
+        if delta:
+            stored: tuple[Any, ...] = (increments[i], None, None)
+        else:
+            stored = (
+                None if same_increments[i] else increments[i],
+                None if same_first[i] else first[i],
+                last[i],
+            )
+        out.append((first_start, last_start, bounds, *stored, *exponential_none))
+    return out
 
 
 def _exponential_fields(row: ExponentialRow) -> tuple[Any, ...]:
@@ -667,40 +671,52 @@ def assemble(
     """Table rows (``COLUMNS`` order) from merged rows of each kind: per project, series
     and interval, part 0 holds the numbers and the histogram layout whose first point
     came first, parts 1.. the other layouts in that order (samples 0, number columns null)."""
-    found: dict[tuple[str, int, int], _Interval] = {}
+    # Per (project, series, interval start): its number fields (COLUMNS[4:13]), and each
+    # histogram layout's fields (COLUMNS[13:]) with the time of its first point.
+    numbered: dict[tuple[str, int, int], tuple[Any, ...]] = {}
+    histograms: dict[tuple[str, int, int], list[tuple[int, tuple[Any, ...]]]] = {}
     for project, rows in numbers.items():
-        for i in range(len(rows)):
-            key = (project, int(rows.series[i]), int(rows.time[i]))
-            found.setdefault(key, _Interval()).numbers = (
-                int(rows.samples[i]), float(rows.total[i]), float(rows.low[i]),
-                float(rows.high[i]), int(rows.first_ns[i]), float(rows.first[i]),
-                int(rows.last_ns[i]), float(rows.last[i]), float(rows.increase[i]),
-            )  # fmt: skip
-    for project, layouts in buckets.items():
-        for bounds, hist in layouts:
-            for i in range(len(hist)):
-                key = (project, int(hist.chain[i]), int(hist.time[i]))
-                found.setdefault(key, _Interval()).histograms.append(
-                    (int(hist.first_ns[i]), _bucket_fields(bounds, hist, i))
-                )
+        columns = (
+            rows.samples, rows.total, rows.low, rows.high, rows.first_ns, rows.first,
+            rows.last_ns, rows.last, rows.increase,
+        )  # fmt: skip
+        for series, start, *number_fields in zip(
+            rows.series.tolist(), rows.time.tolist(), *(c.tolist() for c in columns), strict=True
+        ):
+            numbered[project, series, start] = tuple(number_fields)
+    for project, per_layout in buckets.items():
+        for bounds, hist in per_layout:
+            for series, start, first_ns, hist_fields in zip(
+                hist.chain.tolist(),
+                hist.time.tolist(),
+                hist.first_ns.tolist(),
+                _bucket_fields(bounds, hist),
+                strict=True,
+            ):
+                histograms.setdefault((project, series, start), []).append((first_ns, hist_fields))
     for project, exp_rows in exponential.items():
         for row in exp_rows:
-            key = (project, row.series, row.time)
-            found.setdefault(key, _Interval()).histograms.append(
+            histograms.setdefault((project, row.series, row.time), []).append(
                 (row.first_ns, _exponential_fields(row))
             )
     out: list[tuple[Any, ...]] = []
     no_numbers = (0, None, None, None, None, None, None, None, None)
     no_histogram = (None,) * (len(COLUMNS) - 13)
-    for (project, series, start), interval in found.items():
-        histograms = [h for _, h in sorted(interval.histograms, key=lambda h: h[0])]
+    for key in numbered.keys() | histograms.keys():
+        project, series, start = key
+        found = histograms.get(key, ())
+        parts = [fields for _, fields in (sorted(found, key=_first) if len(found) > 1 else found)]
         out.append(
-            (project, start, series, 0, *(interval.numbers or no_numbers),
-             *(histograms[0] if histograms else no_histogram))
+            (project, start, series, 0, *numbered.get(key, no_numbers),
+             *(parts[0] if parts else no_histogram))
         )  # fmt: skip
-        for part, histogram in enumerate(histograms[1:], start=1):
-            out.append((project, start, series, part, *no_numbers, *histogram))
+        for part, fields in enumerate(parts[1:], start=1):
+            out.append((project, start, series, part, *no_numbers, *fields))
     return out
+
+
+def _first(layout: tuple[int, tuple[Any, ...]]) -> int:
+    return layout[0]
 
 
 async def complete_until(conn: Connection, project: str) -> tuple[int, int]:

@@ -809,3 +809,23 @@ def test_a_commit_with_logs_notifies_listeners_of_its_rows(url: str) -> None:
             "SELECT count(*) FROM logs WHERE xmin = %s::text::xid", (str(payload["x"]),)
         ).fetchone()
         assert rows == (3,)
+
+
+def test_points_mark_the_minutes_the_metric_rollups_must_recompute() -> None:
+    """A batch of one project marks the minutes from its first point to its last; a
+    batch of several projects, or spread over more than ten minutes, each point's own."""
+    from storage.postgres.writer import _point_minutes
+
+    minute = 60 * 10**9
+    t0 = 29_000_000 * minute
+
+    def point(project: str, at: int) -> tuple[object, ...]:
+        return (project, at, *([None] * 26))
+
+    one = [point("a", t0 + 5), point("a", t0 + 2 * minute + 1), point("a", t0 + minute)]
+    assert _point_minutes([one]) == {("a", 29_000_000), ("a", 29_000_001), ("a", 29_000_002)}
+    mixed = [point("a", t0), point("b", t0 + 3 * minute)]
+    assert _point_minutes([mixed]) == {("a", 29_000_000), ("b", 29_000_003)}
+    spread = [point("a", t0), point("a", t0 + 600 * minute)]
+    assert _point_minutes([spread, one[:1]]) == {("a", 29_000_000), ("a", 29_000_600)}
+    assert _point_minutes([]) == set()
