@@ -418,7 +418,7 @@ class MetricRollupJob:
                 scope = RollupScope(
                     sql.SQL(where + " AND series_id %% %s = %s"),
                     [*where_params, groups, group],
-                    sql.SQL(f"series_id %% {_GROUPS}"),
+                    sql.SQL(f", series_id %% {_GROUPS}"),
                 )
                 _copy_rows(conn, TABLE_1H, _hour_rows(conn, scope))
             conn.execute(
