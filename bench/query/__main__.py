@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"dataset {args.database}: {ds.spans:,} spans, {ds.logs:,} logs, {ds.traces:,} traces, "
         f"{ds.sessions:,} sessions, {ds.series} histogram + {ds.series} counter series "
-        f"(1 point/min over 24 h); loaded in {ds.load_seconds:.0f}s; text index: {ds.text_index}"
+        f"(1 point/min over 24 h, 1-hour rollups over the {generate.ROLLUP_DAYS - 1} days "
+        f"before); loaded in {ds.load_seconds:.0f}s; text index: {ds.text_index}"
     )
     if args.load_only:
         return 0
@@ -82,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.start()
         waited = server.wait_rolled_up(ds.window_end_ns)
+        waited += server.wait_metric_rollups(ds.window_end_ns)
         _log(f"rollups complete after {waited:.0f}s")
         with ServerSampler(server.pid, server.grpc_port) as sampler:
             sampler.reset_peak()

@@ -16,7 +16,12 @@ be read back:
   spans and 200 logs per session); :data:`SESSION_1000` has exactly 1,000 records;
 * bodies are eight words of :func:`vocabulary` drawn with a skew (a few words are in
   most records, most are rare) plus, in about one record in 10,000, one of
-  :func:`rare_words`.
+  :func:`rare_words`;
+* the metric series have a point a minute over the day, and 1-hour rollups
+  (``metric_rollups_1h``) for the :data:`ROLLUP_DAYS` - 1 days before it, as the rollup
+  job would have left them had the series been running then (each restarting at the
+  start of the day of points); otlpd's rollup job makes the day's own rollups from its
+  points when it starts.
 
 The dataset is kept between runs (``DATABASE``) with a marker row saying what it holds,
 so re-running the timing part does not reload; ``fresh=True`` rebuilds it.
@@ -46,7 +51,7 @@ from storage.postgres.partitions import PartitionManager, datetime_from_ns
 DATABASE: Final = "otlpd_bench_query"
 PROJECT: Final = "default"
 # Bump when the shape of the data changes: a marker of another version means reload.
-VERSION: Final = 1
+VERSION: Final = 2  # 2: 1-hour metric rollups for the 29 days before the day of points
 
 SPANS_PER_TRACE: Final = 10
 TRACES_PER_SESSION: Final = 40  # of which half (t mod 4 < 2) carry the session
@@ -75,6 +80,8 @@ REQUESTS_PER_MINUTE: Final = 60  # per series, on average
 # Every tenth series restarts (a process restart) half-way: its cumulative counts fall to
 # zero, the case rate() and increase() must see as a reset.
 RESET_EVERY: Final = 10
+# Days of metric rollups QueryMetrics can read: the day of points and the days before it.
+ROLLUP_DAYS: Final = 30
 
 _HOUR_NS: Final = 3600 * 1_000_000_000
 _DAY_NS: Final = 24 * _HOUR_NS
@@ -320,6 +327,54 @@ SELECT %(project)s, {_POINT_TIME}, %(t0)s::bigint + (m + 1) * 60000000000, {_POI
 FROM bench_points
 """
 
+# 1-hour rollup rows of the days before the day of points, as the job would make them
+# from a point a minute: per series, hour and bucket a count of requests, summed over the
+# hours (cumulative, from the first of those days); in each hour the first point has
+# seen a sixtieth of the hour's increase, the last all of it. No reset inside an hour:
+# bucket_increments stays NULL (it is last minus first, docs/storage.md).
+_ROLLUP_HOURS: Final = """
+CREATE TEMP TABLE bench_rollups ON COMMIT DROP AS
+SELECT s, h, array_agg(last_c ORDER BY b) AS last_buckets,
+    array_agg(last_c - inc + (inc + 59) / 60 ORDER BY b) AS first_buckets,
+    sum(last_c)::bigint AS last_count, sum(last_c - inc + (inc + 59) / 60)::bigint AS first_count
+FROM (
+    SELECT s, h, b, inc, (sum(inc) OVER (PARTITION BY s, b ORDER BY h))::bigint AS last_c
+    FROM (
+        SELECT s, h, b,
+            round(60 * %(rate)s * (%(shares)s::float8[])[b] * (0.5 + random()))::bigint AS inc
+        FROM generate_series(0, %(series)s - 1) AS s, generate_series(0, %(hours)s - 1) AS h,
+            generate_series(1, %(buckets)s) AS b
+    ) AS increments
+) AS cumulative
+GROUP BY s, h
+"""
+_ROLLUP_TIME = (
+    "'epoch'::timestamptz + ((%(r0)s::bigint + h * 3600000000000) / 1000)"
+    " * interval '1 microsecond'"
+)
+# The moments of the hour's sixty points, whose count rises evenly from first to last.
+_ROLLUP_NUMBERS = (
+    "60, 30 * (first_count + last_count)::float8, first_count, last_count, "
+    "%(r0)s::bigint + h * 3600000000000 + 30000000000, first_count, "
+    "%(r0)s::bigint + h * 3600000000000 + 3570000000000, last_count, "
+    "(last_count - first_count)::float8"
+)
+_HISTOGRAM_ROLLUPS: Final = f"""
+INSERT INTO metric_rollups_1h (project_id, time, series_id, part, samples, sum, min, max,
+    first_time_unix_nano, first_value, last_time_unix_nano, last_value, increase,
+    first_start_time_unix_nano, last_start_time_unix_nano, explicit_bounds,
+    bucket_increments, first_bucket_counts, last_bucket_counts)
+SELECT %(project)s, {_ROLLUP_TIME}, %(id0)s + s, 0, {_ROLLUP_NUMBERS}, %(r0)s, %(r0)s,
+    %(bounds)s::float8[], NULL, first_buckets, last_buckets
+FROM bench_rollups
+"""
+_COUNTER_ROLLUPS: Final = f"""
+INSERT INTO metric_rollups_1h (project_id, time, series_id, part, samples, sum, min, max,
+    first_time_unix_nano, first_value, last_time_unix_nano, last_value, increase)
+SELECT %(project)s, {_ROLLUP_TIME}, %(id0)s + s, 0, {_ROLLUP_NUMBERS}
+FROM bench_rollups
+"""
+
 _MARKER: Final = """
 CREATE TABLE IF NOT EXISTS bench_query_dataset (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
@@ -486,6 +541,16 @@ def _load_metrics(conn: psycopg.Connection[Any], ds: Dataset, common: dict[str, 
         conn.execute(_INCREMENTS, params)
         conn.execute(_HISTOGRAM_POINTS, params | {"id0": 1})
         conn.execute(_COUNTER_POINTS, params | {"id0": 1_000_001})
+    days = ROLLUP_DAYS - 1
+    rollups = params | {
+        "hours": days * 24,
+        # Whole hours, up to the hour the points begin in (the job rolls up that one).
+        "r0": ds.window_start_ns // _HOUR_NS * _HOUR_NS - days * _DAY_NS,
+    }
+    with conn.transaction():
+        conn.execute(_ROLLUP_HOURS, rollups)
+        conn.execute(_HISTOGRAM_ROLLUPS, rollups | {"id0": 1})
+        conn.execute(_COUNTER_ROLLUPS, rollups | {"id0": 1_000_001})
 
 
 def _text_index(url: str) -> str:
@@ -558,7 +623,11 @@ def ensure_dataset(
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     migrate(url)
     ds = _plan(scale, series, time.time_ns() if ends_ns is None else ends_ns)
-    PartitionManager(url).maintain(ds.window_end_ns, past_ns=_DAY_NS + _HOUR_NS)
+    partitions = PartitionManager(url)
+    partitions.maintain(ds.window_end_ns, past_ns=_DAY_NS + _HOUR_NS)
+    week = partitions.width_ns("metric_rollups_1h")
+    first_week = (ds.window_start_ns - ROLLUP_DAYS * _DAY_NS) // week * week
+    partitions.ensure("metric_rollups_1h", range(first_week, ds.window_end_ns, week))
     common = _common(ds)
     first, last = datetime_from_ns(ds.window_start_ns), datetime_from_ns(ds.window_end_ns)
     spans = ds.traces * SPANS_PER_TRACE

@@ -104,6 +104,7 @@ def cases(ds: Dataset) -> list[Case]:
     end, start = ds.window_end_ns, ds.window_start_ns
     hour = (timestamp(end - _HOUR_NS), timestamp(end))
     day = (timestamp(start), timestamp(end))
+    month = (timestamp(end - generate.ROLLUP_DAYS * 24 * _HOUR_NS), timestamp(end))
     word = words(ds)
     # The newest million log records (the dataset spreads its records evenly over the day).
     patterns_window = (
@@ -206,6 +207,42 @@ def cases(ds: Dataset) -> list[Case]:
             ),
             f"p95 from the buckets of {ds.series} histogram series, 1,440 steps",
             300,
+            size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
+        ),
+        Case(
+            "QueryMetrics histogram p95 30d 1h",
+            "QueryMetrics",
+            lambda rng: pb.QueryMetricsRequest(
+                queries=[
+                    pb.MetricQuery(
+                        metric_name=generate.HISTOGRAM_METRIC,
+                        start_time=month[0],
+                        end_time=month[1],
+                        step=duration(_HOUR_NS),
+                        aggregation=pb.AGGREGATION_P95,
+                    )
+                ]
+            ),
+            f"p95 of {ds.series} histogram series over 30 days, 720 steps, from 1-hour rollups",
+            500,
+            size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
+        ),
+        Case(
+            "QueryMetrics counter rate 30d 1h",
+            "QueryMetrics",
+            lambda rng: pb.QueryMetricsRequest(
+                queries=[
+                    pb.MetricQuery(
+                        metric_name=generate.COUNTER_METRIC,
+                        start_time=month[0],
+                        end_time=month[1],
+                        step=duration(_HOUR_NS),
+                        aggregation=pb.AGGREGATION_RATE,
+                    )
+                ]
+            ),
+            f"rate of {ds.series} counter series over 30 days, 720 steps each, from 1-hour rollups",
+            500,
             size=lambda a: sum(len(s.samples) for r in a.results for s in r.series),
         ),
         Case(

@@ -113,6 +113,36 @@ class QueryServer:
                 time.sleep(1.0)
         raise TargetError(f"the rollups were not complete after {timeout:g}s")
 
+    def wait_metric_rollups(self, until_ns: int, timeout: float = 600.0) -> float:
+        """Waits until the metric rollup job has rolled up every point before ``until_ns``
+        (its first round backfills the day of points, loaded by INSERT): every minute, and
+        every hour but the one ``until_ns`` is in, which is rolled up once it has ended;
+        returns the seconds waited."""
+        import psycopg
+
+        hour = until_ns // (3600 * 10**9) * 3600
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self._process.check_alive()
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT (SELECT extract(epoch FROM horizon) FROM metric_rollup_state "
+                    "WHERE name = 'metric_rollups'), "
+                    "(SELECT count(*) FROM metric_rollup_dirty), "
+                    "(SELECT count(*) FROM metric_rollup_dirty_hours "
+                    " WHERE hour < to_timestamp(%s))",
+                    (hour,),
+                ).fetchone()
+            done = row is not None and row[0] is not None and not row[1] and not row[2]
+            if done and row is not None and float(row[0]) * 1e9 >= until_ns:
+                # Statistics for the partitions the job has just filled, as autovacuum
+                # would gather them soon after: the timing is not of a table never analyzed.
+                with psycopg.connect(self.database_url, autocommit=True) as conn:
+                    conn.execute("ANALYZE metric_rollups_1m, metric_rollups_1h")
+                return time.monotonic() - started
+            time.sleep(1.0)
+        raise TargetError(f"the metric rollups were not complete after {timeout:g}s")
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; warns on a bad exit code."""
         code = self._process.terminate()

@@ -99,6 +99,29 @@ def test_the_generator_stores_what_the_dataset_describes(database_url: str) -> N
     )
     assert drops == 1  # series 0 only, once
     assert _one(url, "SELECT array_length(bucket_counts, 1) FROM metric_points LIMIT 1") == 13
+    # And 1-hour rollups for the 29 days before the day of points, cumulative: every
+    # hour's first counts at or above the hour before's last (no reset inside the month).
+    hours = (generate.ROLLUP_DAYS - 1) * 24
+    assert _one(url, "SELECT count(*) FROM metric_rollups_1h") == 2 * 3 * hours
+    hour = 3600 * 10**9
+    last_hour = ds.window_start_ns // hour * hour - hour
+    assert _one(url, "SELECT extract(epoch FROM max(time))::bigint FROM metric_rollups_1h") == (
+        last_hour // 10**9
+    )
+    assert (
+        _one(url, "SELECT count(*) FROM metric_rollups_1h WHERE date_trunc('hour', time) <> time")
+        == 0
+    )
+    assert (
+        _one(
+            url,
+            "SELECT count(*) FROM (SELECT first_bucket_counts AS f, lag(last_bucket_counts)"
+            " OVER (PARTITION BY series_id ORDER BY time) AS p FROM metric_rollups_1h"
+            " WHERE last_bucket_counts IS NOT NULL) x"
+            " WHERE p IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(f, p) u(a, b) WHERE a < b)",
+        )
+        == 0
+    )
 
     # Reused, not reloaded, when asked again for the same scale.
     loaded_at = _one(url, "SELECT loaded_at FROM bench_query_dataset")
