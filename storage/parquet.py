@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import psycopg
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
@@ -107,10 +108,27 @@ class Column:
     type: pa.DataType
     nullable: bool
     select: str  # SQL over t (the partition) and r (the resource or metric series)
+    # What a fetched value becomes in the file, when PostgreSQL stores it otherwise.
+    convert: Callable[[Any], Any] | None = None
 
 
-def _c(name: str, type_: pa.DataType, select: str | None = None, *, null: bool = True) -> Column:
-    return Column(name, type_, null, select or f"t.{name}")
+def _c(
+    name: str,
+    type_: pa.DataType,
+    select: str | None = None,
+    *,
+    null: bool = True,
+    convert: Callable[[Any], Any] | None = None,
+) -> Column:
+    return Column(name, type_, null, select or f"t.{name}", convert)
+
+
+def _packed_counts(value: bytes | None) -> list[int] | None:
+    """Bucket counts stored packed in the rollup tables (8-byte big-endian, 0009)."""
+    if value is None:
+        return None
+    counts: list[int] = np.frombuffer(value, dtype=">i8").tolist()
+    return counts
 
 
 # Columns every signal takes from the row's scope (stored on the row for spans and logs).
@@ -244,9 +262,9 @@ _ROLLUPS: Final = (
     _c("first_start_time_unix_nano", pa.int64()),
     _c("last_start_time_unix_nano", pa.int64()),
     _c("explicit_bounds", pa.list_(pa.float64())),
-    _c("bucket_increments", pa.list_(pa.int64())),
-    _c("first_bucket_counts", pa.list_(pa.int64())),
-    _c("last_bucket_counts", pa.list_(pa.int64())),
+    _c("bucket_increments", pa.list_(pa.int64()), convert=_packed_counts),
+    _c("first_bucket_counts", pa.list_(pa.int64()), convert=_packed_counts),
+    _c("last_bucket_counts", pa.list_(pa.int64()), convert=_packed_counts),
     _c("scale", pa.int32()),
     _c("zero_threshold", pa.float64()),
     _c("positive_offset", pa.int32()),
@@ -552,7 +570,10 @@ def _write(
             if fetched and pace is not None:
                 pace(len(fetched))
             if fetched:
-                columns = list(zip(*fetched, strict=True))
+                columns: list[Any] = list(zip(*fetched, strict=True))
+                for i, column in enumerate(layout.columns):
+                    if column.convert is not None:
+                        columns[i] = [column.convert(v) for v in columns[i]]
                 times = columns[time_at]
                 low, high = min(times), max(times)
                 min_ns, max_ns = (low, high) if not rows else (min(min_ns, low), max(max_ns, high))

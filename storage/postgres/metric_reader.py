@@ -350,6 +350,8 @@ ROLLUP_TABLES: Final = {60 * 10**9: "metric_rollups_1m", 3600 * 10**9: "metric_r
 # Columns travel packed into a few 2-D arrays, so that PostgreSQL keeps four aggregate
 # states per group instead of eleven (thirteen for buckets): with one per column, a day of
 # 100 series' 1-minute rows overflowed the hash aggregate's memory and spilled to disk.
+# Bucket counts are stored as packed bytea (0009) and concatenated by string_agg, which
+# skips NULLs: the rows that have a state are told by a flag.
 _ROLLUP_NUMBERS: Final = (
     "SELECT project_id, array_send(array_agg(series_id)), array_send(array_agg(time)), "
     "array_send(array_agg(ARRAY[samples, first_time_unix_nano, last_time_unix_nano])), "
@@ -364,9 +366,8 @@ _ROLLUP_BUCKETS: Final = (
     "coalesce(first_start_time_unix_nano, 0), coalesce(last_start_time_unix_nano, 0), "
     "(last_bucket_counts IS NULL)::int, (first_bucket_counts IS NOT NULL)::int, "
     "(bucket_increments IS NOT NULL)::int])), "
-    "array_send(array_agg(last_bucket_counts) FILTER (WHERE last_bucket_counts IS NOT NULL)), "
-    "array_send(array_agg(first_bucket_counts) FILTER (WHERE first_bucket_counts IS NOT NULL)), "
-    "array_send(array_agg(bucket_increments) FILTER (WHERE bucket_increments IS NOT NULL)) "
+    "string_agg(last_bucket_counts, ''::bytea), string_agg(first_bucket_counts, ''::bytea), "
+    "string_agg(bucket_increments, ''::bytea) "
     "FROM {table} WHERE {where} AND explicit_bounds IS NOT NULL "
     "GROUP BY project_id, explicit_bounds{group}"
 )
@@ -445,6 +446,13 @@ def _sorted_numbers(rows: Numbers) -> Numbers:
     return rows.take(np.lexsort((rows.time, rows.series)))
 
 
+def packed_counts(data: bytes | None, width: int) -> np.ndarray:
+    """Bucket counts stored packed (8-byte big-endian integers, 0009), ``width`` a row."""
+    if not data:
+        return np.empty((0, width), dtype=np.int64)
+    return np.frombuffer(data, dtype=">i8").astype(np.int64).reshape(-1, width)
+
+
 class ChainBuckets(NamedTuple):
     """Explicit-histogram rollup rows of one project and bucket layout; the chain of a
     row is its series."""
@@ -464,11 +472,11 @@ def decode_rollup_buckets(rows: Sequence[Any]) -> list[ChainBuckets]:
         ints = binary_array(ints_b).reshape(-1, 6)
         delta, has_first, has_increments = (ints[:, k].astype(bool) for k in (3, 4, 5))
         last = np.zeros((n, width), dtype=np.int64)
-        last[~delta] = binary_array(last_b).reshape(-1, width)
+        last[~delta] = packed_counts(last_b, width)
         first = last.copy()
-        first[has_first] = binary_array(first_b).reshape(-1, width)
+        first[has_first] = packed_counts(first_b, width)
         increments = last - first
-        increments[has_increments] = binary_array(increments_b).reshape(-1, width)
+        increments[has_increments] = packed_counts(increments_b, width)
         chunk = Buckets(
             series,
             binary_array(times_b),

@@ -46,6 +46,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg.types.string import BytesBinaryDumper
 
 from storage.postgres.connect import connection_kwargs
 from storage.postgres.metric_reader import (
@@ -106,9 +107,9 @@ COLUMNS: Final = (
     ("first_start_time_unix_nano", "int8"),
     ("last_start_time_unix_nano", "int8"),
     ("explicit_bounds", "float8[]"),
-    ("bucket_increments", "int8[]"),
-    ("first_bucket_counts", "int8[]"),
-    ("last_bucket_counts", "int8[]"),
+    ("bucket_increments", "bytea"),  # counts as 8-byte big-endian integers (0009)
+    ("first_bucket_counts", "bytea"),
+    ("last_bucket_counts", "bytea"),
     ("scale", "int4"),
     ("zero_threshold", "float8"),
     ("positive_offset", "int4"),
@@ -235,6 +236,13 @@ _RAW_EXPONENTIAL: Final = (
     "ORDER BY p.project_id, p.series_id, p.time_unix_nano"
 )
 
+_CLUSTER_MINUTES: Final = (
+    "WITH gone AS (DELETE FROM metric_rollups_1m WHERE time >= %(lo)s AND time < %(hi)s "
+    "AND (project_id = %(project)s OR %(project)s::text IS NULL) "
+    "AND NOT project_id = ANY(%(sealed)s::text[]) RETURNING *) "
+    "INSERT INTO metric_rollups_1m SELECT * FROM gone ORDER BY project_id, series_id, time, part"
+)
+
 _DELETE_ROWS: Final = (
     "DELETE FROM {table} WHERE time = ANY(%(times)s::timestamptz[]) "
     "AND (project_id = %(project)s OR %(project)s::text IS NULL) "
@@ -341,6 +349,7 @@ class MetricRollupJob:
             NanosTimestamptzBinaryDumper,
             Int8ArrayBinaryDumper,
             Float8ArrayBinaryDumper,
+            BytesBinaryDumper,
         ):
             conn.adapters.register_dumper(None, dumper)
         return conn
@@ -421,6 +430,11 @@ class MetricRollupJob:
                     sql.SQL(f", series_id %% {_GROUPS}"),
                 )
                 _copy_rows(conn, TABLE_1H, _hour_rows(conn, scope))
+            # The hour's 1-minute rows were written a minute at a time, every series' row
+            # of a minute together: a query of a few series over a day visited a heap
+            # page per row. Written again in series order, a series' hour is a page or
+            # two (docs/benchmarks.md).
+            conn.execute(_CLUSTER_MINUTES, params | {"lo": lo, "hi": hi})
             conn.execute(
                 "DELETE FROM metric_rollup_dirty_hours WHERE hour = %(hour)s "
                 "AND (project_id = %(project)s OR %(project)s::text IS NULL)",
@@ -605,7 +619,10 @@ def _bucket_fields(bounds: list[float], rows: Buckets) -> list[tuple[Any, ...]]:
     time: per row, numpy's overhead would be most of the job's time."""
     same_first = (rows.first == rows.last).all(axis=1)
     same_increments = (rows.increments == rows.last - rows.first).all(axis=1)
-    increments, first, last = rows.increments.tolist(), rows.first.tolist(), rows.last.tolist()
+    width = rows.first.shape[1] * 8
+    increments, first, last = (
+        _packed(m.astype(">i8").tobytes(), width) for m in (rows.increments, rows.first, rows.last)
+    )
     exponential_none = (None,) * 13
     out: list[tuple[Any, ...]] = []
     for i, (delta, first_start, last_start) in enumerate(
@@ -626,6 +643,11 @@ def _bucket_fields(bounds: list[float], rows: Buckets) -> list[tuple[Any, ...]]:
             )
         out.append((first_start, last_start, bounds, *stored, *exponential_none))
     return out
+
+
+def _packed(data: bytes, width: int) -> list[bytes]:
+    """Each row of a matrix's bytes (``width`` bytes a row) as a bytea value."""
+    return [data[i : i + width] for i in range(0, len(data), width)]
 
 
 def _exponential_fields(row: ExponentialRow) -> tuple[Any, ...]:

@@ -153,6 +153,10 @@ def rows_of(url: str, table: str, series: int) -> dict[tuple[int, int], dict[str
         )
         names = [c.name for c in cursor.description or []]
         found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    for row in found:  # explicit bucket counts are stored packed: 8 bytes each, big-endian
+        for name in ("bucket_increments", "first_bucket_counts", "last_bucket_counts"):
+            if row[name] is not None:
+                row[name] = np.frombuffer(row[name], dtype=">i8").tolist()
     return {(int(r["time"].timestamp()) * S, r["part"]): r for r in found}
 
 

@@ -14,6 +14,11 @@
 -- * A histogram state that equals what it stands in for is stored as NULL: first counts
 --   equal to the last (a one-point row), increments equal to last minus first (no reset
 --   inside the row). A delta series stores increments only.
+-- * Explicit-histogram bucket counts are bytea: each count as 8 bytes, big-endian (what
+--   int8send gives). A query reads a day of 100 series' rows, 1.9M counts: string_agg
+--   of bytea moves them 2-3 times faster than array_agg/array_send of bigint[], which
+--   call a send function per element (measured: 36-56 ms against 118-132 ms for 72,000
+--   rows of 13 counts). The Parquet files have them as lists of int64.
 -- * 1-minute rows are recomputed from the raw points of the minutes writers mark in
 --   metric_rollup_dirty (in the transaction of the points), the way 0005 keeps the RED
 --   rollups; 1-hour rows from the 1-minute rows of the hours the job marks in
@@ -41,9 +46,9 @@ CREATE TABLE metric_rollups_1m (
     first_start_time_unix_nano bigint,
     last_start_time_unix_nano bigint,
     explicit_bounds double precision[],
-    bucket_increments bigint[],
-    first_bucket_counts bigint[],
-    last_bucket_counts bigint[],
+    bucket_increments bytea,
+    first_bucket_counts bytea,
+    last_bucket_counts bytea,
     scale integer,
     zero_threshold double precision,
     positive_offset integer,
@@ -65,6 +70,8 @@ COMMENT ON TABLE metric_rollups_1m IS
 COMMENT ON COLUMN metric_rollups_1m.time IS 'Start of the interval.';
 COMMENT ON COLUMN metric_rollups_1m.samples IS
     'Points with a value (a histogram''s: its count); 0 on parts > 0, whose number columns are null.';
+COMMENT ON COLUMN metric_rollups_1m.last_bucket_counts IS
+    'Explicit histogram: the last point''s bucket counts, 8 bytes each, big-endian.';
 COMMENT ON COLUMN metric_rollups_1m.increase IS
     'Counter increase between the samples inside the row: a drop is a reset that adds the value after it.';
 
@@ -87,9 +94,9 @@ CREATE TABLE metric_rollups_1h (
     first_start_time_unix_nano bigint,
     last_start_time_unix_nano bigint,
     explicit_bounds double precision[],
-    bucket_increments bigint[],
-    first_bucket_counts bigint[],
-    last_bucket_counts bigint[],
+    bucket_increments bytea,
+    first_bucket_counts bytea,
+    last_bucket_counts bytea,
     scale integer,
     zero_threshold double precision,
     positive_offset integer,
