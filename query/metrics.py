@@ -374,9 +374,19 @@ class MetricQueries:
             ids = [s.series_id for s in series]
             if source is not None:
                 delta = {s.series_id for s in series if s.temporality == _DELTA}
-                reads = _row_reads(call.project, plan, kind, ids, delta=delta, source=source)
-                parts.append([[statement for statement, _ in reads]])
-                finishers.append(_rows_finisher([decode for _, decode in reads]))
+                # As for the raw points: many series' buckets are read in two halves, on
+                # two connections at once, so PostgreSQL aggregates on two cores.
+                halves = [ids]
+                if plan.aggregation in _QUANTILES and len(ids) >= SPLIT_MIN_SERIES:
+                    halves = [ids[0::2], ids[1::2]]
+                decoders: list[Callable[[list[Any]], _Rows]] = []
+                query_parts = []
+                for half in halves:
+                    reads = _row_reads(call.project, plan, kind, half, delta=delta, source=source)
+                    query_parts.append([statement for statement, _ in reads])
+                    decoders += [decode for _, decode in reads]
+                parts.append(query_parts)
+                finishers.append(_rows_finisher(decoders))
             else:
                 raw_parts, finish = _raw_reads(call, plan, kind, ids)
                 parts.append(raw_parts)
