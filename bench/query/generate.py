@@ -331,11 +331,13 @@ FROM bench_points
 # from a point a minute: per series, hour and bucket a count of requests, summed over the
 # hours (cumulative, from the first of those days); in each hour the first point has
 # seen a sixtieth of the hour's increase, the last all of it. No reset inside an hour:
-# bucket_increments stays NULL (it is last minus first, docs/storage.md).
+# bucket_increments stays NULL (it is last minus first, docs/storage.md). Counts are
+# packed bytea (0009), and the rows are stored hour by hour, every series' row of an
+# hour together, as the job writes them (a series' rows are not side by side).
 _ROLLUP_HOURS: Final = """
 CREATE TEMP TABLE bench_rollups ON COMMIT DROP AS
-SELECT s, h, array_agg(last_c ORDER BY b) AS last_buckets,
-    array_agg(last_c - inc + (inc + 59) / 60 ORDER BY b) AS first_buckets,
+SELECT s, h, string_agg(int8send(last_c), ''::bytea ORDER BY b) AS last_buckets,
+    string_agg(int8send(last_c - inc + (inc + 59) / 60), ''::bytea ORDER BY b) AS first_buckets,
     sum(last_c)::bigint AS last_count, sum(last_c - inc + (inc + 59) / 60)::bigint AS first_count
 FROM (
     SELECT s, h, b, inc, (sum(inc) OVER (PARTITION BY s, b ORDER BY h))::bigint AS last_c
@@ -366,13 +368,13 @@ INSERT INTO metric_rollups_1h (project_id, time, series_id, part, samples, sum, 
     bucket_increments, first_bucket_counts, last_bucket_counts)
 SELECT %(project)s, {_ROLLUP_TIME}, %(id0)s + s, 0, {_ROLLUP_NUMBERS}, %(r0)s, %(r0)s,
     %(bounds)s::float8[], NULL, first_buckets, last_buckets
-FROM bench_rollups
+FROM bench_rollups ORDER BY h, s
 """
 _COUNTER_ROLLUPS: Final = f"""
 INSERT INTO metric_rollups_1h (project_id, time, series_id, part, samples, sum, min, max,
     first_time_unix_nano, first_value, last_time_unix_nano, last_value, increase)
 SELECT %(project)s, {_ROLLUP_TIME}, %(id0)s + s, 0, {_ROLLUP_NUMBERS}
-FROM bench_rollups
+FROM bench_rollups ORDER BY h, s
 """
 
 _MARKER: Final = """
