@@ -462,3 +462,54 @@ async def test_tiering_of_points_waits_for_their_rollups(
         fetch(database_url, "SELECT time, samples, sum FROM metric_rollups_1m ORDER BY time")
         == before
     )
+
+
+def test_otlpd_serve_keeps_the_rollups_and_counts_them(database_url: str) -> None:
+    """The job as otlpd serve runs it: on the scheduler, its rounds in the metrics."""
+    server = start_otlpd_thread(
+        database_url, accept_past="4h", rollup_delay="0", rollup_interval="0.2", max_loop_lag="10s"
+    )
+    try:
+        _send(server, [_gauge("cpu", [(T0 + k * 15 * S, float(k), {}) for k in range(8)])])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = fetch(database_url, "SELECT count(*) FROM metric_rollups_1h")[0][0]
+            if done and server.metric("otlpd_metric_rollup_hours_total"):
+                break
+            time.sleep(0.2)
+        assert fetch(database_url, "SELECT samples, sum FROM metric_rollups_1h") == [(8, 28.0)]
+        assert server.metric("otlpd_metric_rollup_minutes_total") >= 2
+        assert server.metric("otlpd_metric_rollup_round_seconds_count") >= 1
+        assert server.metric("otlpd_job_runs_total", {"job": "metric_rollups", "outcome": "ok"})
+    finally:
+        server.stop()
+
+
+def test_otlpd_tier_once_rolls_points_up_before_it_tiers_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    """One full pass: the rollups of points past their hot retention, then the points go."""
+    from tests.test_main import base_env, run_otlpd
+
+    server = receiver(database_url)
+    try:
+        _send(server, [_gauge("cpu", [(T0 + k * 15 * S, float(k), {}) for k in range(8)])])
+    finally:
+        server.stop()
+    cold = tmp_path / "cold"
+    env = base_env(
+        OTLPD_DATABASE_URL=database_url,
+        OTLPD_COLD_URL=cold.as_uri(),
+        OTLPD_ACCEPT_PAST="4h",
+        OTLPD_ROLLUP_DELAY="0",
+    )
+    done = run_otlpd(["tier", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    assert fetch(database_url, "SELECT samples, sum FROM metric_rollups_1h") == [(8, 28.0)]
+    objects = list(open_store(cold.as_uri()).list("metric_points/"))
+    assert len(objects) == 1
+    assert fetch(
+        database_url,
+        "SELECT count(*) FROM metric_points WHERE time < %s",
+        datetime_from_ns(T0 + HOUR),
+    ) == [(0,)]
