@@ -513,3 +513,41 @@ def test_otlpd_tier_once_rolls_points_up_before_it_tiers_them(
         "SELECT count(*) FROM metric_points WHERE time < %s",
         datetime_from_ns(T0 + HOUR),
     ) == [(0,)]
+
+
+async def test_rollups_past_their_retention_are_tiered_like_points(
+    database_url: str, store: Callable[[], Any]
+) -> None:
+    """A day of 1-minute rows past OTLPD_ROLLUP_RETENTION_1M goes to Parquet under the
+    documented key, read back with plain pyarrow, once the hours made from it are final."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    day = (time.time_ns() - 50 * HOUR) // (24 * HOUR) * (24 * HOUR)
+    at = day + 13 * HOUR
+    server = start_otlpd_thread(
+        database_url, scheduler="false", accept_past="3d", max_loop_lag="10s"
+    )
+    try:
+        _send(server, [_gauge("cpu", [(at + k * 20 * S, float(k), {}) for k in range(9)])])
+    finally:
+        server.stop()
+    tier = TierJob(
+        database_url,
+        store,
+        {"metric_rollups_1m": 3600.0, "metric_rollups_1h": 400 * 86400.0},
+        final_until=final_until,
+    )
+    await run(database_url, rollup_job(database_url))
+    assert await Scheduler(database_url, [tier]).run_once(tier)
+    assert tier.last.partitions == 1 and tier.last.rows == 3  # three minutes of points
+    name = f"metric_rollups_1m_p{datetime_from_ns(day):%Y%m%d}t0000"
+    date = f"{datetime_from_ns(day):%Y-%m-%d}"
+    key = f"metric_rollups_1m/project=default/date={date}/hour=00/{name}-0.parquet"
+    table = pq.read_table(io.BytesIO(tier.store().get(key)))
+    assert sorted(table.column("samples").to_pylist()) == [3, 3, 3]
+    assert table.column("metric_name").to_pylist() == ["cpu"] * 3
+    assert not fetch(database_url, "SELECT to_regclass(%s)", name)[0][0]
+    # The hour they made stays hot (400 days).
+    assert fetch(database_url, "SELECT samples FROM metric_rollups_1h") == [(9,)]
