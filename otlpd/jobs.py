@@ -27,10 +27,10 @@ from alerting.notify import NotificationSender, SenderSettings, Smtp
 from otlpd.config import Config
 from otlpd.instruments import Instruments
 from otlpd.scheduler import Job, Scheduler
-from storage.postgres.prune import PruneJob
-from storage.postgres.reading import ReadPool
 from storage.postgres.metric_rollups import MetricRollupJob, Round, final_until
 from storage.postgres.partitions import PartitionManager
+from storage.postgres.prune import PruneJob
+from storage.postgres.reading import ReadPool
 from storage.postgres.rollups import SpanRollupJob
 from storage.postgres.text_index import TextIndexJob
 

@@ -59,12 +59,17 @@ between their COPY and their commit are covered by the argument as they are. A p
 whose bound is not a time range (a default or MAXVALUE partition made by hand) could
 hold any record: then the rows it refers to are not pruned at all.
 
+The metric rollups (0009) refer to ``metric_series`` as the points do, and are
+partitioned by time like them, so (A) holds for them as for the points: a rollup row
+covers times of points that named the series, so no rollup partition can hold a row of a
+series whose newest record (plus ``R``) is older than the partition. A series goes once
+its last rollup partition is tiered (the Parquet objects carry its labels).
+
 A referrer that is not partitioned is probed by key instead, with an index that starts
 ``(project_id, key)``: the DELETE keeps the rows such a table refers to. That is sound
 for a table written only from rows of the partitioned referrers that refer to the same
-key, read in the transaction that writes it (the metric rollups, from raw points: while
-a rollup is computed its points' partition is locked, so (A) keeps the series), never for
-a table the writer's caches skip. To add one, name it in the referrers of ``PRUNED``.
+key, read in the transaction that writes it, never for a table the writer's caches skip.
+To add one, name it in the referrers of ``PRUNED``.
 
 What it costs ingest: a writer writes a row it keeps using again once per touch interval
 (sooner for sessions, 60 s, and the catalog, 5 min, as before), and the upsert of a row
@@ -117,13 +122,16 @@ class Referenced:
     cold: tuple[str, ...] = ()
 
 
-# The metric rollups (0009) refer to metric_series too: add their tables to its referrers.
 PRUNED: Final = (
     Referenced(
         "resources", (("resource_id", "int8"),), "last_seen", "touched_at", ("spans", "logs")
     ),
     Referenced(
-        "metric_series", (("series_id", "int8"),), "last_seen", "touched_at", ("metric_points",)
+        "metric_series",
+        (("series_id", "int8"),),
+        "last_seen",
+        "touched_at",
+        ("metric_points", "metric_rollups_1m", "metric_rollups_1h"),
     ),
     Referenced(
         "sessions",

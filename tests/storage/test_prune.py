@@ -225,7 +225,7 @@ async def lookup(url: str, sessions: list[str]) -> dict[str, tuple[str, str | No
 
 
 def test_a_series_a_rollup_row_still_refers_to_stays(server: RunningOtlpd, tmp_path: Path) -> None:
-    """A referrer that is not partitioned (as the metric rollups of 0009 may be) keeps
+    """A referrer that is not partitioned keeps
     what it refers to, by key, and only that."""
     url = server.database_url
     send_gauge(server, "kept", OLD, 1.0, {"service.name": "svc"})
