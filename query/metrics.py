@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 from otlpd.errors import BadArgument, QueryTooCostly
-from query import aggregate, arguments, resolution, tokens
+from query import aggregate, arguments, cold_metrics, resolution, tokens
 from query.aggregate import Grid, Layout, Moments
 from query.call import QueryCall
 from query.convert import set_duration, set_timestamp
@@ -41,6 +41,7 @@ from query.resolution import Retention, Sources
 from query.settings import QuerySettings
 from storage.model import MetricType
 from storage.postgres import metric_reader as reader
+from storage.postgres.cold_manifest import ColdObject
 from storage.postgres.metric_reader import Matcher, SeriesRow
 from storage.postgres.metric_rollups import COMPLETE_UNTIL
 from storage.postgres.metric_rollups import JOB_NAME as ROLLUP_JOB
@@ -242,13 +243,20 @@ class MetricQueries:
         if not plans:
             return response
         found, complete = await self._series(call, plans)
+        cold = await cold_metrics.objects(
+            call, min(p.read_from_ns for p in plans), max(p.window.end_ns for p in plans)
+        )
+        if cold:  # series whose points are cold, and perhaps no longer in metric_series
+            found = [
+                await self._cold_series(call, p, s, cold) for p, s in zip(plans, found, strict=True)
+            ]
         chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
         now = time.time_ns()
         sources = [
             self._sources(plan, kind, now, complete) if series else None
             for plan, (kind, series) in zip(plans, chosen, strict=True)
         ]
-        points = await self._points(call, plans, chosen, sources)
+        points = await self._points(call, plans, chosen, sources, cold)
         for plan, (kind, series), data, source in zip(plans, chosen, points, sources, strict=True):
             result = response.results.add(metric_name=plan.name, type=kind)
             set_duration(result.step, plan.step_ns)
@@ -298,6 +306,23 @@ class MetricQueries:
         for plan, (kind, series), data in zip(plans, chosen, points, strict=True):
             out.append(_values_at(plan, kind, series, data) if series else [])
         return out
+
+    async def _cold_series(
+        self, call: QueryCall, plan: _Plan, hot: list[SeriesRow], cold: Sequence[ColdObject]
+    ) -> list[SeriesRow]:
+        """``hot`` and the series of ``plan`` found in the cold objects, by series id."""
+        found = await cold_metrics.series(
+            call, cold, plan.name, plan.matchers, lo_ns=plan.read_from_ns, hi_ns=plan.window.end_ns
+        )
+        known = {s.series_id for s in hot}
+        merged = sorted(
+            [*hot, *(s for s in found if s.series_id not in known)], key=lambda s: s.series_id
+        )
+        if len(merged) > MAX_SERIES:
+            raise QueryTooCostly(
+                f"{plan.field} selects more than {MAX_SERIES} series; add a label matcher"
+            )
+        return merged
 
     def _sources(
         self, plan: _Plan, kind: int, now_ns: int, complete: tuple[int, int]
@@ -364,8 +389,12 @@ class MetricQueries:
         plans: Sequence[_Plan],
         chosen: Sequence[tuple[int, list[SeriesRow]]],
         sources: Sequence[Sources | None],
+        cold: Sequence[ColdObject] = (),
     ) -> list[Any]:
-        """Each query's data: the raw points' (per series) or its rows (``_Rows``)."""
+        """Each query's data: the raw points' (per series) or its rows (``_Rows``). Raw
+        points come from both tiers (``cold``: the point objects of the call's range);
+        the rollups' raw part is always hot (tiering waits until the rollups of a
+        partition's range are final)."""
         parts: list[list[list[tuple[Any, Any]]]] = []  # per query: parts, each on one connection
         finishers: list[Callable[[list[list[Any]]], Any]] = []
         for plan, (kind, series), source in zip(plans, chosen, sources, strict=True):
@@ -388,7 +417,7 @@ class MetricQueries:
                 parts.append(query_parts)
                 finishers.append(_rows_finisher(decoders))
             else:
-                raw_parts, finish = _raw_reads(call, plan, kind, ids)
+                raw_parts, finish = _raw_reads(call, plan, kind, ids, cold)
                 parts.append(raw_parts)
                 finishers.append(finish)
         fetched = iter(await self._read(call, parts))
@@ -717,10 +746,11 @@ def _exponential_quantile(
 
 
 def _raw_reads(
-    call: QueryCall, plan: _Plan, kind: int, ids: list[int]
+    call: QueryCall, plan: _Plan, kind: int, ids: list[int], cold: Sequence[ColdObject] = ()
 ) -> tuple[list[list[tuple[Any, Any]]], Callable[[list[list[Any]]], Any]]:
     """The raw points' reads of a query (in parts, each on a connection of its own) and
-    the coroutine that decodes what they return."""
+    the coroutine that decodes what they return, the cold tier's points (of ``cold``)
+    merged in."""
     lo, hi = plan.read_from_ns, plan.window.end_ns
     function: Callable[[Any, int, int], Sequence[Any]]
     if plan.aggregation in _QUANTILES and kind == MetricType.HISTOGRAM:
@@ -728,18 +758,18 @@ def _raw_reads(
         # connections at once, so PostgreSQL aggregates on two cores.
         halves = [ids] if len(ids) < SPLIT_MIN_SERIES else [ids[0::2], ids[1::2]]
         parts = [[reader.histogram_points_statement(call.project, h, lo, hi)] for h in halves]
-        function = reader.decode_histograms
+        function, what = reader.decode_histograms, "buckets"
     elif plan.aggregation in _QUANTILES and kind == MetricType.EXPONENTIAL_HISTOGRAM:
         parts = [[reader.exponential_points_statement(call.project, ids, lo, hi)]]
-        function = reader.decode_exponential
+        function, what = reader.decode_exponential, "exponential"
     else:
         parts = [[reader.number_points_statement(call.project, ids, lo, hi)]]
-        function = reader.decode_numbers
+        function, what = reader.decode_numbers, "numbers"
 
     async def finish(fetched: list[list[Any]]) -> list[Any]:
         rows = [row for chunk in fetched for row in chunk]
         try:
-            return list(function(rows, lo, hi))
+            hot = list(function(rows, lo, hi))
         except reader.MixedLayouts as mixed:
             # Rare: a series changed its bucket bounds within the range.
             again = reader.histogram_points_by_layout_statement(
@@ -747,7 +777,11 @@ def _raw_reads(
             )
             mixed_rows = await call.fetch(*again, binary=True)
             kept = [row for row in rows if row[0] not in set(mixed.series_ids)]
-            return list(function(kept + mixed_rows, lo, hi))
+            hot = list(function(kept + mixed_rows, lo, hi))
+        if not cold:
+            return hot
+        found = await cold_metrics.points(call, cold, plan.name, what, ids, lo_ns=lo, hi_ns=hi)
+        return cold_metrics.merged(what, hot, found)
 
     return parts, finish
 
