@@ -394,10 +394,10 @@ class Config:
         "", "OTLPD_SMTP_FROM", str, "sender address of alert e-mails (required with a host)"
     )
     tiering: bool = _setting(
-        False,
+        True,
         "OTLPD_TIERING",
         _bool,
-        "move partitions past their hot retention to the cold tier (off until queries read it)",
+        "move partitions past their hot retention to the cold tier (queries read both tiers)",
     )
     cold_url: str = _setting(
         "",

@@ -6,8 +6,8 @@ and for ``otlpd tier --once``, each job fenced by the scheduler's PostgreSQL loc
   (``storage.postgres.metric_rollups``), which tiering of the points waits for;
 * ``text_index``: the full-text index of closed log partitions (``OTLPD_TEXT_INDEX``);
 * ``tiering``: partitions past their hot retention to Parquet in the cold tier
-  (``storage.postgres.tiering``). Off unless ``OTLPD_TIERING=on``: the query API does
-  not read the cold tier yet, so a tiered partition would vanish from its answers.
+  (``storage.postgres.tiering``), unless ``OTLPD_TIERING=off``; the query API reads
+  both tiers, so a tiered partition stays in its answers.
 * ``prune``: with tiering, on its interval, the rows of the tables records refer to that
   no hot partition needs any more (``storage.postgres.prune``);
 * ``alert_evaluator``: every due alerting rule, once per interval (``alerting.evaluator``);
