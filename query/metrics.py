@@ -243,15 +243,23 @@ class MetricQueries:
         if not plans:
             return response
         found, complete = await self._series(call, plans)
-        cold = await cold_metrics.objects(
-            call, min(p.read_from_ns for p in plans), max(p.window.end_ns for p in plans)
-        )
-        if cold:  # series whose points are cold, and perhaps no longer in metric_series
-            found = [
-                await self._cold_series(call, p, s, cold) for p, s in zip(plans, found, strict=True)
-            ]
-        chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
         now = time.time_ns()
+        # Only the raw points may be cold (tiering waits until the rollups of their range
+        # are final), so only queries the rollups do not answer look in the cold tier; a
+        # query with no series in metric_series may have them there (a pruned row).
+        raw = [
+            i
+            for i, (plan, series) in enumerate(zip(plans, found, strict=True))
+            if not series or self._sources(plan, _choose(plan, series)[0], now, complete) is None
+        ]
+        cold = await cold_metrics.objects(
+            call,
+            min((plans[i].read_from_ns for i in raw), default=0),
+            max((plans[i].window.end_ns for i in raw), default=0),
+        )
+        for i in raw if cold else ():
+            found[i] = await self._cold_series(call, plans[i], found[i], cold)
+        chosen = [_choose(plan, series) for plan, series in zip(plans, found, strict=True)]
         sources = [
             self._sources(plan, kind, now, complete) if series else None
             for plan, (kind, series) in zip(plans, chosen, strict=True)
