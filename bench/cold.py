@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -307,16 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop()
         if moto is not None:
             moto.stop()
-    print(
-        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"CPU {busy:.0f}% busy before start; {args.clients} clients x {args.seconds:g}s per "
-        f"case; cold tier: {args.store}; otlpd's log: {server.log_path}"
+    return report.print_run(
+        results,
+        peak_rss=peak,
+        busy=busy,
+        setup=f"{args.clients} clients x {args.seconds:g}s per case; cold tier: {args.store}; "
+        f"otlpd's log: {server.log_path}",
     )
-    print()
-    print(report.render(results, peak_rss=peak))
-    print()
-    print(report.summary(results))
-    return 1 if any(report.verdict(r) == "FAIL" for r in results) else 0
 
 
 def _tiered_if_exists(url: str) -> tuple[Any, ...] | None:

@@ -43,7 +43,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
-from query.coldtier import Choose, Lookup, Read
+from query.coldtier import Choose, Lookup, Read, all_true, true
 from storage import keybloom
 from storage.cold_reader import ROW, overlapping
 from storage.postgres import cold_manifest
@@ -129,15 +129,7 @@ def _plain_mask(table: pa.Table, scope: Scope) -> np.ndarray:
         conditions.append(pc.equal(table.column("resource_id"), scope.resource_id))
     if scope.no_service:
         conditions.append(pc.is_null(table.column("service_name")))
-    keep = np.ones(table.num_rows, dtype=bool)
-    for condition in conditions:
-        keep &= _true(condition)
-    return keep
-
-
-def _true(condition: Any) -> np.ndarray:
-    """A boolean array as numpy, null as false (as SQL's WHERE takes NULL)."""
-    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+    return all_true(table.num_rows, conditions)
 
 
 def _body_text(text: str | None) -> str | None:
@@ -211,15 +203,15 @@ def matching(table: pa.Table, scope: Scope) -> np.ndarray:
     if f.words or f.patterns:
         body = column("body")
         for word in f.words:
-            ok = _true(pc.match_substring(body, _json_text(word), ignore_case=True))
+            ok = true(pc.match_substring(body, _json_text(word), ignore_case=True))
             positions, body = positions[ok], body.filter(pa.array(ok))
         if f.patterns and len(positions):
-            plain = _true(
+            plain = true(
                 pc.and_(pc.string_is_ascii(body), pc.invert(pc.match_substring(body, "\\")))
             )
             exact = plain.copy()
             for pattern in f.patterns:
-                exact &= _true(pc.match_substring_regex(body, _re2(pattern)))
+                exact &= true(pc.match_substring_regex(body, _re2(pattern)))
             checked = _exact(body.filter(pa.array(~plain)), f.patterns)
             decided = np.flatnonzero(~plain)[checked]
             exact[decided] = True
@@ -228,7 +220,7 @@ def matching(table: pa.Table, scope: Scope) -> np.ndarray:
     if f.attributes and len(positions):
         texts = table.column("attributes").take(pa.array(positions, pa.int64()))
         for _, value in f.attributes:
-            ok = _true(pc.match_substring(texts, _json_text(value)))
+            ok = true(pc.match_substring(texts, _json_text(value)))
             positions, texts = positions[ok], texts.filter(pa.array(ok))
         positions = positions[_exact_attributes(texts.to_pylist(), f)]
     return positions

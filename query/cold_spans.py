@@ -32,7 +32,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
-from query.coldtier import Choose, Read
+from query.coldtier import Choose, Read, all_true, true
 from storage import keybloom
 from storage.cold_reader import overlapping
 from storage.postgres.cold_manifest import ColdObject
@@ -260,15 +260,7 @@ class SpanRange:
             conditions.append(pc.equal(table.column("kind"), self.kind))
         if self.errors_only:
             conditions.append(pc.equal(table.column("status_code"), ERROR_STATUS))
-        keep = np.ones(table.num_rows, dtype=bool)
-        for condition in conditions:
-            keep &= _true(condition)
-        return keep
-
-
-def _true(condition: Any) -> np.ndarray:
-    """A boolean array as numpy, null as false (as SQL's WHERE takes NULL)."""
-    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+        return all_true(table.num_rows, conditions)
 
 
 async def objects_of(call: QueryCall, ranges: Sequence[SpanRange]) -> list[ColdObject]:
@@ -371,9 +363,9 @@ def _matching(table: pa.Table, match: SpanMatch, where: SpanRange) -> np.ndarray
     keep = where.mask(table)
     durations = table.column("duration_ns") if "duration_ns" in table.column_names else None
     if match.min_duration_ns is not None:
-        keep &= _true(pc.greater_equal(durations, match.min_duration_ns))
+        keep &= true(pc.greater_equal(durations, match.min_duration_ns))
     if match.max_duration_ns is not None:
-        keep &= _true(pc.less_equal(durations, match.max_duration_ns))
+        keep &= true(pc.less_equal(durations, match.max_duration_ns))
     positions = np.flatnonzero(keep)
     if match.attributes and len(positions):
         from query.cold_logs import attribute_text

@@ -23,7 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from query.call import QueryCall
@@ -267,3 +269,16 @@ def _no_rows(columns: Sequence[str]) -> Any:
     from storage.cold_reader import ROW
 
     return pa.table({name: pa.array([], pa.null()) for name in [*columns, ROW]})
+
+
+def true(condition: Any) -> np.ndarray:
+    """A boolean Arrow array as numpy, null as false (as SQL's WHERE takes NULL)."""
+    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+
+
+def all_true(rows: int, conditions: Sequence[Any]) -> np.ndarray:
+    """The rows (of ``rows``) where every condition (boolean Arrow arrays) holds."""
+    keep = np.ones(rows, dtype=bool)
+    for condition in conditions:
+        keep &= true(condition)
+    return keep

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from collections.abc import Sequence
 
@@ -104,16 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         server.stop()
-    print(
-        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"CPU {busy:.0f}% busy before start; {args.clients} clients x {args.seconds:g}s per "
-        f"case; otlpd --workers {args.workers}; its log: {server.log_path}"
+    return report.print_run(
+        results,
+        peak_rss=peak,
+        busy=busy,
+        setup=f"{args.clients} clients x {args.seconds:g}s per case; "
+        f"otlpd --workers {args.workers}; its log: {server.log_path}",
     )
-    print()
-    print(report.render(results, peak_rss=peak))
-    print()
-    print(report.summary(results))
-    return 1 if any(report.verdict(r) == "FAIL" for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Markdown, like the ingest benchmark's (``bench.report``), so a run pastes into
 from __future__ import annotations
 
 import math
+import os
+import platform
 from collections.abc import Sequence
 
 from bench.query.load import CaseResult
@@ -72,3 +74,17 @@ def summary(results: Sequence[CaseResult]) -> str:
         f"targets: {verdicts.count('PASS')} PASS, {verdicts.count('FAIL')} FAIL, "
         f"{len(verdicts) - verdicts.count('PASS') - verdicts.count('FAIL')} not measured"
     )
+
+
+def print_run(results: Sequence[CaseResult], *, peak_rss: int, busy: float, setup: str) -> int:
+    """Prints the run's machine line (with ``setup``), its table and its verdicts; the
+    exit status: 1 when a case missed its target."""
+    print(
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"CPU {busy:.0f}% busy before start; {setup}"
+    )
+    print()
+    print(render(results, peak_rss=peak_rss))
+    print()
+    print(summary(results))
+    return 1 if any(verdict(r) == "FAIL" for r in results) else 0
