@@ -34,7 +34,6 @@ MAX_HEADERS: Final = 32
 MAX_HEADER_VALUE_CHARS: Final = 4096
 MAX_RECIPIENTS: Final = 50
 LIST_DEFAULT_LIMIT: Final = 100
-KINDS: Final = ("webhook", "slack", "email")
 # RFC 9110 field names are tokens; these few are the transport's, not the caller's.
 _TOKEN: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _RESERVED_HEADERS: Final = frozenset({"content-length", "host", "transfer-encoding", "connection"})

@@ -67,7 +67,6 @@ SERVICES: Final = (
 OPERATIONS_PER_SERVICE: Final = 10
 # SpanKind of operation i of every service: mostly server, some client, one internal...
 OPERATION_KINDS: Final = (2, 2, 2, 2, 2, 2, 3, 3, 1, 4)
-INSTANCES_PER_SERVICE: Final = 3
 HTTP_METHODS: Final = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
 
 HISTOGRAM_METRIC: Final = "http.server.duration"
@@ -75,7 +74,6 @@ COUNTER_METRIC: Final = "http.server.requests"
 # Milliseconds, as OpenTelemetry's HTTP semantic conventions had them: 12 bounds, 13 buckets.
 HISTOGRAM_BOUNDS: Final = (5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
                            2500.0, 5000.0)  # fmt: skip
-ROUTES_PER_SERVICE: Final = 5
 REQUESTS_PER_MINUTE: Final = 60  # per series, on average
 # Every tenth series restarts (a process restart) half-way: its cumulative counts fall to
 # zero, the case rate() and increase() must see as a reset.
@@ -120,11 +118,6 @@ def trace_id(index: int) -> bytes:
 def span_id(index: int) -> bytes:
     """The id of span ``index`` (global), as the generator's SQL makes it."""
     return hashlib.md5(f"s{index}".encode()).digest()[:8]
-
-
-def session_of_trace(index: int) -> str | None:
-    """The session of regular trace ``index``, or None for a trace without one."""
-    return f"sess-{index // TRACES_PER_SESSION}" if index % 4 < 2 else None
 
 
 def operation_name(service: int, operation: int) -> str:

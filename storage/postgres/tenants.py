@@ -639,18 +639,3 @@ def set_retention(
         raise translate(exc) from exc
     assert row is not None
     return RetentionRow(project, signal, row[0], row[1])
-
-
-def get_retention(conninfo: str, project: str | None = None) -> list[RetentionRow]:
-    """Every override (or ``project``'s), by project then signal."""
-    try:
-        with _connect(conninfo) as conn:
-            rows = conn.execute(
-                "SELECT project_id, signal, hot_seconds, cold_seconds FROM project_retention "
-                "WHERE %(project)s::text IS NULL OR project_id = %(project)s "
-                "ORDER BY project_id, signal",
-                {"project": project},
-            ).fetchall()
-    except psycopg.Error as exc:
-        raise translate(exc) from exc
-    return [RetentionRow(*row) for row in rows]
