@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -455,8 +455,9 @@ def cli_json(cli: Cli, *argv: str) -> Any:
 
 @pytest.fixture
 def rolled_up(server: tuple[RunningOtlpd, Sent]) -> None:
-    """Waits until the rollups hold every request sent (the job runs every 0.2 s)."""
-    running, _ = server
+    """Waits until the rollups hold every request sent and are complete up to the minute
+    the data was sent in (the job runs every 0.2 s)."""
+    running, sent = server
     expected = {"web": 24, "checkout": 24, "payments": 46}
     deadline = time.monotonic() + 15
     with grpc.insecure_channel(f"127.0.0.1:{running.app.ports.query}") as channel:
@@ -466,10 +467,15 @@ def rolled_up(server: tuple[RunningOtlpd, Sent]) -> None:
             request.start_time.FromNanoseconds(time.time_ns() - 2 * 3600 * SECOND)
             response = stub.GetServiceStats(request, timeout=10)
             counts = {s.service: s.stats.requests for s in response.services}
-            if counts == expected:
+            complete = response.complete_until.ToNanoseconds()
+            if counts == expected and complete >= sent.minute:
                 return
-            assert time.monotonic() < deadline, f"rollups hold {counts}, not {expected}"
+            assert time.monotonic() < deadline, f"rollups hold {counts} until {complete}"
             time.sleep(0.2)
+
+
+def _rfc3339(ns: int) -> str:
+    return datetime.fromtimestamp(ns / SECOND, UTC).isoformat()
 
 
 def _ms(text: str) -> float:
@@ -597,16 +603,21 @@ def test_anomalies_finds_the_spike_of_a_metric(cli: Cli, sent: Sent) -> None:
 
 
 @pytest.mark.usefixtures("rolled_up")
-def test_anomalies_scores_a_red_series_of_a_service(cli: Cli) -> None:
+def test_anomalies_scores_a_red_series_of_a_service(cli: Cli, sent: Sent) -> None:
     code, out, err = cli(
         "anomalies", "--service", "payments", "--signal", "errors", "--step", "1m",
         "--since", "15m", "--window", "10m",
     )  # fmt: skip
     assert (code, err) == (0, "")
     assert out.startswith("step 1m\n")
-    answer = cli_json(cli, "anomalies", "--service", "payments", "--step", "1m", "--since", "15m")
+    # A range of whole minutes the rollups hold complete (`rolled_up`): one point each.
+    # ("--since 15m" would also count the steps the rollups have not closed yet.)
+    start, end = (_rfc3339(sent.minute - 15 * MINUTE), _rfc3339(sent.minute))
+    answer = cli_json(
+        cli, "anomalies", "--service", "payments", "--step", "1m", "--start", start, "--end", end
+    )
     (series,) = answer["series"]
-    assert 15 <= len(series["points"]) <= 16
+    assert len(series["points"]) == 15
     assert sum(p.get("value", 0) for p in series["points"]) > 0  # requests per second
 
 

@@ -100,7 +100,6 @@ def cold_tier(database_url: str, tmp_path: Path) -> Iterator[ColdTierServer]:
         accept_past="53h",
         cold_url=store_url,
         rollup_interval="1h",
-        max_loop_lag="5s",
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:

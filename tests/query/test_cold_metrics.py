@@ -51,7 +51,6 @@ def cold_metrics(database_url: str, tmp_path: Path) -> Iterator[ColdTierServer]:
         cold_url=store_url,
         scheduler="false",
         touch_interval=f"{TOUCH}s",
-        max_loop_lag="5s",
     )
     deadline = time.monotonic() + 30
     while server.metric("otlpd_partitions_missing") > 0 and time.monotonic() < deadline:
