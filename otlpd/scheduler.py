@@ -4,8 +4,8 @@ Background work over the shared database (indexing closed partitions, tiering th
 cold storage) must not run twice at once when several otlpd processes share it. The fence
 is PostgreSQL's: a run holds the session-level advisory lock
 ``pg_try_advisory_lock(JOB_LOCK_CLASS, hashtext(job.name))`` on a connection of its own,
-and does its work on that same connection (kept for the job's next round, and unlocked
-at the end of each). If the process dies or the connection drops,
+and does its work on that same connection (unlocked at the end of each round; kept for
+the next one when the job runs often). If the process dies or the connection drops,
 PostgreSQL releases the lock with the session, so no lease can outlive its holder and no
 clock has to agree between replicas (PostgreSQL documentation, "Advisory Locks"). A
 replica that does not get the lock skips that round: the other one is doing the job.
@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 # The first key of every job's advisory lock ("jobs"); the second is hashtext(name).
 JOB_LOCK_CLASS: Final = 0x6A6F6273
+
+# A job that runs at least this often keeps its connection between rounds; a slower one
+# (tiering, rollups, text indexing: every 15 s or more) opens one per round, so that a
+# replica does not hold an idle backend per job against PostgreSQL's max_connections
+# (100 by default) while a few milliseconds of connecting every quarter hour cost nothing.
+KEEP_CONNECTION_S: Final = 5.0
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -75,8 +81,9 @@ class Scheduler:
 
     async def _connection(self, job: Job) -> Connection:
         """The job's connection of its last round, if it is still healthy; else a new one.
-        Kept between rounds: a job polled every second would otherwise cost PostgreSQL a
-        backend started and stopped every second, per replica."""
+        Kept between rounds of a frequent job (``KEEP_CONNECTION_S``): one polled every
+        second would otherwise cost PostgreSQL a backend started and stopped every second,
+        per replica."""
         conn = self._kept.pop(job.name, None)
         if conn is not None and not conn.closed and not conn.broken:
             return conn
@@ -147,7 +154,7 @@ class Scheduler:
     async def _loop(self, job: Job) -> None:
         while True:
             try:
-                await self.run_once(job, keep=True)
+                await self.run_once(job, keep=job.interval <= KEEP_CONNECTION_S)
             except asyncio.CancelledError:
                 raise
             except Exception:
