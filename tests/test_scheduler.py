@@ -132,3 +132,25 @@ async def test_a_job_keeps_its_connection_between_rounds_but_not_its_lock(
     failed, *good = job.backends
     assert len(set(good)) == 1  # one session for every round after the failed one
     assert failed not in good  # a failed round's session is not reused
+
+
+async def test_a_slow_job_holds_no_connection_between_rounds(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("otlpd.scheduler.KEEP_CONNECTION_S", 0.2)
+    job = RecordingJob(name="slow-job", seconds=0.0, interval=0.3)
+    task = asyncio.create_task(Scheduler(database_url, [job]).run())
+    try:
+        await asyncio.wait_for(job.ran_thrice.wait(), 10)
+        await asyncio.sleep(0.1)  # between two rounds
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                ("otlpd-job-slow-job",),
+            ).fetchone()
+    finally:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert row == (0,)
+    assert len(set(job.backends)) == len(job.backends)  # a session of its own each round
