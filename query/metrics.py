@@ -824,9 +824,11 @@ def _row_reads(
 def _rollup_decoder(what: str) -> Callable[[list[Any]], _Rows]:
     def decode(rows: list[Any]) -> _Rows:
         if what == "numbers":
-            return _Rows(Numbers.concat(list(reader.decode_rollup_numbers(rows).values())), [], [])
+            # Unsorted: ``_rows_finisher`` sorts every part's rows together, once.
+            numbers = reader.decode_rollup_numbers(rows, sort=False)
+            return _Rows(Numbers.concat(list(numbers.values())), [], [])
         if what == "buckets":
-            chains = reader.decode_rollup_buckets(rows)
+            chains = reader.decode_rollup_buckets(rows, sort=False)
             return _Rows(Numbers.empty(), [(c.bounds, c.rows) for c in chains], [])
         found = reader.decode_rollup_exponential(rows)
         return _Rows(Numbers.empty(), [], [r for rows in found.values() for r in rows])
@@ -1020,7 +1022,10 @@ def _explicit_rows_quantile(
     for bounds, rows in data.buckets:
         mine = np.isin(rows.chain, wanted)
         if mine.any():
-            steps = aggregate.bucket_steps(grid, rows.take(mine), since, window_start)
+            # (A take copies every bucket matrix: not when the group is every series.)
+            steps = aggregate.bucket_steps(
+                grid, rows if mine.all() else rows.take(mine), since, window_start
+            )
             found.append((bounds, steps))
     if not found:
         return np.full(grid.size, np.nan)

@@ -95,6 +95,8 @@ class Numbers:
     def concat(cls, parts: Sequence[Numbers]) -> Numbers:
         if not parts:
             return cls.empty()
+        if len(parts) == 1:
+            return parts[0]  # rows are values: nobody writes into their arrays
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
     @classmethod
@@ -177,6 +179,8 @@ class Buckets:
 
     @classmethod
     def concat(cls, parts: Sequence[Buckets]) -> Buckets:
+        if len(parts) == 1:
+            return parts[0]
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
     @classmethod

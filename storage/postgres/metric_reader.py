@@ -417,8 +417,9 @@ def rollup_statement(kind: str, table: str, scope: RollupScope) -> tuple[sql.Com
     return query, scope.params
 
 
-def decode_rollup_numbers(rows: Sequence[Any]) -> dict[str, Numbers]:
-    """Rows of ``rollup_statement("numbers")`` per project, sorted by series and time."""
+def decode_rollup_numbers(rows: Sequence[Any], *, sort: bool = True) -> dict[str, Numbers]:
+    """Rows of ``rollup_statement("numbers")`` per project, sorted by series and time
+    (``sort=False``: in no order, for a caller that sorts them with others)."""
     parts: dict[str, list[Numbers]] = {}
     for project, series_b, times_b, ints_b, floats_b in rows:
         series = binary_array(series_b)
@@ -439,6 +440,8 @@ def decode_rollup_numbers(rows: Sequence[Any]) -> dict[str, Numbers]:
                 floats[:, 5].copy(),
             )
         )
+    if not sort:
+        return {project: Numbers.concat(p) for project, p in parts.items()}
     return {project: _sorted_numbers(Numbers.concat(p)) for project, p in parts.items()}
 
 
@@ -462,9 +465,11 @@ class ChainBuckets(NamedTuple):
     rows: Buckets
 
 
-def decode_rollup_buckets(rows: Sequence[Any]) -> list[ChainBuckets]:
+def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[ChainBuckets]:
     """Rows of ``rollup_statement("buckets")``, one ``ChainBuckets`` per project and
-    layout, sorted by series and time; NULL states rebuilt from what they stand for."""
+    layout, sorted by series and time (``sort=False``: in no order, for a caller that
+    sorts them with others: each sort copies every bucket matrix); NULL states rebuilt
+    from what they stand for."""
     merged: dict[tuple[str, tuple[float, ...]], list[Buckets]] = {}
     for project, bounds, series_b, times_b, ints_b, last_b, first_b, increments_b in rows:
         series = binary_array(series_b)
@@ -492,11 +497,9 @@ def decode_rollup_buckets(rows: Sequence[Any]) -> list[ChainBuckets]:
     out = []
     for (project, bounds), chunks in merged.items():
         together = Buckets.concat(chunks)
-        out.append(
-            ChainBuckets(
-                project, list(bounds), together.take(np.lexsort((together.time, together.chain)))
-            )
-        )
+        if sort:
+            together = together.take(np.lexsort((together.time, together.chain)))
+        out.append(ChainBuckets(project, list(bounds), together))
     return out
 
 
