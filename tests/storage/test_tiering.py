@@ -132,11 +132,11 @@ async def test_past_retention_moves_to_documented_keys_and_the_partition_goes(
 
 
 async def test_killed_between_upload_and_manifest_a_pass_finishes_without_duplicates(
-    server: RunningOtlpd, store_factory: Callable[[], ObjectStore]
+    server: RunningOtlpd, any_store: Callable[[], ObjectStore]
 ) -> None:
     url = server.database_url
     send_old(server, 12, "shop")
-    tier = job(url, store_factory)
+    tier = job(url, any_store)
     partition = await partition_of_old(url)
     key = object_key(partition, "shop", 0)
     await asyncio.to_thread(tier.export_and_upload, partition, "shop", key)  # then "killed"
@@ -148,11 +148,11 @@ async def test_killed_between_upload_and_manifest_a_pass_finishes_without_duplic
 
 
 async def test_killed_between_manifest_and_drop_a_pass_drops_without_exporting_again(
-    server: RunningOtlpd, store_factory: Callable[[], ObjectStore]
+    server: RunningOtlpd, any_store: Callable[[], ObjectStore]
 ) -> None:
     url = server.database_url
     send_old(server, 7, "shop")
-    tier = job(url, store_factory)
+    tier = job(url, any_store)
     partition = await partition_of_old(url)
     with psycopg.connect(url) as reader:  # a long read holds the drop off: the round fails
         reader.execute(f'SELECT count(*) FROM "{partition.name}"')
@@ -291,17 +291,17 @@ def test_otlpd_tier_once_moves_what_is_due_and_exits_0(
 
 
 async def test_cold_retention_deletes_only_expired_objects_manifest_first(
-    server: RunningOtlpd, store_factory: Callable[[], ObjectStore]
+    server: RunningOtlpd, any_store: Callable[[], ObjectStore]
 ) -> None:
     url = server.database_url
     send_old(server, 3, "shop")
     send_old(server, 2, "shop", at=OLD + HOUR)
-    tier = job(url, store_factory)
+    tier = job(url, any_store)
     assert await run(url, tier)
     assert sorted(cold_rows(tier.store()).values()) == [2, 3]
     # A cold retention that the older object (newest row in OLD's hour) is past.
     keep = (time.time_ns() - (OLD + HOUR)) / 1e9 + 60
-    expiring = TierJob(url, store_factory, RETENTION, cold_retention={"spans": keep})
+    expiring = TierJob(url, any_store, RETENTION, cold_retention={"spans": keep})
     assert await run(url, expiring)
     assert expiring.last.expired == 1
     assert list(cold_rows(expiring.store()).values()) == [2]
