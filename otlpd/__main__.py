@@ -24,6 +24,7 @@ from otlpd.admin import is_admin
 from otlpd.client.commands import add_commands as add_client_commands
 from otlpd.client.commands import is_client
 from otlpd.config import Config, ConfigError, load, settings
+from otlpd.listening import CannotListen, bind_hosts
 
 log = logging.getLogger("otlpd")
 
@@ -105,22 +106,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from otlpd.jobs import tier_once
 
         return tier_once(config, database_url)
-    if config.workers > 1:
-        from otlpd.listening import bind_hosts
-        from otlpd.supervisor import Supervisor
-        from storage.postgres.migrate import migrate
-        from storage.postgres.tenants import tokens_ever_created
+    try:
+        if config.workers > 1:
+            from otlpd.supervisor import Supervisor
+            from storage.postgres.migrate import migrate
+            from storage.postgres.tenants import tokens_ever_created
 
-        # The supervisor binds the ops port and checks the gRPC one before any worker
-        # runs: it decides the listening host for all of them, as App would alone.
-        migrate(database_url)
-        required = config.auth == "required" or (
-            config.auth == "auto" and tokens_ever_created(database_url)
-        )
-        return Supervisor(bind_hosts(config, required), database_url).run()
-    from otlpd.runner import run_app
+            # The supervisor binds the ops port and checks the gRPC one before any worker
+            # runs: it decides the listening host for all of them, as App would alone.
+            migrate(database_url)
+            required = config.auth == "required" or (
+                config.auth == "auto" and tokens_ever_created(database_url)
+            )
+            return Supervisor(bind_hosts(config, required), database_url).run()
+        from otlpd.runner import run_app
 
-    return run_app(config, database_url)
+        return run_app(config, database_url)
+    except CannotListen as exc:  # a port taken: said in one line, not a traceback
+        print(f"otlpd: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

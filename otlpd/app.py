@@ -242,12 +242,22 @@ class App:
         tenants = PostgresTenants(self.database_url, connect_timeout=config.store_timeout)
         await tenants.open()
         access = _access(config, tenants, metrics)
+        server = grpc.aio.server(options=_grpc_options(config))
+        query_server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 1 if config.workers > 1 else 0)]
+        )
+        # TLS on every port when OTLPD_TLS_CERT is set (otlpd.tls); mTLS on the data ports.
+        credentials = grpc_server_credentials(config)
         try:
             await access.load()
+            self.config = config = bind_hosts(config, access.required)
+            # Both gRPC ports are bound before any pool opens: a taken port fails start-up
+            # with nothing else to close (an open pool's tasks would keep the process up).
+            grpc_port = add_port(server, config.grpc_addr, credentials, "OTLPD_GRPC_ADDR")
+            query_port = add_port(query_server, config.query_addr, credentials, "OTLPD_QUERY_ADDR")
         except BaseException:
             await tenants.close()
             raise
-        self.config = config = bind_hosts(config, access.required)
         partitions = PartitionManager(
             self.database_url,
             interval_seconds=int(config.partition_interval),
@@ -301,12 +311,8 @@ class App:
             usage=usage,
         )
 
-        server = grpc.aio.server(options=_grpc_options(config))
         server.add_generic_rpc_handlers(OtlpGrpcReceiver(ingest, access, metrics).handlers())
         health_servicer = _health_and_reflection(server, SERVICE_NAMES)
-        # TLS on every port when OTLPD_TLS_CERT is set (otlpd.tls); mTLS on the data ports.
-        credentials = grpc_server_credentials(config)
-        grpc_port = add_port(server, config.grpc_addr, credentials)
         http = OtlpHttpReceiver(
             ingest,
             access,
@@ -332,9 +338,6 @@ class App:
             threads=config.cold_read_threads,
         )
         tail = LogTail(self.database_url, query_settings, metrics)
-        query_server = grpc.aio.server(
-            options=[("grpc.so_reuseport", 1 if config.workers > 1 else 0)]
-        )
         scope = TokenScope(access, config.default_project)
         query_grpc.add_QueryServiceServicer_to_server(  # type: ignore[no-untyped-call]
             QueryServicer(read_pool, scope, query_settings, tail, metrics, cold=cold),
@@ -365,7 +368,6 @@ class App:
         query_health = _health_and_reflection(
             query_server, (QUERY_SERVICE_NAME, ALERT_SERVICE_NAME)
         )
-        query_port = add_port(query_server, config.query_addr, credentials)
         ops = OpsServer(
             config.metrics_addr,
             lambda: metrics.registry,

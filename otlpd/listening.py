@@ -22,6 +22,14 @@ LOOPBACK: Final = "127.0.0.1"
 EVERY_INTERFACE: Final = "0.0.0.0"
 
 
+class CannotListen(OSError):
+    """A port otlpd must listen on is taken (or the address is not this host's): start-up
+    stops with a message that names the setting."""
+
+    def __init__(self, address: str, variable: str, cause: BaseException) -> None:
+        super().__init__(f"cannot listen on {address} ({variable}): {cause}")
+
+
 def bind_hosts(config: Config, auth_required: bool) -> Config:
     """``config`` with a host in every address: 127.0.0.1 while auth is off, else 0.0.0.0."""
     host = EVERY_INTERFACE if auth_required else LOOPBACK

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from otlpd.listening import CannotListen
+
 
 class OpsServer:
     """aiohttp server for metrics and health; owned and stopped by the App."""
@@ -48,7 +50,11 @@ class OpsServer:
         site = web.TCPSite(
             self._runner, self._host or "0.0.0.0", self._port, ssl_context=self._ssl_context
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise CannotListen(f"{self._host}:{self._port}", "OTLPD_METRICS_ADDR", exc) from exc
         server = site._server
         if server is not None and self._port == 0:
             sockets = getattr(server, "sockets", None) or []

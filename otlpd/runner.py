@@ -10,6 +10,7 @@ import sys
 
 from otlpd import logformat
 from otlpd.config import Config
+from otlpd.listening import CannotListen
 
 # The writer threads must get the GIL back promptly when libpq returns, or COPY waits on
 # decoding. An early prototype with the COPY in a writer thread went from ~43k to ~64k
@@ -40,5 +41,14 @@ def run_app(config: Config, database_url: str, *, serve_ops: bool = True) -> int
             loop.add_signal_handler(signum, stop.set)
         await App(config, database_url, serve_ops=serve_ops).serve(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BaseExceptionGroup as group:  # the App's TaskGroup wraps what fails in it
+        found = group.subgroup(CannotListen)
+        if found is None:
+            raise
+        taken: BaseException = found
+        while isinstance(taken, BaseExceptionGroup):
+            taken = taken.exceptions[0]
+        raise taken from None
     return 0

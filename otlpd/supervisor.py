@@ -24,6 +24,7 @@ from multiprocessing.process import BaseProcess
 from prometheus_client import CollectorRegistry, multiprocess
 
 from otlpd.config import Config
+from otlpd.listening import CannotListen
 from otlpd.ops import OpsServer
 from otlpd.tls import server_ssl_context
 
@@ -61,14 +62,14 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        self._procs = [self._spawn(i) for i in range(self._config.workers)]
         ops = OpsServer(
             self._config.metrics_addr,
             self._registry,
             self._ready,
             ssl_context=server_ssl_context(self._config, client_auth=False),
         )
-        await ops.start()
+        await ops.start()  # before any worker: a taken port leaves none behind
+        self._procs = [self._spawn(i) for i in range(self._config.workers)]
         try:
             while not stop.is_set():
                 for i, proc in enumerate(self._procs):
@@ -141,7 +142,7 @@ def _check_port_free(address: str, variable: str) -> None:
         try:
             probe.bind((host, int(port)))
         except OSError as exc:
-            raise SystemExit(f"otlpd: cannot listen on {address} ({variable}): {exc}") from exc
+            raise CannotListen(address, variable, exc) from exc
 
 
 def _worker_main(config: Config, database_url: str) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 
 from otlpd.config import Config, ConfigError
+from otlpd.listening import CannotListen
 
 
 def grpc_server_credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -90,9 +91,16 @@ def _read(path: Path, variable: str) -> bytes:
 
 
 def add_port(
-    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+    server: grpc.aio.Server,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+    variable: str,
 ) -> int:
-    """Binds ``address`` on ``server``, with TLS when there are ``credentials``; the port."""
-    if credentials is None:
-        return server.add_insecure_port(address)
-    return server.add_secure_port(address, credentials)
+    """Binds ``address`` (the setting ``variable``) on ``server``, with TLS when there are
+    ``credentials``; the port. A port that cannot be bound is ``CannotListen``."""
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as exc:  # grpcio's "Failed to bind to address ..."
+        raise CannotListen(address, variable, exc) from exc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -324,6 +325,31 @@ def test_sigterm_under_continuous_load_loses_nothing_acknowledged(
     # stops is answered CANCELLED by grpc core; clients retry both, so nothing is lost.
     # What must never appear is a permanent code such as INTERNAL.
     assert codes <= OTLP_RETRYABLE_CODES, f"refused with {codes}"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    "variable", ["OTLPD_GRPC_ADDR", "OTLPD_HTTP_ADDR", "OTLPD_QUERY_ADDR", "OTLPD_METRICS_ADDR"]
+)
+def test_a_taken_port_stops_start_up_naming_its_setting(
+    database_url: str, variable: str, workers: str
+) -> None:
+    """Not a hang (a pool opened before the failed bind kept a lone worker up), not a
+    traceback: exit 1 and one line that says which setting to change."""
+    ports = {name: free_port() for name in ("GRPC", "HTTP", "QUERY", "METRICS")}
+    env = base_env(
+        OTLPD_DATABASE_URL=database_url,
+        OTLPD_SCHEDULER="off",
+        **{f"OTLPD_{name}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()},
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports[variable.split("_")[1]]))
+        holder.listen()
+        done = run_otlpd(["serve", "--workers", workers], env)
+    assert done.returncode == 1, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("otlpd: ")]
+    assert line.startswith("otlpd: cannot listen on 127.0.0.1:") and f"({variable})" in line
+    assert "Traceback" not in done.stderr
 
 
 def test_bad_configuration_names_every_variable() -> None:

@@ -58,6 +58,7 @@ from otlpd.errors import (
     rpc_status,
 )
 from otlpd.instruments import Instruments
+from otlpd.listening import CannotListen
 from otlpd.receiver import cors
 from otlpd.receiver.ingest import CallEnded, Ingest, Outcome
 from otlpd.receiver.otlp_json import parse_request, to_json
@@ -299,6 +300,9 @@ class OtlpHttpReceiver:
         )
         try:
             await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise CannotListen(f"{self._host}:{self._port}", "OTLPD_HTTP_ADDR", exc) from exc
         except BaseException:
             await runner.cleanup()
             raise
