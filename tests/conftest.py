@@ -179,15 +179,28 @@ def free_port() -> int:
     SO_REUSEPORT with workers: a port taken by another such server would silently share
     our traffic with it."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    # Each pytest-xdist worker draws from a slice of its own: two workers checking the
+    # same port before either server binds it would otherwise both get it (seen in CI).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = max(1024, low - 16000)
+    width = (low - first) // max(1, workers)
+    first += width * (worker % max(1, workers))
     for _ in range(100):
-        port = random.randrange(max(1024, low - 16000), low)
+        port = random.randrange(first, first + width)
+        if port in _HANDED_OUT:  # free now, but a server of this process may bind it soon
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+_HANDED_OUT: set[int] = set()
 
 
 def trace_request(
