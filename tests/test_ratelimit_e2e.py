@@ -131,9 +131,10 @@ def test_the_sdk_exporter_retrying_as_told_gets_everything_stored(limited: Runni
 def test_two_replicas_each_admit_the_configured_rate(
     start_otlpd: Callable[..., RunningOtlpd],
 ) -> None:
-    # 50 records/s with a 2 s bucket (100): per replica, 60 + 60 pass (the second into
-    # debt), the third 60 is refused for 0.4 s: far longer than three calls take.
-    replicas = [start_otlpd(rate_limit_records="50", rate_limit_burst="2s") for _ in range(2)]
+    # 5 records/s with a 20 s bucket (100): per replica, 60 + 60 pass (the second into
+    # debt), the third 60 is refused for 4 s: far longer than three calls take, even on
+    # a box the suite keeps busy (at 50/s and 0.4 s, a slow pair of calls repaid the debt).
+    replicas = [start_otlpd(rate_limit_records="5", rate_limit_burst="20s") for _ in range(2)]
     outcomes = []
     for name, replica in zip("ab", replicas, strict=True):
         with grpc.insecure_channel(replica.grpc_target) as channel:

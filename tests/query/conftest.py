@@ -54,8 +54,10 @@ OLD_HOUR_NS = (time.time_ns() - 50 * HOUR_NS) // HOUR_NS * HOUR_NS
 @dataclass
 class ColdTierServer:
     """A running otlpd whose cold tier is ``store_url``; ``tier()`` runs one tiering pass
-    (48 h hot retention for spans and logs, 2 h for metric points) as the scheduler
-    would, and says what it moved."""
+    as the scheduler would, and says what it moved: spans and logs of ``OLD_HOUR_NS`` and
+    the hour after it (a hot retention of 48-49 h, counted from the end of that second
+    hour, so that an hour turning between the module's import and the pass moves nothing
+    more), metric points older than 2 h."""
 
     server: RunningOtlpd
     store_url: str
@@ -66,10 +68,11 @@ class ColdTierServer:
         from storage.objectstore import open_store
         from storage.postgres.tiering import TierJob
 
+        hot = (time.time_ns() - (OLD_HOUR_NS + 2 * HOUR_NS)) / 1e9
         job = TierJob(
             self.server.database_url,
             lambda: open_store(self.store_url),
-            {"spans": 48 * 3600.0, "logs": 48 * 3600.0, "metric_points": 2 * 3600.0},
+            {"spans": hot, "logs": hot, "metric_points": 2 * 3600.0},
             interval=60,
         )
         assert asyncio.run(Scheduler(self.server.database_url, [job]).run_once(job))
@@ -92,9 +95,6 @@ class ColdTierServer:
 def cold_tier(database_url: str, tmp_path: Path) -> Iterator[ColdTierServer]:
     """otlpd over a fresh database, its cold tier a directory, taking records 53 h old."""
     store_url = (tmp_path / "cold").as_uri()
-    # The test's own thread shares the GIL with the server's event loop, on a box other
-    # test workers keep busy: a loop 0.25 s late (the default limit) sheds an export now
-    # and then, which is not what these tests are about.
     server = start_otlpd_thread(
         database_url,
         accept_past="53h",
