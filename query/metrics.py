@@ -542,14 +542,21 @@ def _answer(
         group = [item for p in positions for item in members.get(series[p].series_id, [])]
         if not group:
             continue
-        values = _group_values(plan, kind, grid, group, by_id)
-        has = ~np.isnan(values)
-        if not has.any():
-            continue
-        out = result.series.add()
-        out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
-        for t, v in zip(starts[has].tolist(), values[has].tolist(), strict=True):
-            set_timestamp(out.samples.add(value=v).time, t)
+        _add_series(result, key, starts, _group_values(plan, kind, grid, group, by_id))
+
+
+def _add_series(
+    result: Any, key: tuple[str, ...], starts_ns: np.ndarray, values: np.ndarray
+) -> None:
+    """A series of ``result`` labelled by ``key`` (label, value, ...), a sample per step
+    with a value (none at all when no step has one)."""
+    has = ~np.isnan(values)
+    if not has.any():
+        return
+    out = result.series.add()
+    out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
+    for t, v in zip(starts_ns[has].tolist(), values[has].tolist(), strict=True):
+        set_timestamp(out.samples.add(value=v).time, t)
 
 
 def _values_at(
@@ -951,13 +958,7 @@ def _answer_rows(
         values = _row_group_values(
             plan, kind, members, data, numbers=numbers, by_id=by_id, source=source
         )
-        has = ~np.isnan(values)
-        if not has.any():
-            continue
-        out = result.series.add()
-        out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
-        for t, v in zip(starts_ns[has].tolist(), values[has].tolist(), strict=True):
-            set_timestamp(out.samples.add(value=v).time, t)
+        _add_series(result, key, starts_ns, values)
 
 
 def _row_group_values(

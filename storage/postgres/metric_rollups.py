@@ -62,7 +62,7 @@ from storage.postgres.partitions import (
     PartitionManager,
     datetime_from_ns,
     ns_from_datetime,
-    partitions_of,
+    ranges_before,
 )
 from storage.postgres.writer import (
     Float8ArrayBinaryDumper,
@@ -458,11 +458,7 @@ class MetricRollupJob:
     async def _backfill(self, conn: Connection, horizon: datetime) -> None:
         """Marks every minute of every metric_points partition before ``horizon`` for
         every project: points stored before the rollups existed get rolled up."""
-        ranges = [
-            (datetime_from_ns(p.low_ns), min(datetime_from_ns(p.high_ns), horizon))
-            for p in await partitions_of(conn, "metric_points")
-        ]
-        ranges = [(low, high) for low, high in ranges if low < high]
+        ranges = await ranges_before(conn, "metric_points", horizon)
         async with conn.transaction():
             for low, high in ranges:
                 # The minutes that have points: one scan of the partition.

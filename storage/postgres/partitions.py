@@ -108,6 +108,18 @@ async def partitions_of(conn: psycopg.AsyncConnection[Any], table: str) -> list[
     return sorted(found, key=lambda p: (p.low_ns, p.name))
 
 
+async def ranges_before(
+    conn: psycopg.AsyncConnection[Any], table: str, horizon: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The time range ``[low, high)`` of every partition of ``table``, cut at ``horizon``;
+    partitions wholly after it left out (what the rollups' first rounds backfill)."""
+    ranges = [
+        (datetime_from_ns(p.low_ns), min(datetime_from_ns(p.high_ns), horizon))
+        for p in await partitions_of(conn, table)
+    ]
+    return [(low, high) for low, high in ranges if low < high]
+
+
 def datetime_from_ns(ns: int) -> datetime:
     """``ns`` since the Unix epoch as an aware UTC datetime, truncated to microseconds."""
     return _EPOCH + timedelta(microseconds=ns // 1000)

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from storage.postgres.partitions import datetime_from_ns, ns_from_datetime, partitions_of
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime, ranges_before
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,7 @@ class SpanRollupJob:
     async def _backfill(self, conn: Connection, horizon: datetime) -> None:
         """Marks every minute of every span partition before ``horizon`` for every
         project: spans stored before the rollups existed (or by hand) get rolled up."""
-        ranges = [
-            (datetime_from_ns(p.low_ns), min(datetime_from_ns(p.high_ns), horizon))
-            for p in await partitions_of(conn, "spans")
-        ]
-        ranges = [(low, high) for low, high in ranges if low < high]
+        ranges = await ranges_before(conn, "spans", horizon)
         async with conn.transaction():
             for low, high in ranges:
                 await conn.execute(
