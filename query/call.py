@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 from otlpd.errors import BadArgument, OtlpdError, QueryDeadline, QueryTooCostly, from_storage
 from storage.api import StorageDataError, StorageError, StorageTimeout
@@ -62,14 +62,17 @@ class QueryCall:
         statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
         *,
         binary: bool = False,
+        settings: Sequence[LiteralString] = (),
     ) -> list[list[Any]]:
         """Several statements on one connection, in order, within the time left
-        (``binary``: see ``ReadPool.fetch_many``)."""
+        (``binary``, ``settings``: see ``ReadPool.fetch_many``)."""
         seconds, by_deadline = self.seconds_left()
         if seconds <= 0:
             raise self._out_of_time(by_deadline)
         try:
-            return await self.pool.fetch_many(statements, seconds=seconds, binary=binary)
+            return await self.pool.fetch_many(
+                statements, seconds=seconds, binary=binary, settings=settings
+            )
         except StorageTimeout as exc:
             raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc
         except StorageError as exc:

@@ -445,18 +445,16 @@ class MetricQueries:
         When every query is one part, all statements go on one connection; a query read
         in several parts (a large histogram) has its parts on ``PARALLEL_READS``
         connections at once."""
-        settings: list[tuple[Any, Any]] = [(setting, ()) for setting in reader.POINTS_SETTINGS]
+        settings = reader.POINTS_SETTINGS
         if all(len(parts) == 1 for parts in queries):
             flat = [statement for parts in queries for statement in parts[0]]
-            fetched = await call.fetch_many([*settings, *flat], binary=True)
-            rows = iter(fetched[len(settings) :])
+            rows = iter(await call.fetch_many(flat, binary=True, settings=settings))
             return [[next(rows) for _ in parts[0]] for parts in queries]
         gate = asyncio.Semaphore(PARALLEL_READS)
 
         async def one(part: Sequence[tuple[Any, Any]]) -> list[list[Any]]:
             async with gate:
-                got = await call.fetch_many([*settings, *part], binary=True)
-                return got[len(settings) :]
+                return await call.fetch_many(part, binary=True, settings=settings)
 
         done = await asyncio.gather(*(one(part) for parts in queries for part in parts))
         out: list[list[list[Any]]] = []

@@ -49,14 +49,16 @@ def async_pool(
     connect_timeout: float,
     reconnect_timeout: float = 20.0,
     configure: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[None]] | None = None,
+    check: bool = True,
     **connection: Any,
 ) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
     """An async pool, not yet open, of connections named ``name`` that fail fast.
 
     It must be opened inside the event loop that will use it. Connections are checked on
-    borrow (a read pool serves few, short statements: a round trip is cheap there, and a
-    connection broken by a restart would otherwise fail a client's call). ``connection``
-    adds libpq or psycopg connection arguments (``autocommit``, ``options``).
+    borrow unless ``check`` is false (a connection broken by a restart would otherwise
+    fail a caller; the query pool retries such a read itself instead, see
+    ``storage.postgres.reading``). ``connection`` adds libpq or psycopg connection
+    arguments (``autocommit``, ``options``).
     """
     return AsyncConnectionPool(
         conninfo,
@@ -64,7 +66,7 @@ def async_pool(
         max_size=max_size,
         name=name,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=AsyncConnectionPool.check_connection if check else None,
         configure=configure,
         timeout=timeout,
         reconnect_timeout=reconnect_timeout,

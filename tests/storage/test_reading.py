@@ -1,0 +1,74 @@
+"""The query pool's reads: each statement under the time its read was given (a value its
+connection kept from an earlier read neither cuts a later read short nor lets it run
+long), ``SET LOCAL`` settings for one read only, read-only whatever the statement, and a
+connection broken while idle costs the caller nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+
+from storage.api import StorageError, StorageTimeout
+from storage.postgres.reading import ReadPool
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[ReadPool]:
+    # One connection: every read below lands on the connection the one before it used.
+    reads = ReadPool(database_url, max_size=1)
+    await reads.open()
+    yield reads
+    await reads.close()
+
+
+async def _slept(pool: ReadPool, sleep_s: float, *, seconds: float) -> float:
+    started = time.monotonic()
+    await pool.fetch("SELECT pg_sleep(%s)", [sleep_s], seconds=seconds)
+    return time.monotonic() - started
+
+
+async def test_each_read_runs_under_its_own_time_limit(pool: ReadPool) -> None:
+    with pytest.raises(StorageTimeout):
+        await _slept(pool, 2.0, seconds=0.2)
+    # The same connection, a longer limit: the 0.2 s of the read before does not hold.
+    assert await _slept(pool, 0.5, seconds=5) >= 0.5
+    # And a short limit again is applied again, not the 5 s the connection last had.
+    started = time.monotonic()
+    with pytest.raises(StorageTimeout):
+        await _slept(pool, 2.0, seconds=0.2)
+    assert time.monotonic() - started < 1.5
+    assert await pool.fetch("SHOW statement_timeout", [], seconds=0.25) == [("250ms",)]
+
+
+async def test_settings_hold_for_their_read_only(pool: ReadPool) -> None:
+    first, second = await pool.fetch_many(
+        [("SHOW enable_sort", []), ("SELECT 1", [])],
+        seconds=5,
+        settings=("SET LOCAL enable_sort = off",),
+    )
+    assert (first, second) == ([("off",)], [(1,)])
+    assert await pool.fetch("SHOW enable_sort", [], seconds=5) == [("on",)]
+
+
+async def test_a_read_cannot_write(pool: ReadPool, database_url: str) -> None:
+    with pytest.raises(StorageError):
+        await pool.fetch("CREATE TABLE written_by_a_read (x int)", [], seconds=5)
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute("SELECT to_regclass('written_by_a_read')").fetchone()
+    assert found == (None,)
+
+
+async def test_a_connection_killed_while_idle_is_replaced_within_the_read(
+    pool: ReadPool, database_url: str
+) -> None:
+    assert await pool.fetch("SELECT 1", [], seconds=5) == [(1,)]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'otlpd-query' AND datname = current_database()"
+        ).fetchone()
+    assert killed == (1,)
+    assert await pool.fetch("SELECT 2", [], seconds=5) == [(2,)]
