@@ -101,19 +101,37 @@ def set_list(target: struct_pb2.ListValue, value: Any) -> None:
 
 def log_record(row: LogRow) -> pb.LogRecord:
     """A stored log record as the API returns it."""
-    record = pb.LogRecord(
-        id=row.id,
-        trace_id=row.trace_id or b"",
-        span_id=row.span_id or b"",
-        service=row.service_name or "",
-        session_id=row.session_id or "",
-        user_id=row.user_id or "",
-        severity_number=row.severity_number or 0,
-        severity_text=row.severity_text or "",
-        scope_name=row.scope_name or "",
-        event_name=row.event_name or "",
-        flags=row.flags or 0,
-    )
+    record = pb.LogRecord()
+    fill_log_record(record, row)
+    return record
+
+
+def fill_log_record(record: pb.LogRecord, row: LogRow) -> None:
+    """``record`` (empty, typically just added to an answer's list) as ``log_record``
+    would return it. Filling the message in its place saves the copy that appending a
+    built one makes: measured on 1,000 of the query benchmark's records, 19.3 µs a record
+    built and appended against 11.7 µs to build alone (docs/benchmarks.md)."""
+    record.id = row.id
+    if row.trace_id:
+        record.trace_id = row.trace_id
+    if row.span_id:
+        record.span_id = row.span_id
+    if row.service_name:
+        record.service = row.service_name
+    if row.session_id:
+        record.session_id = row.session_id
+    if row.user_id:
+        record.user_id = row.user_id
+    if row.severity_number:
+        record.severity_number = row.severity_number
+    if row.severity_text:
+        record.severity_text = row.severity_text
+    if row.scope_name:
+        record.scope_name = row.scope_name
+    if row.event_name:
+        record.event_name = row.event_name
+    if row.flags:
+        record.flags = row.flags
     # time_unix_nano is 0 when the record had none (OTLP allows it); `time` then holds
     # the observed time, which is what the record is sorted and filtered by.
     set_timestamp(record.time, row.time_unix_nano or row.time_us * 1000)
@@ -122,26 +140,41 @@ def log_record(row: LogRow) -> pb.LogRecord:
     set_value(record.body, row.body)
     set_struct(record.attributes, row.attributes)
     set_resource(record.resource, row.resource_id, row.resource)
-    return record
 
 
 def span(row: SpanRow, depth: int = 0) -> pb.Span:
     """A stored span as the API returns it."""
-    message = pb.Span(
-        trace_id=row.trace_id,
-        span_id=row.span_id,
-        parent_span_id=row.parent_span_id or b"",
-        name=row.name,
-        service=row.service_name or "",
-        kind=row.kind or 0,
-        status_code=row.status_code or 0,
-        status_message=row.status_message or "",
-        session_id=row.session_id or "",
-        user_id=row.user_id or "",
-        scope_name=row.scope_name or "",
-        trace_state=row.trace_state or "",
-        depth=depth,
-    )
+    message = pb.Span()
+    fill_span(message, row, depth)
+    return message
+
+
+def fill_span(message: pb.Span, row: SpanRow, depth: int = 0) -> None:
+    """``message`` (empty) as ``span`` would return it, in place (see
+    ``fill_log_record``)."""
+    message.trace_id = row.trace_id
+    message.span_id = row.span_id
+    if row.parent_span_id:
+        message.parent_span_id = row.parent_span_id
+    message.name = row.name
+    if row.service_name:
+        message.service = row.service_name
+    if row.kind:
+        message.kind = row.kind
+    if row.status_code:
+        message.status_code = row.status_code
+    if row.status_message:
+        message.status_message = row.status_message
+    if row.session_id:
+        message.session_id = row.session_id
+    if row.user_id:
+        message.user_id = row.user_id
+    if row.scope_name:
+        message.scope_name = row.scope_name
+    if row.trace_state:
+        message.trace_state = row.trace_state
+    if depth:
+        message.depth = depth
     start = row.start_time_unix_nano or 0
     end = row.end_time_unix_nano or start
     set_timestamp(message.start_time, start)
@@ -151,4 +184,3 @@ def span(row: SpanRow, depth: int = 0) -> pb.Span:
     set_resource(message.resource, row.resource_id, row.resource)
     set_list(message.events, row.events)
     set_list(message.links, row.links)
-    return message

@@ -158,7 +158,10 @@ class LogQueries:
             rival=hot[want - 1].key if len(hot) >= want else None,
         )
         records = _newest_first(hot, cold, limit=want)
-        response = pb.SearchLogsResponse(records=[convert.log_record(r) for r in records[:limit]])
+        response = pb.SearchLogsResponse()
+        add = response.records.add
+        for r in records[:limit]:
+            convert.fill_log_record(add(), r)
         if len(records) > limit:
             last = records[limit - 1]
             response.next_page_token = tokens.encode(

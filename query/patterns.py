@@ -333,7 +333,7 @@ class LogPatternQueries:
             convert.set_timestamp(item.last_seen, p.last_us * 1000)
             example = examples.get(p.example)
             if example is not None:
-                item.example.CopyFrom(convert.log_record(example))
+                convert.fill_log_record(item.example, example)
         if offset + limit < len(ranked):
             response.next_page_token = tokens.encode(
                 _TOKEN_KIND,

@@ -127,11 +127,11 @@ class SessionQueries:
             item = response.items.add()
             if kind == session_reader.SPAN:
                 span = SpanRow(*row[1:])
-                item.span.CopyFrom(convert.span(span))
+                convert.fill_span(item.span, span)
                 item.time.CopyFrom(item.span.start_time)
                 services.add(span.service_name or "")
             elif kind == session_reader.LOG:
-                item.log.CopyFrom(convert.log_record(row))
+                convert.fill_log_record(item.log, row)
                 item.time.CopyFrom(item.log.time)
                 services.add(row.service_name or "")
             else:

@@ -190,8 +190,10 @@ class ErrorSpikeQueries:
         for rise, span_rows, log_rows in zip(page, spans, logs, strict=True):
             spike = rise.message()
             spike.operations.extend(op.message() for op in by_service.get(rise.service, ()))
-            spike.example_spans.extend(convert.span(row) for row in span_rows)
-            spike.example_logs.extend(convert.log_record(row) for row in log_rows)
+            for row in span_rows:
+                convert.fill_span(spike.example_spans.add(), row)
+            for log_row in log_rows:
+                convert.fill_log_record(spike.example_logs.add(), log_row)
             response.spikes.append(spike)
         return response
 

@@ -158,15 +158,18 @@ class TraceQueries:
         spans += (await cold_spans.spans_of(call, [trace_id], where=where))[trace_id]
         if not spans:
             raise NotFound("no trace with this trace_id in the project")
-        response = pb.GetTraceResponse(
-            spans=[convert.span(span, depth) for span, depth in waterfall(spans)]
-        )
+        response = pb.GetTraceResponse()
+        add_span = response.spans.add
+        for span, depth in waterfall(spans):
+            convert.fill_span(add_span(), span, depth)
         if request.include_logs:
             limit = self._settings.max_limit
             logs = [LogRow(*row) for row in results[1]]
             logs += await cold_spans.logs_of(call, [trace_id], limit, where=where)
             logs.sort(key=lambda record: record.key)
-            response.logs.extend(convert.log_record(record) for record in logs[:limit])
+            add_log = response.logs.add
+            for record in logs[:limit]:
+                convert.fill_log_record(add_log(), record)
         return response
 
     async def services(
