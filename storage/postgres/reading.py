@@ -105,25 +105,36 @@ class ReadPool(PooledStore):
         one transaction then.
         """
         timeout_ms = max(1, int(seconds * 1000))
-        retried = False
         try:
-            while True:
-                async with self._pool.connection() as conn:
-                    try:
-                        return await self._run(conn, statements, timeout_ms, binary, settings)
-                    except psycopg.errors.QueryCanceled:
-                        raise
-                    except psycopg.OperationalError:
-                        # A connection that broke while idle in the pool (a restart, a
-                        # killed backend) fails its next statement: once, the read moves
-                        # to another (the pool drops this one). Reads change nothing.
-                        if retried or not conn.broken:
-                            raise
-                        retried = False
+            try:
+                return await self._on_a_connection(statements, timeout_ms, binary, settings)
+            except _Broken:
+                # A connection that broke while idle in the pool (a restart, a killed
+                # backend) fails its next statement: the read runs once more, on another
+                # (the pool drops the broken one). Reads change nothing.
+                return await self._on_a_connection(statements, timeout_ms, binary, settings)
+        except _Broken as broken:
+            raise translate(broken.error) from broken.error
         except psycopg.errors.QueryCanceled as exc:
             raise StorageTimeout(f"statement stopped after {timeout_ms} ms") from exc
         except psycopg.Error as exc:  # PoolTimeout included: no connection in time
             raise translate(exc) from exc
+
+    async def _on_a_connection(
+        self,
+        statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
+        timeout_ms: int,
+        binary: bool,
+        settings: Sequence[LiteralString],
+    ) -> list[list[TupleRow]]:
+        """``_run`` on a connection of the pool; ``_Broken`` if that connection was."""
+        async with self._pool.connection() as conn:
+            try:
+                return await self._run(conn, statements, timeout_ms, binary, settings)
+            except psycopg.OperationalError as exc:
+                if conn.broken and not isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise _Broken(exc) from exc
+                raise
 
     async def _run(
         self,
@@ -146,6 +157,14 @@ class ReadPool(PooledStore):
             for setting in settings:
                 await cursor.execute(setting)
             return await _rows(cursor, statements)
+
+
+class _Broken(Exception):
+    """The connection a read was given turned out broken; ``error`` is how it failed."""
+
+    def __init__(self, error: psycopg.OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def _rows(
