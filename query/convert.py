@@ -156,7 +156,7 @@ def fill_span(message: pb.Span, row: SpanRow, depth: int = 0) -> None:
     message.span_id = row.span_id
     if row.parent_span_id:
         message.parent_span_id = row.parent_span_id
-    message.name = row.name
+    message.name = row.name or ""
     if row.service_name:
         message.service = row.service_name
     if row.kind:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 from google.protobuf import struct_pb2
 
 from query import convert
+from query.proto import pb
+from storage.postgres.records import LogRow, SpanRow
 
 
 def test_a_resource_is_built_once_per_id_and_every_target_gets_its_own_copy() -> None:
@@ -36,3 +42,126 @@ def test_a_record_without_resource_attributes_has_an_empty_resource() -> None:
     assert not target.fields
     convert.set_resource(target, 8, None)
     assert not target.fields
+
+
+def _log_row(**values: object) -> LogRow:
+    sparse: dict[str, Any] = dict.fromkeys(LogRow._fields)
+    sparse.update(time=datetime(2026, 12, 6, 12, 0, 1, 5, tzinfo=UTC), place="(3,4)")
+    sparse["resource_id"] = 90_002
+    sparse.update(values)
+    return LogRow(**sparse)
+
+
+def _span_row(**values: object) -> SpanRow:
+    sparse: dict[str, Any] = dict.fromkeys(SpanRow._fields)
+    sparse.update(trace_id=b"t" * 16, span_id=b"s" * 8, name="GET /", resource_id=90_002)
+    sparse.update(values)
+    return SpanRow(**sparse)
+
+
+FULL_LOG = _log_row(
+    time_unix_nano=1_796_565_601_000_005_000,
+    observed_time_unix_nano=1_796_565_601_000_006_000,
+    trace_id=b"t" * 16,
+    span_id=b"s" * 8,
+    flags=1,
+    service_name="checkout",
+    session_id="sess-1",
+    user_id="user-1",
+    severity_number=17,
+    severity_text="ERROR",
+    body={"message": "payment failed", "codes": [1, 2]},
+    attributes={"http.method": "POST", "retry": 2, "ok": False},
+    event_name="payment.failed",
+    scope_name="app",
+    resource='{"service.name": "checkout"}',
+    resource_id=90_001,  # the sparse rows' resource (90_002) is one never seen
+)
+FULL_SPAN = _span_row(
+    start_time_unix_nano=1_796_565_601_000_000_000,
+    end_time_unix_nano=1_796_565_601_250_000_000,
+    duration_ns=250_000_000,
+    parent_span_id=b"p" * 8,
+    trace_state="k=v",
+    service_name="checkout",
+    session_id="sess-1",
+    user_id="user-1",
+    kind=2,
+    status_code=2,
+    status_message="boom",
+    attributes={"http.route": "/pay"},
+    events=[{"name": "exception", "attributes": {"type": "E"}}],
+    links=[{"trace_id": "ab" * 16}],
+    scope_name="app",
+    resource='{"service.name": "checkout"}',
+    resource_id=90_001,  # the sparse rows' resource (90_002) is one never seen
+)
+
+
+def _expected_log(row: LogRow) -> pb.LogRecord:
+    """What the API returns for ``row``, written out field by field."""
+    expected = pb.LogRecord(
+        id=row.id,
+        trace_id=row.trace_id or b"",
+        span_id=row.span_id or b"",
+        service=row.service_name or "",
+        session_id=row.session_id or "",
+        user_id=row.user_id or "",
+        severity_number=row.severity_number or 0,
+        severity_text=row.severity_text or "",
+        scope_name=row.scope_name or "",
+        event_name=row.event_name or "",
+        flags=row.flags or 0,
+    )
+    expected.time.FromNanoseconds(row.time_unix_nano or row.time_us * 1000)
+    if row.observed_time_unix_nano:
+        expected.observed_time.FromNanoseconds(row.observed_time_unix_nano)
+    if row.body is None:
+        expected.body.null_value = struct_pb2.NULL_VALUE
+    else:
+        expected.body.struct_value.update(row.body)
+    if row.attributes:
+        expected.attributes.update(row.attributes)
+    if row.resource:
+        expected.resource.update({"service.name": "checkout"})
+    return expected
+
+
+@pytest.mark.parametrize("row", [FULL_LOG, _log_row()], ids=["full", "sparse"])
+def test_a_log_record_filled_in_its_answer_is_the_stored_record(row: LogRow) -> None:
+    answer = pb.SearchLogsResponse()
+    convert.fill_log_record(answer.records.add(), row)
+    assert answer.records[0] == _expected_log(row)
+    assert convert.log_record(row) == _expected_log(row)
+
+
+@pytest.mark.parametrize("row", [FULL_SPAN, _span_row()], ids=["full", "sparse"])
+def test_a_span_filled_in_its_answer_is_the_stored_span(row: SpanRow) -> None:
+    expected = pb.Span(
+        trace_id=row.trace_id,
+        span_id=row.span_id,
+        parent_span_id=row.parent_span_id or b"",
+        name=row.name,
+        service=row.service_name or "",
+        kind=row.kind or 0,
+        status_code=row.status_code or 0,
+        status_message=row.status_message or "",
+        session_id=row.session_id or "",
+        user_id=row.user_id or "",
+        scope_name=row.scope_name or "",
+        trace_state=row.trace_state or "",
+        depth=2,
+    )
+    start = row.start_time_unix_nano or 0
+    expected.start_time.FromNanoseconds(start)
+    expected.end_time.FromNanoseconds(row.end_time_unix_nano or start)
+    expected.duration.FromNanoseconds(row.duration_ns or 0)
+    if row.attributes:
+        expected.attributes.update(row.attributes)
+        expected.resource.update({"service.name": "checkout"})
+        expected.events.extend(row.events)
+        expected.links.extend(row.links)
+    answer = pb.GetTraceResponse()
+    convert.fill_span(answer.spans.add(), row, 2)
+    assert answer.spans[0] == expected
+    assert convert.span(row, 2) == expected
