@@ -917,10 +917,7 @@ def _rows_finisher(
                 layouts.setdefault(tuple(bounds), []).append(rows)
         buckets = []
         for layout, chunks in layouts.items():
-            together = Buckets.concat(chunks)
-            buckets.append(
-                (list(layout), together.take(np.lexsort((together.time, together.chain))))
-            )
+            buckets.append((list(layout), Buckets.sorted_union(chunks)))
         exponential = sorted(
             (r for p in parts for r in p.exponential), key=lambda r: (r.series, r.time)
         )

@@ -184,6 +184,36 @@ class Buckets:
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
     @classmethod
+    def sorted_union(cls, parts: Sequence[Buckets]) -> Buckets:
+        """The rows of ``parts`` together, sorted by chain and time (stably: rows of a
+        chain at the same time keep their order in ``parts``), as ``concat`` then
+        ``take`` would give them, with one copy of each bucket matrix instead of two:
+        each part's rows go straight to their sorted places. Those copies were half of
+        the Python time of a day of 100 series at 1-minute steps (pyinstrument,
+        docs/benchmarks.md)."""
+        if len(parts) == 1:
+            only = parts[0]
+            return only.take(np.lexsort((only.time, only.chain)))
+        order = np.lexsort(
+            (np.concatenate([p.time for p in parts]), np.concatenate([p.chain for p in parts]))
+        )
+        place = np.empty_like(order)
+        place[order] = np.arange(order.shape[0])
+        columns: list[npt.NDArray[Any]] = []
+        for f in fields(cls):
+            pieces = [getattr(p, f.name) for p in parts]
+            if pieces[0].ndim == 1:
+                columns.append(np.concatenate(pieces)[order])
+                continue
+            matrix = np.empty((order.shape[0], *pieces[0].shape[1:]), dtype=pieces[0].dtype)
+            at = 0
+            for piece in pieces:
+                matrix[place[at : at + piece.shape[0]]] = piece
+                at += piece.shape[0]
+            columns.append(matrix)
+        return cls(*columns)
+
+    @classmethod
     def of_points(
         cls, chain: Ints, times: Ints, starts: Ints, counts: Ints, delta: Bools
     ) -> Buckets:

@@ -496,9 +496,7 @@ def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[Cha
         merged.setdefault((project, tuple(float(b) for b in bounds)), []).append(chunk)
     out = []
     for (project, bounds), chunks in merged.items():
-        together = Buckets.concat(chunks)
-        if sort:
-            together = together.take(np.lexsort((together.time, together.chain)))
+        together = Buckets.sorted_union(chunks) if sort else Buckets.concat(chunks)
         out.append(ChainBuckets(project, list(bounds), together))
     return out
 

@@ -4,6 +4,8 @@ a query's steps equals what the raw points contribute (query.aggregate's rules).
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
@@ -166,3 +168,29 @@ def test_exponential_rows_merge_at_the_lowest_scale_and_keep_every_count() -> No
     np.testing.assert_array_equal(merged.increments[0], expected)
     np.testing.assert_array_equal(merged.last[0], buckets.last[-1])
     np.testing.assert_array_equal(merged.first[0], buckets.first[0])
+
+
+def _random_buckets(rng: np.random.Generator, n: int, width: int) -> Buckets:
+    return Buckets(
+        rng.integers(0, 4, n),  # few chains and times: ties across parts
+        rng.integers(0, 5, n) * MINUTE,
+        rng.integers(0, 1000, n),
+        rng.random(n) < 0.3,
+        rng.integers(0, 1000, n),
+        rng.integers(0, 1000, n),
+        rng.integers(0, 50, (n, width)),
+        rng.integers(0, 50, (n, width)),
+        rng.integers(0, 50, (n, width)),
+    )
+
+
+@pytest.mark.parametrize("sizes", [(7,), (0, 9), (13, 1, 8), (5, 0)])
+def test_a_sorted_union_is_the_parts_concatenated_then_sorted(sizes: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    parts = [_random_buckets(rng, n, 4) for n in sizes]
+    together = Buckets.concat(parts)
+    expected = together.take(np.lexsort((together.time, together.chain)))
+    got = Buckets.sorted_union(parts)
+    for name in (f.name for f in fields(Buckets)):
+        assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+        assert getattr(got, name).dtype == getattr(expected, name).dtype, name
