@@ -456,6 +456,16 @@ def packed_counts(data: bytes | None, width: int) -> np.ndarray:
     return np.frombuffer(data, dtype=">i8").astype(np.int64).reshape(-1, width)
 
 
+def _filled(base: np.ndarray, present: np.ndarray, data: bytes | None, width: int) -> np.ndarray:
+    """``base`` with the rows flagged ``present`` replaced by ``data``'s packed counts (in
+    order); ``data``'s matrix itself when every row is present."""
+    if present.all():
+        return packed_counts(data, width)
+    if present.any():
+        base[present] = packed_counts(data, width)
+    return base
+
+
 class ChainBuckets(NamedTuple):
     """Explicit-histogram rollup rows of one project and bucket layout; the chain of a
     row is its series."""
@@ -476,12 +486,14 @@ def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[Cha
         n, width = series.shape[0], len(bounds) + 1
         ints = binary_array(ints_b).reshape(-1, 6)
         delta, has_first, has_increments = (ints[:, k].astype(bool) for k in (3, 4, 5))
-        last = np.zeros((n, width), dtype=np.int64)
-        last[~delta] = packed_counts(last_b, width)
-        first = last.copy()
-        first[has_first] = packed_counts(first_b, width)
-        increments = last - first
-        increments[has_increments] = packed_counts(increments_b, width)
+        # Matrices are shared or left unfilled where a whole column of flags allows (a
+        # row per series and minute, one point each: no delta rows, first = last,
+        # increments zero): each full pass over a day's matrices costs milliseconds.
+        # Nothing writes into a Buckets' matrices once it is built.
+        last = _filled(np.zeros((n, width), dtype=np.int64), ~delta, last_b, width)
+        first = last if not has_first.any() else _filled(last.copy(), has_first, first_b, width)
+        base = np.zeros((n, width), dtype=np.int64) if first is last else last - first
+        increments = _filled(base, has_increments, increments_b, width)
         chunk = Buckets(
             series,
             binary_array(times_b),
