@@ -187,7 +187,7 @@ class ValueRules:
         kind = PLAIN if redactor is None else redactor.kind(key)
         if kind == SECRET:
             redactor.redacted_key()  # type: ignore[union-attr]
-            return [REDACTED] if value.WhichOneof("value") == "array_value" else REDACTED
+            return self._redacted(value, 1)
         return self.walk(value, self.max_value, 1, kind == CLIENT_IP)
 
     def walk(self, value: AnyValue, limit: int, depth: int, ip: bool) -> JsonValue:
@@ -228,8 +228,20 @@ class ValueRules:
         kind = PLAIN if redactor is None else redactor.kind(key)
         if kind == SECRET:
             redactor.redacted_key()  # type: ignore[union-attr]
-            return [REDACTED] if value.WhichOneof("value") == "array_value" else REDACTED
+            return self._redacted(value, depth)
         return self.walk(value, limit, depth, kind == CLIENT_IP)
+
+    def _redacted(self, value: AnyValue, depth: int) -> JsonValue:
+        """What stands for a secret ``value`` at ``depth``: an array stays an array (of
+        one redacted string), unless it lies deeper than arrays may, where the depth cut
+        applies as to any array (found by hypothesis: ``[{"TOKEN": []}]`` was stored one
+        level deeper than ``max_depth`` allows)."""
+        if value.WhichOneof("value") != "array_value":
+            return REDACTED
+        if depth > self.max_depth:
+            self._truncated("depth")
+            return None
+        return [REDACTED]
 
     def text(self, text: str, limit: int, ip: bool = False) -> str:
         """A string value redacted, then cut to ``limit`` bytes (masked first, so that a
