@@ -205,7 +205,8 @@ class Buckets:
             if pieces[0].ndim == 1:
                 columns.append(np.concatenate(pieces)[order])
                 continue
-            matrix = np.empty((order.shape[0], *pieces[0].shape[1:]), dtype=pieces[0].dtype)
+            shape = (order.shape[0], *pieces[0].shape[1:])
+            matrix = np.empty(shape, dtype=np.result_type(*pieces))  # as concatenate
             at = 0
             for piece in pieces:
                 matrix[place[at : at + piece.shape[0]]] = piece
