@@ -36,6 +36,19 @@ def _admin() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True)
 
 
+def terminate_backends(database_url: str, application_name: str) -> int:
+    """Kills the connections named ``application_name`` to this test's database (as a
+    restart or a failover would), and says how many there were."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (application_name,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 @contextlib.contextmanager
 def _fresh_database() -> Iterator[str]:
     """A fresh, empty database on the real server; dropped (with its sessions) after."""

@@ -24,7 +24,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from query.proto import pb, pb_grpc
-from tests.conftest import RunningOtlpd, free_port
+from tests.conftest import RunningOtlpd, free_port, terminate_backends
 from tests.test_main import OtlpdProcess, base_env
 
 SEEN_WITHIN = 1.0  # seconds from Export OK to the record on a tail (the bound)
@@ -469,12 +469,7 @@ def test_a_lost_listener_reconnects_and_streams_are_told_they_lagged(
     otlpd: RunningOtlpd, tails: Callable[..., Tail]
 ) -> None:
     tail = tails(otlpd.app.ports.query)
-    with psycopg.connect(otlpd.database_url, autocommit=True) as conn:
-        killed = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'otlpd-tail' AND datname = current_database()"
-        ).fetchall()
-    assert killed == [(True,)]
+    assert terminate_backends(otlpd.database_url, "otlpd-tail") == 1
     _, message = tail.messages.get(timeout=10)
     assert isinstance(message, pb.TailLogsResponse)
     assert message.HasField("lagged") and message.lagged.skipped_records == 0  # unknown

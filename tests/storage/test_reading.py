@@ -13,6 +13,7 @@ import pytest
 
 from storage.api import StorageError, StorageTimeout
 from storage.postgres.reading import ReadPool
+from tests.conftest import terminate_backends
 
 
 @pytest.fixture
@@ -65,10 +66,5 @@ async def test_a_connection_killed_while_idle_is_replaced_within_the_read(
     pool: ReadPool, database_url: str
 ) -> None:
     assert await pool.fetch("SELECT 1", [], seconds=5) == [(1,)]
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = 'otlpd-query' AND datname = current_database()"
-        ).fetchone()
-    assert killed == (1,)
+    assert terminate_backends(database_url, "otlpd-query") == 1
     assert await pool.fetch("SELECT 2", [], seconds=5) == [(2,)]

@@ -20,6 +20,7 @@ from storage.postgres import writer as w
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
 from storage.postgres.writer import PostgresWriter
+from tests.conftest import terminate_backends
 
 HOUR = 3600 * 10**9
 # Not a whole microsecond: the nanoseconds must survive in the bigint columns.
@@ -703,12 +704,7 @@ def test_a_pooled_connection_lost_meanwhile_costs_no_write(url: str) -> None:
     writer = PostgresWriter(url, pool_size=1)
     try:
         writer.write([RowBatch(spans=[FULL_SPAN])])
-        with psycopg.connect(url, autocommit=True) as conn:
-            killed = conn.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = 'otlpd-writer'"
-            ).fetchone()
-        assert killed == (1,)
+        assert terminate_backends(url, "otlpd-writer") == 1
         assert writer.write([RowBatch(spans=[NULL_SPAN])]).spans == 1
         assert counts(url)["spans"] == 2
     finally:
