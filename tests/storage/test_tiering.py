@@ -360,9 +360,17 @@ async def test_an_empty_partition_that_may_still_take_a_record_is_left(
     """The partition manager makes every partition of the accepted window ahead of time:
     dropping an empty one inside it would only have it made again, pass after pass."""
     url = server.database_url
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        old_partitions = await partitions_past(conn, "spans", OLD + HOUR)
-    assert old_partitions  # the server took 53 h: these exist, empty
+    # The server took 53 h, so OLD's partition will exist, empty; it makes the past part
+    # of the window in the background after start, newest first, so wait for it.
+    deadline = time.monotonic() + 60
+    old_partitions: list[Partition] = []
+    while time.monotonic() < deadline:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            old_partitions = await partitions_past(conn, "spans", OLD + HOUR)
+        if any(p.low_ns == OLD for p in old_partitions):
+            break
+        await asyncio.sleep(0.1)
+    assert any(p.low_ns == OLD for p in old_partitions)
     # Its jobs and partition upkeep read and lock `spans`; a drop waits for the parent's
     # lock only DROP_LOCK_TIMEOUT (and then fails the pass): off the busy suite's path.
     server.stop()
