@@ -52,10 +52,15 @@ class QueryCall:
         return budget_left, False
 
     async def fetch(
-        self, query: Query, params: Sequence[Any] | dict[str, Any], *, binary: bool = False
+        self,
+        query: Query,
+        params: Sequence[Any] | dict[str, Any],
+        *,
+        binary: bool = False,
+        prepare: bool | None = None,
     ) -> list[Any]:
         """The rows of one parameterized statement, within the time this call has left."""
-        return (await self.fetch_many([(query, params)], binary=binary))[0]
+        return (await self.fetch_many([(query, params)], binary=binary, prepare=prepare))[0]
 
     async def fetch_many(
         self,
@@ -63,15 +68,16 @@ class QueryCall:
         *,
         binary: bool = False,
         settings: Sequence[LiteralString] = (),
+        prepare: bool | None = None,
     ) -> list[list[Any]]:
         """Several statements on one connection, in order, within the time left
-        (``binary``, ``settings``: see ``ReadPool.fetch_many``)."""
+        (``binary``, ``settings``, ``prepare``: see ``ReadPool.fetch_many``)."""
         seconds, by_deadline = self.seconds_left()
         if seconds <= 0:
             raise self._out_of_time(by_deadline)
         try:
             return await self.pool.fetch_many(
-                statements, seconds=seconds, binary=binary, settings=settings
+                statements, seconds=seconds, binary=binary, settings=settings, prepare=prepare
             )
         except StorageTimeout as exc:
             raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc

@@ -102,6 +102,21 @@ def _oldest_first(*parts: list[LogRow], limit: int) -> list[LogRow]:
     return merged[:limit]
 
 
+def _prepare(flt: LogFilter) -> bool | None:
+    """False (plan for the values, every time) for a statement that matches words.
+
+    psycopg prepares a statement from its fifth use on a connection, and PostgreSQL then
+    keeps a generic plan once its estimate looks no worse than the custom ones'. For a
+    word search that plan does not know which partitions the window keeps, nor how rare
+    the word is: over the last 64 minutes of the query benchmark it took 240-620 ms
+    where a plan for the values took 140-250 ms (docs/benchmarks.md, "Word searches
+    planned for their values"). With the window's bounds as values (``log_reader.moment``)
+    such a plan costs ~0.4 ms to make. The other searches (a trace id, a session) keep
+    their prepared plans, which the indexes make cheap whatever the values.
+    """
+    return False if flt.regexes else None
+
+
 class LogQueries:
     """The log RPCs of QueryService over the hot tier."""
 
@@ -182,12 +197,14 @@ class LogQueries:
         """Up to ``want`` rows, newest first, reading growing windows back from ``end_us``."""
         rows: list[Any] = []
         high, width = end_us, _FIRST_WINDOW_US
+        prepare = _prepare(flt)
         while len(rows) < want and high > start_us:
             low = max(start_us, high - width)
             rows += await call.fetch(
                 *log_reader.search(
                     flt, start_us=low, end_us=high, before=before, limit=want - len(rows)
-                )
+                ),
+                prepare=prepare,
             )
             high, width = low, width * _GROWTH
         return rows
@@ -281,7 +298,8 @@ class LogQueries:
         step_us = step // 1000
         start_us, end_us = _us_range(window)
         rows = await call.fetch(
-            *log_reader.volume(flt, start_us=start_us, end_us=end_us, step_us=step_us)
+            *log_reader.volume(flt, start_us=start_us, end_us=end_us, step_us=step_us),
+            prepare=_prepare(flt),
         )
         counts = await cold_logs.volume(call, Scope(flt, start_us, end_us), step_us)
         for bucket, severity, n in rows:

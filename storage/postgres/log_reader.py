@@ -2,7 +2,8 @@
 
 Every statement here is built from constant fragments and ``%s`` placeholders only:
 what a client sent is always a bound parameter. Times travel as whole microseconds and
-become timestamptz in SQL (``records.US_TO_TIME``), so no float rounding moves a cursor.
+become timestamptz in SQL (``records.US_TO_TIME``), or as the exact timestamptz values of
+those microseconds (``moment``), so no float rounding moves a cursor.
 
 Order and identity are ``(time, ctid)`` (see ``storage.postgres.records``). The filtered,
 ordered and limited rows are picked in a subquery before ``resources`` is joined, so the
@@ -19,11 +20,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.postgres.records import LOG_COLUMNS, RESOURCE_JOIN, US_TO_TIME
 
 _T = US_TO_TIME.format("%s")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_LAST_US = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 # A record body's text: a string body is its string, any other its JSON text. The text
 # index job indexes exactly this expression; the planner matches it only when identical.
 BODY_TEXT = "(l.body #>> '{}')"
@@ -108,15 +113,29 @@ def filter_conditions(f: LogFilter) -> tuple[list[str], list[Any]]:
     return conditions, params
 
 
+def moment(time_us: int) -> datetime:
+    """``time_us`` as a timestamptz parameter, exact to the microsecond like ``_T``.
+
+    A search's time bounds travel as timestamptz values rather than as ``_T``'s
+    expression, which is only STABLE: PostgreSQL prunes the partitions outside a value's
+    range while it plans, but an expression's only when the plan starts, after planning
+    every partition. Planning a one-word search over the query benchmark's 52 log
+    partitions took 10-17 ms with the expression, 0.4 ms with values (docs/benchmarks.md,
+    "Word searches planned for their values"). Clamped to the years datetime holds, far
+    beyond any time OTLP can carry (unsigned nanoseconds end in 2554).
+    """
+    return _EPOCH + timedelta(microseconds=min(max(time_us, _FIRST_US), _LAST_US))
+
+
 def _time_conditions(start_us: int | None, end_us: int | None) -> tuple[list[str], list[Any]]:
     conditions: list[str] = []
     params: list[Any] = []
     if start_us is not None:
-        conditions.append("l.time >= " + _T)
-        params.append(start_us)
+        conditions.append("l.time >= %s")
+        params.append(moment(start_us))
     if end_us is not None:
-        conditions.append("l.time < " + _T)
-        params.append(end_us)
+        conditions.append("l.time < %s")
+        params.append(moment(end_us))
     return conditions, params
 
 
@@ -135,8 +154,8 @@ def search(
     conditions += more
     params += more_params
     if before is not None:
-        conditions.append("(l.time, l.ctid) < (" + _T + ", %s::tid)")
-        params += [before[0], before[1]]
+        conditions.append("(l.time, l.ctid) < (%s, %s::tid)")
+        params += [moment(before[0]), before[1]]
     inner = f"{_INNER_LOG} WHERE {' AND '.join(conditions)} {_NEWEST_FIRST} LIMIT %s"
     params.append(limit)
     return _JOINED.format(inner=inner, order=_NEWEST_FIRST), params

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import Any, LiteralString
+from typing import Any, LiteralString, NamedTuple
 
 import orjson
 import psycopg
@@ -95,6 +95,7 @@ class ReadPool(PooledStore):
         seconds: float,
         binary: bool = False,
         settings: Sequence[LiteralString] = (),
+        prepare: bool | None = None,
     ) -> list[list[TupleRow]]:
         """The rows of several statements, run in order on one connection (each with its
         own snapshot), each within ``seconds``.
@@ -102,17 +103,20 @@ class ReadPool(PooledStore):
         ``binary`` asks for results in PostgreSQL's binary format: a bytea arrives as its
         bytes rather than as hex text twice its size (metric point arrays are megabytes).
         ``settings`` are ``SET LOCAL`` statements for these statements only: they run in
-        one transaction then.
+        one transaction then. ``prepare``: psycopg's (None: prepared from a statement's
+        fifth use on a connection, after which PostgreSQL may keep a generic plan;
+        False: planned afresh for its values every time).
         """
         timeout_ms = max(1, int(seconds * 1000))
+        read = _Read(statements, timeout_ms, binary, settings, prepare)
         try:
             try:
-                return await self._on_a_connection(statements, timeout_ms, binary, settings)
+                return await self._on_a_connection(read)
             except _Broken:
                 # A connection that broke while idle in the pool (a restart, a killed
                 # backend) fails its next statement: the read runs once more, on another
                 # (the pool drops the broken one). Reads change nothing.
-                return await self._on_a_connection(statements, timeout_ms, binary, settings)
+                return await self._on_a_connection(read)
         except _Broken as broken:
             raise translate(broken.error) from broken.error
         except psycopg.errors.QueryCanceled as exc:
@@ -120,43 +124,42 @@ class ReadPool(PooledStore):
         except psycopg.Error as exc:  # PoolTimeout included: no connection in time
             raise translate(exc) from exc
 
-    async def _on_a_connection(
-        self,
-        statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
-        timeout_ms: int,
-        binary: bool,
-        settings: Sequence[LiteralString],
-    ) -> list[list[TupleRow]]:
+    async def _on_a_connection(self, read: _Read) -> list[list[TupleRow]]:
         """``_run`` on a connection of the pool; ``_Broken`` if that connection was."""
         async with self._pool.connection() as conn:
             try:
-                return await self._run(conn, statements, timeout_ms, binary, settings)
+                return await self._run(conn, read)
             except psycopg.OperationalError as exc:
                 if conn.broken and not isinstance(exc, psycopg.errors.QueryCanceled):
                     raise _Broken(exc) from exc
                 raise
 
     async def _run(
-        self,
-        conn: psycopg.AsyncConnection[TupleRow],
-        statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
-        timeout_ms: int,
-        binary: bool,
-        settings: Sequence[LiteralString],
+        self, conn: psycopg.AsyncConnection[TupleRow], read: _Read
     ) -> list[list[TupleRow]]:
-        cursor = conn.cursor(binary=binary)
-        if self._timeouts.get(conn) != timeout_ms:
+        cursor = conn.cursor(binary=read.binary)
+        if self._timeouts.get(conn) != read.timeout_ms:
             self._timeouts.pop(conn, None)
             await cursor.execute(
-                sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
+                sql.SQL("SET statement_timeout = {}").format(sql.Literal(read.timeout_ms))
             )
-            self._timeouts[conn] = timeout_ms
-        if not settings:
-            return await _rows(cursor, statements)
+            self._timeouts[conn] = read.timeout_ms
+        if not read.settings:
+            return await _rows(cursor, read)
         async with conn.transaction():
-            for setting in settings:
+            for setting in read.settings:
                 await cursor.execute(setting)
-            return await _rows(cursor, statements)
+            return await _rows(cursor, read)
+
+
+class _Read(NamedTuple):
+    """One ``fetch_many``: what to run and how (see there)."""
+
+    statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]]
+    timeout_ms: int
+    binary: bool
+    settings: Sequence[LiteralString]
+    prepare: bool | None
 
 
 class _Broken(Exception):
@@ -167,12 +170,9 @@ class _Broken(Exception):
         self.error = error
 
 
-async def _rows(
-    cursor: psycopg.AsyncCursor[TupleRow],
-    statements: Sequence[tuple[Query, Sequence[Any] | dict[str, Any]]],
-) -> list[list[TupleRow]]:
+async def _rows(cursor: psycopg.AsyncCursor[TupleRow], read: _Read) -> list[list[TupleRow]]:
     results: list[list[TupleRow]] = []
-    for query, params in statements:
-        await cursor.execute(query, params)
+    for query, params in read.statements:
+        await cursor.execute(query, params, prepare=read.prepare)
         results.append(await cursor.fetchall() if cursor.description else [])
     return results

@@ -1,7 +1,8 @@
 """The query pool's reads: each statement under the time its read was given (a value its
 connection kept from an earlier read neither cuts a later read short nor lets it run
-long), ``SET LOCAL`` settings for one read only, read-only whatever the statement, and a
-connection broken while idle costs the caller nothing."""
+long), ``SET LOCAL`` settings for one read only, statements left unprepared when asked,
+read-only whatever the statement, and a connection broken while idle costs the caller
+nothing."""
 
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ async def test_settings_hold_for_their_read_only(pool: ReadPool) -> None:
     )
     assert (first, second) == ([("off",)], [(1,)])
     assert await pool.fetch("SHOW enable_sort", [], seconds=5) == [("on",)]
+
+
+async def test_a_read_asked_not_to_prepare_is_planned_for_its_values(pool: ReadPool) -> None:
+    """psycopg prepares a statement from its fifth use on a connection, and PostgreSQL may
+    then keep a generic plan; ``prepare=False`` (word searches) never prepares."""
+    statement = "SELECT %s::int + 1"
+    prepared = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%::int + 1'"
+    for n in range(8):
+        assert await pool.fetch_many([(statement, [n])], seconds=5, prepare=False) == [[(n + 1,)]]
+    assert await pool.fetch(prepared, [], seconds=5) == [(0,)]
+    for n in range(8):
+        assert await pool.fetch(statement, [n], seconds=5) == [(n + 1,)]
+    assert await pool.fetch(prepared, [], seconds=5) == [(1,)]
 
 
 async def test_a_read_cannot_write(pool: ReadPool, database_url: str) -> None:
