@@ -296,6 +296,12 @@ class Config:
     text_index: bool = _setting(
         True, "OTLPD_TEXT_INDEX", _bool, "index log bodies of closed partitions for search"
     )
+    text_index_slices: bool = _setting(
+        True,
+        "OTLPD_TEXT_INDEX_SLICES",
+        _bool,
+        "also index each past 10 minutes of the open log partitions (twice the index CPU)",
+    )
     rollup_interval: float = _setting(
         15.0,
         "OTLPD_ROLLUP_INTERVAL",

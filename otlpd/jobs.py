@@ -174,7 +174,12 @@ def background_jobs(
         metric_rollup_job(config, database_url, metrics),
     ]
     if config.text_index:
-        jobs.append(TextIndexJob(on_indexed=lambda _: metrics.text_indexed.inc()))
+        jobs.append(
+            TextIndexJob(
+                slices=config.text_index_slices,
+                on_indexed=lambda _: metrics.text_indexed.inc(),
+            )
+        )
     if config.tiering:
         jobs.append(tier_job(config, database_url, metrics))
         jobs.append(prune_job(config, metrics))  # on the same interval: it follows tiering

@@ -16,7 +16,9 @@ move between pages.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from typing import Any
 
 from otlpd.errors import BadArgument, NotFound
@@ -25,7 +27,7 @@ from query.call import QueryCall
 from query.cold_logs import Scope
 from query.proto import pb
 from query.settings import QuerySettings
-from storage.postgres import log_reader
+from storage.postgres import log_reader, text_index
 from storage.postgres.log_reader import LogFilter
 from storage.postgres.records import COLD, LogRow, parse_record_id, place_order
 
@@ -117,11 +119,36 @@ def _prepare(flt: LogFilter) -> bool | None:
     return False if flt.regexes else None
 
 
+class _Slices:
+    """The starts (µs) of the open log partitions' indexed slices (``text_index``), read
+    from the catalog at most once per ``ttl`` seconds.
+
+    A slice appears every ``SLICE_SECONDS``; one seen a few seconds late is scanned as
+    before it was indexed, and one dropped meanwhile (its partition indexed whole) is
+    read by that partition's whole index instead: a stale list costs time, never rows.
+    """
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self._ttl = ttl
+        self._read_at = -math.inf
+        self._starts: tuple[int, ...] = ()
+
+    async def starts(self, call: QueryCall) -> tuple[int, ...]:
+        now = time.monotonic()
+        if now - self._read_at >= self._ttl:
+            rows = await call.fetch(*text_index.valid_slices_statement())
+            found = (text_index.slice_start(str(name)) for (name,) in rows)
+            self._starts = tuple(sorted({ns // 1000 for ns in found if ns is not None}))
+            self._read_at = now
+        return self._starts
+
+
 class LogQueries:
     """The log RPCs of QueryService over the hot tier."""
 
     def __init__(self, settings: QuerySettings) -> None:
         self._settings = settings
+        self._slices = _Slices()
 
     async def search(self, call: QueryCall, request: pb.SearchLogsRequest) -> pb.SearchLogsResponse:
         """Records matching the filter, newest first, one keyset page."""
@@ -198,11 +225,17 @@ class LogQueries:
         rows: list[Any] = []
         high, width = end_us, _FIRST_WINDOW_US
         prepare = _prepare(flt)
+        slices = await self._slices.starts(call) if flt.regexes else ()
         while len(rows) < want and high > start_us:
             low = max(start_us, high - width)
             rows += await call.fetch(
                 *log_reader.search(
-                    flt, start_us=low, end_us=high, before=before, limit=want - len(rows)
+                    flt,
+                    start_us=low,
+                    end_us=high,
+                    before=before,
+                    limit=want - len(rows),
+                    slices=slices,
                 ),
                 prepare=prepare,
             )
@@ -297,8 +330,11 @@ class LogQueries:
             raise BadArgument("step", "must be at least 1 microsecond")
         step_us = step // 1000
         start_us, end_us = _us_range(window)
+        slices = await self._slices.starts(call) if flt.regexes else ()
         rows = await call.fetch(
-            *log_reader.volume(flt, start_us=start_us, end_us=end_us, step_us=step_us),
+            *log_reader.volume(
+                flt, start_us=start_us, end_us=end_us, step_us=step_us, slices=slices
+            ),
             prepare=_prepare(flt),
         )
         counts = await cold_logs.volume(call, Scope(flt, start_us, end_us), step_us)

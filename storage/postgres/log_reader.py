@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from storage.postgres.records import LOG_COLUMNS, RESOURCE_JOIN, US_TO_TIME
+from storage.postgres.text_index import SLICE_NS
 
 _T = US_TO_TIME.format("%s")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -139,6 +140,43 @@ def _time_conditions(start_us: int | None, end_us: int | None) -> tuple[list[str
     return conditions, params
 
 
+def _slice_arms(
+    f: LogFilter, slices: Sequence[int], start_us: int | None, end_us: int | None
+) -> tuple[list[str], list[Any]]:
+    """The condition that lets a word search read the open partitions' slices by index
+    (``text_index``): none when there is no word or no slice in ``[start_us, end_us)``.
+
+    A partial index serves a condition only if the condition implies its predicate, so
+    the search's time range alone never reaches a slice. This condition is true of every
+    row that holds the word (the search also requires it), written as an OR whose arms
+    each fall inside one slice's predicate, or read by the time BRIN: the newest
+    minutes after the last slice (the arm tested first: most rows of a scan are there),
+    what lies before the first slice, and any gap between slices. PostgreSQL then reads
+    each slice's index and OR's the bitmaps (measured in docs/benchmarks.md, "The open
+    partition indexed in slices"). Its values are bound in the plan, so the statement
+    must be planned for them (``prepare=False``) for the proof to hold.
+    """
+    width = SLICE_NS // 1000
+    starts = sorted(
+        {
+            s
+            for s in slices
+            if (end_us is None or s < end_us) and (start_us is None or s + width > start_us)
+        }
+    )
+    if not starts or not f.regexes:
+        return [], []
+    arms = ["l.time >= %s", "l.time < %s"]
+    params: list[Any] = [moment(starts[-1] + width), moment(starts[0])]
+    for before, start in zip([None, *starts], starts, strict=False):
+        if before is not None and start > before + width:  # no slice indexed here
+            arms.append("(l.time >= %s AND l.time < %s)")
+            params += [moment(before + width), moment(start)]
+        arms.append("(l.time >= %s AND l.time < %s AND " + BODY_TEXT + " ~* %s)")
+        params += [moment(start), moment(start + width), f.regexes[0]]
+    return ["(" + " OR ".join(arms) + ")"], params
+
+
 def search(
     f: LogFilter,
     *,
@@ -146,10 +184,15 @@ def search(
     end_us: int | None,
     before: tuple[int, str] | None,
     limit: int,
+    slices: Sequence[int] = (),
 ) -> tuple[str, list[Any]]:
     """Up to ``limit`` records matching ``f`` in ``[start_us, end_us)``, newest first,
-    strictly older than the cursor ``before`` = (time µs, ctid) when given."""
-    conditions, params = filter_conditions(f)
+    strictly older than the cursor ``before`` = (time µs, ctid) when given; ``slices``:
+    the starts (µs) of the open partitions' indexed slices (``_slice_arms``)."""
+    conditions, params = _slice_arms(f, slices, start_us, end_us)
+    more, more_params = filter_conditions(f)
+    conditions += more
+    params += more_params
     more, more_params = _time_conditions(start_us, end_us)
     conditions += more
     params += more_params
@@ -222,11 +265,16 @@ def neighbours(
     return _JOINED.format(inner=inner, order=_OLDEST_FIRST), params
 
 
-def volume(f: LogFilter, *, start_us: int, end_us: int, step_us: int) -> tuple[str, list[Any]]:
+def volume(
+    f: LogFilter, *, start_us: int, end_us: int, step_us: int, slices: Sequence[int] = ()
+) -> tuple[str, list[Any]]:
     """Rows of (bucket number, severity range, count) for ``f`` in ``[start_us, end_us)``;
     bucket ``k`` is ``[k * step_us, (k + 1) * step_us)`` since the epoch. Empty buckets
-    have no row (the caller fills them)."""
-    conditions, params = filter_conditions(f)
+    have no row (the caller fills them). ``slices``: as for ``search``."""
+    conditions, params = _slice_arms(f, slices, start_us, end_us)
+    more, more_params = filter_conditions(f)
+    conditions += more
+    params += more_params
     more, more_params = _time_conditions(start_us, end_us)
     conditions += more
     # extract(epoch) is numeric (PostgreSQL 14+): exact microseconds, no float.
