@@ -136,8 +136,8 @@ class _Slices:
     async def starts(self, call: QueryCall) -> tuple[int, ...]:
         now = time.monotonic()
         if now - self._read_at >= self._ttl:
-            rows = await call.fetch(*text_index.valid_slices_statement())
-            found = (text_index.slice_start(str(name)) for (name,) in rows)
+            rows = await call.fetch(*text_index.slices_statement())
+            found = (text_index.slice_start(str(name)) for _, name, valid in rows if valid)
             self._starts = tuple(sorted({ns // 1000 for ns in found if ns is not None}))
             self._read_at = now
         return self._starts

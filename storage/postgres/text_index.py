@@ -34,7 +34,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -113,16 +113,10 @@ def slice_start(index: str) -> int | None:
     return ns_from_datetime(moment)
 
 
-def valid_slices_statement() -> tuple[str, list[Any]]:
-    """The names of every valid slice index (for ``slice_start``): what a search can read
-    by index in the open partitions."""
-    return (
-        "SELECT ic.relname FROM pg_inherits i "
-        "JOIN pg_index ix ON ix.indrelid = i.inhrelid AND ix.indisvalid "
-        "JOIN pg_class ic ON ic.oid = ix.indexrelid "
-        "WHERE i.inhparent = to_regclass('logs') AND ic.relname LIKE %s",
-        [_SLICE_LIKE],
-    )
+def slices_statement() -> tuple[str, list[Any]]:
+    """``(partition, index, valid)`` of every slice index (``slice_start`` reads an
+    index's name): for the job, and for searches, which read the valid ones by index."""
+    return _SLICES, [_SLICE_LIKE]
 
 
 async def closed_unindexed(conn: Connection, now_ns: int, grace_ns: int) -> list[tuple[str, bool]]:
@@ -205,49 +199,30 @@ class TextIndexJob:
         await self.index_slices(conn, now)
 
     async def index_slices(self, conn: Connection, now_ns: int) -> list[str]:
-        """Indexes the slices of the open partitions that ended ``settle`` ago (unless the
-        job was made without ``slices``), and drops the slices of partitions indexed
-        whole; returns the slices it built, newest first. A failed build or drop is logged
-        and left for the next round."""
+        """Drops the slices of partitions indexed whole, then indexes the slices of the
+        open partitions that ended ``settle`` ago (unless the job was made without
+        ``slices``); returns the slices it built, newest first. A failed build or drop is
+        logged and left for the next round."""
         if not await self._extension(conn):
             return []
         await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
         cursor = await conn.execute(_PARTITIONS, (INDEX_SUFFIX,))
         partitions = await cursor.fetchall()
-        cursor = await conn.execute(_SLICES, (_SLICE_LIKE,))
-        slices: dict[str, bool] = {
-            str(index): bool(valid) for _, index, valid in await cursor.fetchall()
-        }
+        cursor = await conn.execute(*slices_statement())
+        slices = {str(index): bool(valid) for _, index, valid in await cursor.fetchall()}
         whole = {str(name) for name, _, valid in partitions if valid}
         for index in sorted(slices):
-            partition = index[: index.find(SLICE_INFIX)]
-            if partition in whole:
-                try:
-                    await conn.execute(
-                        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-                            sql.Identifier(index)
-                        )
-                    )
-                except psycopg.Error as exc:
-                    log.warning("dropping %s failed; will retry: %s", index, exc)
-        wanted: list[tuple[int, str]] = []
+            if index[: index.find(SLICE_INFIX)] not in whole:
+                continue
+            try:
+                drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}")
+                await conn.execute(drop.format(sql.Identifier(index)))
+            except psycopg.Error as exc:
+                log.warning("dropping %s failed; will retry: %s", index, exc)
         if not self._slices:
             return []
-        done_until = now_ns - self._settle_ns
-        for name, bound, valid in partitions:
-            parsed = parse_bound(str(bound))
-            if parsed is None or valid:
-                continue
-            low, high = parsed
-            if high <= now_ns - self._grace_ns:
-                continue  # closed: index_closed makes its whole index
-            start = -(-low // SLICE_NS) * SLICE_NS
-            while start + SLICE_NS <= min(high, done_until):
-                if not slices.get(slice_name(str(name), start)):
-                    wanted.append((start, str(name)))
-                start += SLICE_NS
         built: list[str] = []
-        for start, partition in sorted(wanted, reverse=True):
+        for start, partition in self._unindexed_slices(partitions, slices, now_ns):
             index = slice_name(partition, start)
             started = time.perf_counter()
             try:
@@ -255,13 +230,30 @@ class TextIndexJob:
             except psycopg.Error as exc:
                 log.warning("text index slice %s failed; will retry: %s", index, exc)
                 continue
-            log.info(
-                "indexed log bodies of %s",
-                index,
-                extra={"seconds": round(time.perf_counter() - started, 3)},
-            )
+            seconds = round(time.perf_counter() - started, 3)
+            log.info("indexed log bodies of %s", index, extra={"seconds": seconds})
             built.append(index)
         return built
+
+    def _unindexed_slices(
+        self, partitions: Sequence[Any], slices: Mapping[str, bool], now_ns: int
+    ) -> list[tuple[int, str]]:
+        """(start, partition) of every slice over and settled by ``now_ns`` in a partition
+        that is open (not ``grace`` past its end) and has no whole index, lacking a valid
+        index (``slices``: index name -> valid), newest first."""
+        wanted: list[tuple[int, str]] = []
+        settled = now_ns - self._settle_ns
+        for name, bound, valid in partitions:
+            parsed = parse_bound(str(bound))
+            if parsed is None or valid or parsed[1] <= now_ns - self._grace_ns:
+                continue  # not ours, indexed whole, or closed (index_closed's)
+            low, high = parsed
+            start = -(-low // SLICE_NS) * SLICE_NS
+            while start + SLICE_NS <= min(high, settled):
+                if not slices.get(slice_name(str(name), start)):
+                    wanted.append((start, str(name)))
+                start += SLICE_NS
+        return sorted(wanted, reverse=True)
 
     async def summarize_open(self, conn: Connection, now_ns: int) -> int:
         """Summarizes the block ranges the open partitions' BRIN indexes do not cover yet;
