@@ -84,7 +84,10 @@ def test_two_replicas_evaluate_every_rule_exactly_once_per_interval(database_url
         assert abs(first - created[rule_id]) < timedelta(seconds=0.1)  # type: ignore[operator]
         assert evaluated[-1][1] >= 5  # no slot skipped over 6 s
     ran = [s.metric("otlpd_alert_evaluations_total", {"outcome": "ok"}) for s in (one, two)]
-    assert sum(ran) == total[0]  # nothing evaluated twice, or dropped after evaluation
+    # Nothing dropped after evaluation. A replica stopped while a commit is in flight may
+    # see it land without counting it (the count follows the commit): one per replica
+    # (seen once: 50 counted, 51 committed).
+    assert total[0] - 2 <= sum(ran) <= total[0]
     assert all(n > 0 for n in ran), ran  # both replicas took turns
     assert (
         sum(s.metric("otlpd_alert_evaluations_total", {"outcome": "fenced"}) for s in (one, two))
