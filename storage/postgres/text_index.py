@@ -166,7 +166,8 @@ async def index_slice(conn: Connection, partition: str, start_ns: int, *, invali
 
 
 class TextIndexJob:
-    """Indexes every closed log partition that has no valid text index yet."""
+    """Indexes every closed log partition that has no valid text index yet, and the
+    settled slices of the open ones."""
 
     name = "text_index"
 
