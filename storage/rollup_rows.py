@@ -244,9 +244,15 @@ class Buckets:
         joined &= ~self.delta
         cross = np.zeros_like(self.first)
         if n > 1:
-            previous, first = self.last[:-1], self.first[1:]
-            reset = (first < previous).any(axis=1) | (self.first_start[1:] != self.last_start[:-1])
-            cross[1:] = np.where(reset[:, None], first, first - previous)
+            # The increase from the previous row, and a reset where a bucket went down (or
+            # the start time changed): such a row's first point counts whole. One
+            # subtraction in place and the few reset rows fixed up, rather than a
+            # comparison, a subtraction and a select each over the whole matrix (9.7 ->
+            # 3.7 ms for 140,000 rows of 13 buckets, a throw-away script).
+            np.subtract(self.first[1:], self.last[:-1], out=cross[1:])
+            reset = (cross[1:] < 0).any(axis=1) | (self.first_start[1:] != self.last_start[:-1])
+            again = np.flatnonzero(reset) + 1
+            cross[again] = self.first[again]
         cross[~joined] = 0
         return cross, joined
 
