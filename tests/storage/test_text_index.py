@@ -45,13 +45,17 @@ async def _run_job(database_url: str, job: TextIndexJob | None = None) -> list[s
         return await job.index_closed(conn, time.time_ns())
 
 
-def _search_ids(server: RunningOtlpd, q: str) -> list[str]:
+def _search(server: RunningOtlpd, q: str) -> Any:
+    """SearchLogs for ``q`` over the last four hours: the records, newest first."""
     start = timestamp_pb2.Timestamp(seconds=int(time.time()) - 4 * 3600)
     request = pb.SearchLogsRequest(start_time=start, filter=pb.LogFilter(q=q), limit=1000)
     with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:
         stub: Any = pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
-        response = stub.SearchLogs(request, timeout=10)
-    return [r.id for r in response.records]
+        return stub.SearchLogs(request, timeout=10).records
+
+
+def _search_ids(server: RunningOtlpd, q: str) -> list[str]:
+    return [r.id for r in _search(server, q)]
 
 
 async def test_closed_partitions_are_indexed_and_search_answers_the_same(
@@ -200,12 +204,7 @@ def _slice_indexes(database_url: str) -> dict[str, str]:
 
 
 def _bodies(server: RunningOtlpd, q: str) -> list[str]:
-    start = timestamp_pb2.Timestamp(seconds=int(time.time()) - 4 * 3600)
-    request = pb.SearchLogsRequest(start_time=start, filter=pb.LogFilter(q=q), limit=1000)
-    with grpc.insecure_channel(f"127.0.0.1:{server.app.ports.query}") as channel:
-        stub: Any = pb_grpc.QueryServiceStub(channel)  # type: ignore[no-untyped-call]
-        response = stub.SearchLogs(request, timeout=10)
-    return sorted(r.body.string_value for r in response.records)
+    return sorted(r.body.string_value for r in _search(server, q))
 
 
 async def test_an_open_partition_is_indexed_in_slices_that_search_reads(
