@@ -20,16 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
 from storage.postgres.records import LOG_COLUMNS, RESOURCE_JOIN, US_TO_TIME
 from storage.postgres.text_index import SLICE_NS
 
 _T = US_TO_TIME.format("%s")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FIRST_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_LAST_US = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_FIRST_US = ns_from_datetime(datetime(1, 1, 1, tzinfo=UTC)) // 1000
+_LAST_US = ns_from_datetime(datetime(9999, 12, 31, tzinfo=UTC)) // 1000
 # A record body's text: a string body is its string, any other its JSON text. The text
 # index job indexes exactly this expression; the planner matches it only when identical.
 BODY_TEXT = "(l.body #>> '{}')"
@@ -125,7 +125,7 @@ def moment(time_us: int) -> datetime:
     "Word searches planned for their values"). Clamped to the years datetime holds, far
     beyond any time OTLP can carry (unsigned nanoseconds end in 2554).
     """
-    return _EPOCH + timedelta(microseconds=min(max(time_us, _FIRST_US), _LAST_US))
+    return datetime_from_ns(min(max(time_us, _FIRST_US), _LAST_US) * 1000)
 
 
 def _time_conditions(start_us: int | None, end_us: int | None) -> tuple[list[str], list[Any]]:
