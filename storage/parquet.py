@@ -649,6 +649,11 @@ def _distinct_keys(column: pa.ChunkedArray) -> list[bytes]:
 # separator in the text it stands for) or a character that is neither a word character
 # nor whitespace (whitespace separates already). Replacing these by a space, then splitting
 # on whitespace, was ~4x faster than splitting on a pattern (pyarrow 26, measured).
+# RE2's \s is ASCII ([\t\n\f\r ]), so what is left to split on is ASCII whitespace only,
+# and the split is ``ascii_split_whitespace``: pyarrow 26's ``utf8_split_whitespace``
+# decodes past the end of the last value (valgrind: a jump on uninitialised memory in
+# ``UTF8Decode`` under ``SplitWhitespaceUtf8Finder``; apache/arrow#37757), so a body that
+# ends in spaces now and then gave a word " ".
 _NOT_WORDS: Final = r"\\(u[0-9a-fA-F]{4}|.)|[^\p{L}\p{N}_\s]+"
 
 
@@ -656,7 +661,7 @@ def body_words(column: pa.ChunkedArray) -> list[bytes] | None:
     """The distinct words (``keybloom.word_tokens``) of a row group's bodies, or None when
     there are more than ``keybloom.MAX_WORDS``: ~0.8 us a record, vectorized."""
     spaced = pc.replace_substring_regex(column.drop_null(), _NOT_WORDS, " ")
-    words = pc.unique(pc.list_flatten(pc.utf8_split_whitespace(pc.utf8_lower(spaced))))
+    words = pc.unique(pc.list_flatten(pc.ascii_split_whitespace(pc.utf8_lower(spaced))))
     if len(words) > keybloom.MAX_WORDS:
         return None
     return [w.encode() for w in words.to_pylist() if w]

@@ -65,6 +65,8 @@ def test_the_export_and_a_search_find_the_same_words() -> None:
         'quoted "word" and back\\slash\nnew\tline',
         {"msg": "Größe über 9000", "ok": True, "n": [1, 2.5]},
         "ünïcödé ÉTÉ naïve_café",
+        # Whitespace other than ASCII's separates words too; trailing spaces give none.
+        "no\u00a0break em\u2003space\x0bvt\x85nel\x1cfs ideo\u3000graphic   ",
         "",
     ]
     # PostgreSQL's jsonb text: ", " and ": " separators, non-ASCII kept as is.
