@@ -35,9 +35,10 @@ from otlpd.errors import BadArgument, QueryTooCostly
 from query import aggregate, arguments, cold_metrics, resolution, tokens
 from query.aggregate import Grid, Layout, Moments
 from query.call import QueryCall
-from query.convert import set_duration, set_timestamp
+from query.convert import set_duration
 from query.proto import pb
 from query.resolution import Retention, Sources
+from query.samples import add_samples
 from query.settings import QuerySettings
 from storage.model import MetricType
 from storage.postgres import metric_reader as reader
@@ -553,8 +554,7 @@ def _add_series(
         return
     out = result.series.add()
     out.labels.update(dict(zip(key[0::2], key[1::2], strict=True)))
-    for t, v in zip(starts_ns[has].tolist(), values[has].tolist(), strict=True):
-        set_timestamp(out.samples.add(value=v).time, t)
+    add_samples(out, starts_ns[has], values[has])
 
 
 def _values_at(
