@@ -505,10 +505,12 @@ def bucket_steps(grid: Grid, rows: Buckets, since_ns: int, window_start_ns: int)
     """Per grid bucket, what ``rows`` (one layout, sorted by chain and time) added to each
     histogram bucket: every row's contribution (``Buckets.contributions``), for the rows
     that start at or after ``window_start_ns``: (grid.size, width)."""
-    contributions = rows.contributions(since_ns).astype(np.float64)
+    contributions = rows.contributions(since_ns)
     index = grid.index(rows.time)
     keep = (rows.time >= window_start_ns) & (index >= 0) & (index < grid.size)
-    index, contributions = index[keep], contributions[keep]
+    if not keep.all():  # each copy of a day of 100 series' bucket rows is ~15 MB
+        index, contributions = index[keep], contributions[keep]
+    contributions = contributions.astype(np.float64)
     width = rows.first.shape[1]
     out = np.zeros((grid.size, width))
     for column in range(width):

@@ -52,6 +52,7 @@ from storage.rollup_rows import (
     ExponentialRow,
     ExponentialState,
     Numbers,
+    chain_time_order,
     exponential_buckets,
 )
 
@@ -910,7 +911,7 @@ def _rows_finisher(
     async def finish(fetched: list[list[Any]]) -> _Rows:
         parts = [decode(rows) for decode, rows in zip(decoders, fetched, strict=True)]
         numbers = Numbers.concat([p.numbers for p in parts])
-        numbers = numbers.take(np.lexsort((numbers.time, numbers.series)))
+        numbers = numbers.take(chain_time_order(numbers.series, numbers.time))
         layouts: dict[tuple[float, ...], list[Buckets]] = {}
         for p in parts:
             for bounds, rows in p.buckets:

@@ -23,7 +23,13 @@ import numpy as np
 from psycopg import sql
 
 from storage.postgres.partitions import datetime_from_ns, ns_from_datetime
-from storage.rollup_rows import Buckets, ExponentialRow, ExponentialState, Numbers
+from storage.rollup_rows import (
+    Buckets,
+    ExponentialRow,
+    ExponentialState,
+    Numbers,
+    chain_time_order,
+)
 
 # Label matcher operators, as Prometheus writes them.
 EQ: Final = "="
@@ -446,7 +452,7 @@ def decode_rollup_numbers(rows: Sequence[Any], *, sort: bool = True) -> dict[str
 
 
 def _sorted_numbers(rows: Numbers) -> Numbers:
-    return rows.take(np.lexsort((rows.time, rows.series)))
+    return rows.take(chain_time_order(rows.series, rows.time))
 
 
 def packed_counts(data: bytes | None, width: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from storage.rollup_rows import (
     ExponentialRow,
     ExponentialState,
     Numbers,
+    chain_time_order,
     exponential_buckets,
     merge_exponential,
 )
@@ -170,7 +171,12 @@ def test_exponential_rows_merge_at_the_lowest_scale_and_keep_every_count() -> No
     np.testing.assert_array_equal(merged.first[0], buckets.first[0])
 
 
-def _random_buckets(rng: np.random.Generator, n: int, width: int) -> Buckets:
+def _random_buckets(
+    rng: np.random.Generator, n: int, width: int, *, one_point: bool = False
+) -> Buckets:
+    """Random rows; ``one_point``: a point a row, as the decoders build such rows (first
+    and last one shared matrix, increments zero)."""
+    last = rng.integers(0, 50, (n, width))
     return Buckets(
         rng.integers(0, 4, n),  # few chains and times: ties across parts
         rng.integers(0, 5, n) * MINUTE,
@@ -178,19 +184,55 @@ def _random_buckets(rng: np.random.Generator, n: int, width: int) -> Buckets:
         rng.random(n) < 0.3,
         rng.integers(0, 1000, n),
         rng.integers(0, 1000, n),
-        rng.integers(0, 50, (n, width)),
-        rng.integers(0, 50, (n, width)),
-        rng.integers(0, 50, (n, width)),
+        np.zeros((n, width), dtype=np.int64) if one_point else rng.integers(0, 50, (n, width)),
+        last if one_point else rng.integers(0, 50, (n, width)),
+        last,
     )
 
 
 @pytest.mark.parametrize("sizes", [(7,), (0, 9), (13, 1, 8), (5, 0)])
-def test_a_sorted_union_is_the_parts_concatenated_then_sorted(sizes: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("one_point", [(False,), (True,), (True, False)])
+def test_a_sorted_union_is_the_parts_concatenated_then_sorted(
+    sizes: tuple[int, ...], one_point: tuple[bool, ...]
+) -> None:
     rng = np.random.default_rng(sum(sizes))
-    parts = [_random_buckets(rng, n, 4) for n in sizes]
+    parts = [
+        _random_buckets(rng, n, 4, one_point=one_point[k % len(one_point)])
+        for k, n in enumerate(sizes)
+    ]
     together = Buckets.concat(parts)
     expected = together.take(np.lexsort((together.time, together.chain)))
     got = Buckets.sorted_union(parts)
     for name in (f.name for f in fields(Buckets)):
         assert np.array_equal(getattr(got, name), getattr(expected, name)), name
         assert getattr(got, name).dtype == getattr(expected, name).dtype, name
+    if len(parts) > 1 and all(one_point):
+        assert got.first is got.last  # placed once
+
+
+@pytest.mark.parametrize(
+    ("chains", "times"),
+    [
+        ((1, 100), (0, 1440)),  # a day of minutes: the one-key path
+        ((-5, 5), (-(10**12), 10**12)),  # negative ids and times
+        ((0, 3), (-(2**62), 2**62)),  # a span too wide for one key: lexsort
+        ((0, 2**40), (0, 2**30)),  # ids too far apart for one key: lexsort
+    ],
+)
+def test_chain_time_order_is_lexsorts_order(
+    chains: tuple[int, int], times: tuple[int, int]
+) -> None:
+    """The same stable order as lexsort by chain then time, ties (a chain's rows at one
+    time) kept in the order given, whichever way it is computed."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 2, 500, 20_000):
+        chain = rng.integers(*chains, n, dtype=np.int64)
+        time = rng.integers(*times, n, dtype=np.int64) // 7 * 7  # ties
+        time[: n // 3] = time[0] if n else 0  # many ties
+        expected = np.lexsort((time, chain))
+        assert np.array_equal(chain_time_order(chain, time), expected)
+        # Rows arriving in sorted runs, as from a heap scan.
+        runs = np.concatenate([expected[k::7] for k in range(7)])
+        assert np.array_equal(
+            chain_time_order(chain[runs], time[runs]), np.lexsort((time[runs], chain[runs]))
+        )
