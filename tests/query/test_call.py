@@ -22,7 +22,18 @@ from tests.conftest import PG_SERVER, RunningOtlpd
 @contextmanager
 def logs_locked(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(database_url) as conn:
-        conn.execute("LOCK TABLE logs IN ACCESS EXCLUSIVE MODE")
+        # A server just started indexes its empty past partitions (CREATE INDEX
+        # CONCURRENTLY, which waits for this transaction while the lock waits for the
+        # index's): PostgreSQL breaks that deadlock by failing the lock. Take it again.
+        for _ in range(50):
+            try:
+                conn.execute("LOCK TABLE logs IN ACCESS EXCLUSIVE MODE")
+                break
+            except psycopg.errors.DeadlockDetected:
+                conn.rollback()
+                time.sleep(0.1)
+        else:
+            raise AssertionError("could not lock logs: a deadlock every time")
         yield conn
         conn.rollback()
 
