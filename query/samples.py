@@ -30,8 +30,8 @@ def _tag(descriptor: Any, field: str, wire_type: int) -> int:
 _SAMPLES: Final = _tag(pb.Series.DESCRIPTOR, "samples", _LEN)
 _TIME: Final = _tag(pb.Sample.DESCRIPTOR, "time", _LEN)
 _VALUE: Final = _tag(pb.Sample.DESCRIPTOR, "value", _I64)
-_SECONDS: Final = _tag(pb.Sample.DESCRIPTOR.fields_by_name["time"].message_type, "seconds", 0)
-_NANOS: Final = _tag(pb.Sample.DESCRIPTOR.fields_by_name["time"].message_type, "nanos", 0)
+_SECONDS: Final = _tag(pb.Sample.DESCRIPTOR.fields_by_name["time"].message_type, "seconds", _VARINT)
+_NANOS: Final = _tag(pb.Sample.DESCRIPTOR.fields_by_name["time"].message_type, "nanos", _VARINT)
 assert max(_SAMPLES, _TIME, _VALUE, _SECONDS, _NANOS) < 0x80  # one-byte tags below
 
 # A sample's bytes, at most: samples tag and length, time tag and length, seconds (tag and

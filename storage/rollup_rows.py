@@ -50,11 +50,13 @@ def chain_time_order(chain: Ints, time: Ints) -> Ints:
     series ids are dense and a query's span is days), one stable argsort of that key
     instead: numpy's timsort follows the sorted runs that rows arrive in (a heap scan of
     rows inserted minute by minute), where lexsort sorts twice. 140,000 rows in random
-    order: 23 -> 14 ms; in ~300 sorted runs, as the query benchmark's day arrives: see
-    docs/benchmarks.md ("QueryMetrics: bucket rows sorted on one key")."""
+    order: 23 -> 14 ms (docs/benchmarks.md, "QueryMetrics: bucket rows sorted on one
+    key")."""
     n = chain.shape[0]
     if n < 2:
         return np.arange(n)
+    # In int64 whatever they came as: a narrower array times a wide span would overflow.
+    chain, time = chain.astype(np.int64, copy=False), time.astype(np.int64, copy=False)
     chain_low, chain_high = int(chain.min()), int(chain.max())
     time_low, time_high = int(time.min()), int(time.max())
     span = time_high - time_low + 1

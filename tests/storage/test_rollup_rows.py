@@ -236,3 +236,6 @@ def test_chain_time_order_is_lexsorts_order(
         assert np.array_equal(
             chain_time_order(chain[runs], time[runs]), np.lexsort((time[runs], chain[runs]))
         )
+        # Narrower integer types are ordered alike (and do not overflow the key).
+        if chains[1] < 2**31:
+            assert np.array_equal(chain_time_order(chain.astype(np.int32), time), expected)
