@@ -47,7 +47,7 @@ from query.coldtier import Choose, Lookup, Read, all_true, true
 from storage import keybloom
 from storage.cold_reader import ROW, overlapping
 from storage.postgres import cold_manifest
-from storage.postgres.cold_manifest import ColdObject
+from storage.postgres.cold_manifest import ColdObject, Statement
 from storage.postgres.log_reader import LogFilter
 from storage.postgres.partitions import datetime_from_ns
 from storage.postgres.records import COLD, LogRow, cold_place
@@ -301,6 +301,22 @@ def _groups_within(scope: Scope) -> Choose:
     return choose
 
 
+def manifest_read(call: QueryCall, scope: Scope) -> Statement | None:
+    """The manifest read ``candidates`` makes for ``scope``, for a caller that sends it
+    with its own statements (one round trip instead of two; ``objects_of`` its rows are
+    then ``scan``'s ``objects``). None without a cold tier."""
+    if call.cold is None:
+        return None
+    start_ns = None if scope.start_us is None else scope.start_us * 1000
+    end_ns = None if scope.end_us is None else scope.end_us * 1000
+    return cold_manifest.objects(call.project, SIGNAL, start_ns, end_ns)
+
+
+def objects_of(rows: Sequence[Any]) -> list[ColdObject]:
+    """The objects of ``manifest_read``'s rows."""
+    return [ColdObject.from_row(row) for row in rows]
+
+
 async def candidates(
     call: QueryCall,
     scope: Scope,
@@ -334,12 +350,12 @@ async def candidates(
                 Lookup(keybloom.WORD, (token.encode(),), (SIGNAL,), start_ns)
                 for token in keybloom.word_tokens(word)
             ]
-    # The manifest's objects and every key bloom lookup: one round trip.
+    # The manifest's objects and every key bloom lookup: one round trip; none when the
+    # caller's manifest answer holds no object of the scope.
     reads = [lookup.statement(call.project) for lookup in lookups]
     if objects is None:
         reads.insert(0, cold_manifest.objects(call.project, SIGNAL, start_ns, end_ns))
-    answers = await call.fetch_many(reads)
-    if objects is None:
+        answers = await call.fetch_many(reads)
         objects = [ColdObject.from_row(row) for row in answers.pop(0)]
     else:
         objects = [
@@ -349,6 +365,7 @@ async def candidates(
             and (start_ns is None or obj.max_ns >= start_ns)
             and (end_ns is None or obj.min_ns < end_ns)
         ]
+        answers = await call.fetch_many(reads) if objects and reads else []
     if not objects:
         return []
     # Per object: None (not looked up), or the row groups the blooms allow (None: any).

@@ -178,28 +178,38 @@ class LogQueries:
                 before, hot_end_us = (time_us, place), min(end_us, time_us + 1)
         # One more than the page: whether it exists decides the next token.
         want = limit + 1
+        scope = Scope(flt, start_us or None, end_us)
+        objects = None
         if indexed:
-            rows = await call.fetch(
-                *log_reader.search(
-                    flt,
-                    start_us=start_us or None,
-                    end_us=hot_end_us,
-                    before=before,
-                    limit=want,
-                )
+            # The hot rows and the cold manifest in one round trip: a trace's or a
+            # session's records are a few milliseconds of PostgreSQL, and the manifest's
+            # own round trip was 16% of otlpd's busy time in a session search (py-spy,
+            # docs/benchmarks.md, "SearchLogs by trace or session in one round trip").
+            statement = log_reader.search(
+                flt, start_us=start_us or None, end_us=hot_end_us, before=before, limit=want
             )
+            manifest = cold_logs.manifest_read(call, scope)
+            if manifest is None:
+                rows = await call.fetch(*statement)
+            else:
+                rows, found = await call.fetch_many([statement, manifest])
+                objects = cold_logs.objects_of(found)
         else:
             rows = await self._walk(call, flt, start_us, hot_end_us, before=before, want=want)
         hot = _records(rows)
         cold = await cold_logs.scan(
             call,
-            Scope(flt, start_us or None, end_us),
+            scope,
             newest_first=True,
             after=after,
             want=want,
             rival=hot[want - 1].key if len(hot) >= want else None,
+            objects=objects,
         )
-        records = _newest_first(hot, cold, limit=want)
+        # The hot rows come newest first (log_reader.search orders them by time and
+        # ctid, LogRow.key's order): alone, they need no sort, whose key converts the time
+        # and the place of every record.
+        records = _newest_first(hot, cold, limit=want) if cold else hot[:want]
         response = pb.SearchLogsResponse()
         add = response.records.add
         for r in records[:limit]:
