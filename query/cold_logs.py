@@ -290,13 +290,10 @@ def _groups_within(scope: Scope) -> Choose:
     """The row-group chooser for ``scope``: groups whose time and service statistics
     overlap it."""
 
+    low_ns, high_ns = _range_ns(scope)
+
     def choose(metadata: pq.FileMetaData) -> list[int]:
-        return overlapping(
-            metadata,
-            low_ns=None if scope.start_us is None else scope.start_us * 1000,
-            high_ns=None if scope.end_us is None else scope.end_us * 1000,
-            service=scope.filter.service,
-        )
+        return overlapping(metadata, low_ns=low_ns, high_ns=high_ns, service=scope.filter.service)
 
     return choose
 
@@ -307,14 +304,19 @@ def manifest_read(call: QueryCall, scope: Scope) -> Statement | None:
     then ``scan``'s ``objects``). None without a cold tier."""
     if call.cold is None:
         return None
-    start_ns = None if scope.start_us is None else scope.start_us * 1000
-    end_ns = None if scope.end_us is None else scope.end_us * 1000
-    return cold_manifest.objects(call.project, SIGNAL, start_ns, end_ns)
+    return cold_manifest.objects(call.project, SIGNAL, *_range_ns(scope))
 
 
 def objects_of(rows: Sequence[Any]) -> list[ColdObject]:
     """The objects of ``manifest_read``'s rows."""
     return [ColdObject.from_row(row) for row in rows]
+
+
+def _range_ns(scope: Scope) -> tuple[int | None, int | None]:
+    """``scope``'s time range in ns (None: open)."""
+    start_ns = None if scope.start_us is None else scope.start_us * 1000
+    end_ns = None if scope.end_us is None else scope.end_us * 1000
+    return start_ns, end_ns
 
 
 async def candidates(
@@ -333,8 +335,7 @@ async def candidates(
     cold = call.cold
     if cold is None:
         return []
-    start_ns = None if scope.start_us is None else scope.start_us * 1000
-    end_ns = None if scope.end_us is None else scope.end_us * 1000
+    start_ns, end_ns = _range_ns(scope)
     f = scope.filter
     lookups: list[Lookup] = []
     keys: tuple[str, list[bytes]] | None = None
@@ -356,7 +357,7 @@ async def candidates(
     if objects is None:
         reads.insert(0, cold_manifest.objects(call.project, SIGNAL, start_ns, end_ns))
         answers = await call.fetch_many(reads)
-        objects = [ColdObject.from_row(row) for row in answers.pop(0)]
+        objects = objects_of(answers.pop(0))
     else:
         objects = [
             obj
