@@ -345,7 +345,7 @@ def decode_list(rows: Sequence[Any]) -> list[MetricInfoRow]:
 # --- rollup rows (0009) ----------------------------------------------------------------
 #
 # The rows of metric_rollups_1m or metric_rollups_1h, as ``storage.rollup_rows`` types, read
-# the way points are read: one row per group, each column an ``array_send`` array. A query
+# one result row per group, each row's fixed-width columns packed (below). A query
 # groups by series; the rollup job, which reads whole hours of a project, by a sixty-fourth
 # of the series ids (a few dozen large arrays instead of a row per series). A histogram
 # state stored NULL because it equals what it stands for (docs/storage.md) is read as a
@@ -353,30 +353,73 @@ def decode_list(rows: Sequence[Any]) -> list[MetricInfoRow]:
 
 ROLLUP_TABLES: Final = {60 * 10**9: "metric_rollups_1m", 3600 * 10**9: "metric_rollups_1h"}
 
-# Columns travel packed into a few 2-D arrays, so that PostgreSQL keeps four aggregate
-# states per group instead of eleven (thirteen for buckets): with one per column, a day of
-# 100 series' 1-minute rows overflowed the hash aggregate's memory and spilled to disk.
-# Bucket counts are stored as packed bytea (0009) and concatenated by string_agg, which
-# skips NULLs: the rows that have a state are told by a flag.
+# Each row's fixed-width columns travel as one packed bytea value (the ``*send``
+# functions' big-endian bytes, concatenated), and the groups' rows as one ``string_agg``
+# of those: PostgreSQL keeps one aggregate state per group for them and calls no send
+# function per element on the way out. A day of 50 series' 1-minute bucket rows (72,000)
+# took 150 ms as five ``array_agg`` columns (two of them 2-D) and 125 ms packed; 72,000
+# 1-hour number rows 108 and 86 ms (docs/benchmarks.md, "QueryMetrics: rollup rows read
+# packed"). ``string_agg`` skips a NULL, so a NULL in any packed column would drop its
+# row unseen: every packed column is NOT NULL or coalesced, and the decoders check the
+# packed length against ``count(*)`` all the same. Bucket counts are stored packed
+# (0009); the rows whose state is NULL are told by a flag.
 _ROLLUP_NUMBERS: Final = (
-    "SELECT project_id, array_send(array_agg(series_id)), array_send(array_agg(time)), "
-    "array_send(array_agg(ARRAY[samples, first_time_unix_nano, last_time_unix_nano])), "
-    "array_send(array_agg(ARRAY[sum, min, max, first_value, last_value, increase])) "
+    "SELECT project_id, count(*), string_agg(int8send(series_id) || timestamptz_send(time) "
+    "|| int8send(samples) || int8send(first_time_unix_nano) || int8send(last_time_unix_nano) "
+    "|| float8send(sum) || float8send(min) || float8send(max) || float8send(first_value) "
+    "|| float8send(last_value) || float8send(increase), ''::bytea) "
     "FROM {table} WHERE {where} AND samples > 0 GROUP BY project_id{group}"
 )
 
+# Flags: 1 no last counts (a delta row), 2 first counts stored, 4 increments stored.
 _ROLLUP_BUCKETS: Final = (
-    "SELECT project_id, explicit_bounds, array_send(array_agg(series_id)), "
-    "array_send(array_agg(time)), "
-    "array_send(array_agg(ARRAY[coalesce(first_time_unix_nano, 0), "
-    "coalesce(first_start_time_unix_nano, 0), coalesce(last_start_time_unix_nano, 0), "
-    "(last_bucket_counts IS NULL)::int, (first_bucket_counts IS NOT NULL)::int, "
-    "(bucket_increments IS NOT NULL)::int])), "
+    "SELECT project_id, explicit_bounds, count(*), string_agg(int8send(series_id) "
+    "|| timestamptz_send(time) || int8send(coalesce(first_time_unix_nano, 0)) "
+    "|| int8send(coalesce(first_start_time_unix_nano, 0)) "
+    "|| int8send(coalesce(last_start_time_unix_nano, 0)) "
+    "|| int4send((last_bucket_counts IS NULL)::int + 2 * (first_bucket_counts IS NOT NULL)::int "
+    "+ 4 * (bucket_increments IS NOT NULL)::int), ''::bytea), "
     "string_agg(last_bucket_counts, ''::bytea), string_agg(first_bucket_counts, ''::bytea), "
     "string_agg(bucket_increments, ''::bytea) "
     "FROM {table} WHERE {where} AND explicit_bounds IS NOT NULL "
     "GROUP BY project_id, explicit_bounds{group}"
 )
+
+# The packed rows of _ROLLUP_NUMBERS and _ROLLUP_BUCKETS; ``time`` is timestamptz_send's
+# int8 microseconds since 2000-01-01 UTC.
+_NUMBER_ROW: Final = np.dtype(
+    [("series", ">i8"), ("time", ">i8"), ("samples", ">i8"), ("first_ns", ">i8"),
+     ("last_ns", ">i8"), ("total", ">f8"), ("low", ">f8"), ("high", ">f8"), ("first", ">f8"),
+     ("last", ">f8"), ("increase", ">f8")]
+)  # fmt: skip
+_BUCKET_ROW: Final = np.dtype(
+    [("series", ">i8"), ("time", ">i8"), ("first_ns", ">i8"), ("first_start", ">i8"),
+     ("last_start", ">i8"), ("flags", ">i4")]
+)  # fmt: skip
+# Numbers' fields after series and time, in its order.
+_NUMBER_FIELDS: Final = (
+    "samples", "total", "low", "high", "first_ns", "first", "last_ns", "last", "increase"
+)  # fmt: skip
+_NO_LAST, _HAS_FIRST, _HAS_INCREMENTS = 1, 2, 4
+
+
+def packed_rows(data: bytes | None, count: int, dtype: np.dtype[Any]) -> np.ndarray:
+    """``count`` packed rows of ``dtype``; raises ValueError if the bytes do not hold
+    exactly that many (a NULL column would have dropped a row)."""
+    size = len(data or b"")
+    if size != count * dtype.itemsize:
+        raise ValueError(f"{size} packed bytes for {count} rows of {dtype.itemsize}")
+    return np.frombuffer(data or b"", dtype=dtype, count=count)
+
+
+def _native(column: np.ndarray) -> np.ndarray:
+    """A big-endian field of packed rows as a contiguous native array (a copy)."""
+    return column.astype(column.dtype.newbyteorder("="))
+
+
+def _packed_times(column: np.ndarray) -> np.ndarray:
+    return _native(column) * 1000 + _PG_EPOCH_NS
+
 
 _ROLLUP_EXPONENTIAL: Final = (
     "SELECT project_id, series_id, time, coalesce(first_time_unix_nano, 0), scale, "
@@ -427,23 +470,13 @@ def decode_rollup_numbers(rows: Sequence[Any], *, sort: bool = True) -> dict[str
     """Rows of ``rollup_statement("numbers")`` per project, sorted by series and time
     (``sort=False``: in no order, for a caller that sorts them with others)."""
     parts: dict[str, list[Numbers]] = {}
-    for project, series_b, times_b, ints_b, floats_b in rows:
-        series = binary_array(series_b)
-        ints = binary_array(ints_b).reshape(-1, 3)
-        floats = binary_array(floats_b).reshape(-1, 6)
+    for project, count, packed in rows:
+        r = packed_rows(packed, count, _NUMBER_ROW)
         parts.setdefault(project, []).append(
             Numbers(
-                series,
-                binary_array(times_b),
-                ints[:, 0].copy(),
-                floats[:, 0].copy(),
-                floats[:, 1].copy(),
-                floats[:, 2].copy(),
-                ints[:, 1].copy(),
-                floats[:, 3].copy(),
-                ints[:, 2].copy(),
-                floats[:, 4].copy(),
-                floats[:, 5].copy(),
+                _native(r["series"]),
+                _packed_times(r["time"]),
+                *(_native(r[name]) for name in _NUMBER_FIELDS),
             )
         )
     if not sort:
@@ -487,11 +520,13 @@ def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[Cha
     sorts them with others: each sort copies every bucket matrix); NULL states rebuilt
     from what they stand for."""
     merged: dict[tuple[str, tuple[float, ...]], list[Buckets]] = {}
-    for project, bounds, series_b, times_b, ints_b, last_b, first_b, increments_b in rows:
-        series = binary_array(series_b)
-        n, width = series.shape[0], len(bounds) + 1
-        ints = binary_array(ints_b).reshape(-1, 6)
-        delta, has_first, has_increments = (ints[:, k].astype(bool) for k in (3, 4, 5))
+    for project, bounds, count, packed, last_b, first_b, increments_b in rows:
+        r = packed_rows(packed, count, _BUCKET_ROW)
+        n, width = count, len(bounds) + 1
+        flags = _native(r["flags"])
+        delta, has_first, has_increments = (
+            (flags & bit).astype(bool) for bit in (_NO_LAST, _HAS_FIRST, _HAS_INCREMENTS)
+        )
         # Matrices are shared or left unfilled where a whole column of flags allows (a
         # row per series and minute, one point each: no delta rows, first = last,
         # increments zero): each full pass over a day's matrices costs milliseconds.
@@ -501,12 +536,12 @@ def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[Cha
         base = np.zeros((n, width), dtype=np.int64) if first is last else last - first
         increments = _filled(base, has_increments, increments_b, width)
         chunk = Buckets(
-            series,
-            binary_array(times_b),
-            ints[:, 0].copy(),
+            _native(r["series"]),
+            _packed_times(r["time"]),
+            _native(r["first_ns"]),
             delta,
-            ints[:, 1].copy(),
-            ints[:, 2].copy(),
+            _native(r["first_start"]),
+            _native(r["last_start"]),
             increments,
             first,
             last,

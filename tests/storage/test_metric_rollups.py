@@ -18,6 +18,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from otlpd.scheduler import Scheduler
 from storage.objectstore import open_store
+from storage.postgres.metric_reader import decode_rollup_numbers, rollup_statement, series_scope
 from storage.postgres.metric_rollups import MetricRollupJob, complete_until, final_until
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
 from storage.postgres.tiering import TierJob
@@ -552,3 +553,29 @@ async def test_rollups_past_their_retention_are_tiered_like_points(
     assert not fetch(database_url, "SELECT to_regclass(%s)", name)[0][0]
     # The hour they made stays hot (400 days).
     assert fetch(database_url, "SELECT samples FROM metric_rollups_1h") == [(9,)]
+
+
+@pytest.mark.parametrize("column", ["sum", "first_time_unix_nano"])
+def test_a_null_in_a_packed_column_fails_the_read_rather_than_dropping_the_row(
+    url: str, column: str
+) -> None:
+    """Rollup reads pack each row's columns into one bytea and ``string_agg`` them; a NULL
+    among them would make the row's bytea NULL, which string_agg skips. The decoder counts
+    the rows, so such a row fails the read instead of vanishing from the answer. (The
+    bucket read's packed columns are NOT NULL or coalesced.)"""
+    series = series_of(url, "requests")[0]
+    scope = series_scope("default", [series], T0, T0 + 2 * HOUR)
+    statement, params = rollup_statement("numbers", "metric_rollups_1m", scope)
+    with psycopg.connect(url) as conn:
+        with conn.cursor(binary=True) as cursor:
+            whole = decode_rollup_numbers(cursor.execute(statement, params).fetchall())
+            assert len(whole["default"]) == 120  # the read works on the stored rows
+            cursor.execute(
+                f"UPDATE metric_rollups_1m SET {column} = NULL WHERE series_id = %s "
+                "AND part = 0 AND time = (SELECT min(time) FROM metric_rollups_1m "
+                "WHERE series_id = %s AND samples > 0)",
+                (series, series),
+            )
+            with pytest.raises(ValueError, match="packed bytes for 120 rows"):
+                decode_rollup_numbers(cursor.execute(statement, params).fetchall())
+        conn.rollback()
