@@ -40,6 +40,7 @@ from query.proto import pb as query_pb
 from query.settings import QuerySettings
 from storage.postgres import alert_reader
 from storage.postgres.alert_reader import SpanSelection, Window
+from storage.postgres.partitions import micros_from_datetime, ns_from_datetime
 from storage.postgres.rollups import SUB_BUCKETS
 
 DAY_S: Final = 86400.0
@@ -90,14 +91,6 @@ class Condition(Protocol):
         ...
 
 
-def _us(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def _ns(moment: datetime) -> int:
-    return _us(moment) * 1000
-
-
 @dataclass(frozen=True, slots=True)
 class MetricRule:
     condition: pb.MetricCondition
@@ -118,7 +111,7 @@ class MetricRule:
     async def at(self, call: QueryCall, times: Sequence[datetime]) -> list[Answer]:
         window_ns = round(self.window_s * 1e9)
         query = self.query()
-        found = await _METRICS.at(call, [(query, _ns(t), window_ns) for t in times])
+        found = await _METRICS.at(call, [(query, ns_from_datetime(t), window_ns) for t in times])
         return [Answer([Sample(labels, value) for labels, value in series]) for series in found]
 
     def absent_labels(self) -> dict[str, str]:
@@ -134,7 +127,9 @@ async def metric_answers(
 ) -> list[Answer]:
     """Several metric rules of one project, each at its time, in one QueryMetrics read
     (two round trips): what the evaluator does with the metric rules of a round."""
-    instants = [(rule.query(), _ns(t), round(rule.window_s * 1e9)) for rule, t in asked]
+    instants = [
+        (rule.query(), ns_from_datetime(t), round(rule.window_s * 1e9)) for rule, t in asked
+    ]
     found = await _METRICS.at(call, instants)
     return [Answer([Sample(labels, value) for labels, value in series]) for series in found]
 
@@ -149,7 +144,7 @@ class LogRule:
         return convert.seconds(self.condition.window)
 
     def _window_us(self, t: datetime) -> tuple[int, int]:
-        end = _us(t)
+        end = micros_from_datetime(t)
         return end - round(self.window_s * 1e6), end
 
     async def at(self, call: QueryCall, times: Sequence[datetime]) -> list[Answer]:
@@ -354,7 +349,7 @@ class SloRule:
                         matchers=q.matchers,
                         aggregation=query_pb.AGGREGATION_INCREASE,
                     )
-                    instants.append((increase, _ns(t), round(w * 1e9)))
+                    instants.append((increase, ns_from_datetime(t), round(w * 1e9)))
         values = iter(await _METRICS.at(call, instants))
         for i in range(len(times)):
             for w in sizes:

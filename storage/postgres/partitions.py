@@ -50,6 +50,7 @@ _TABLES: Final = (*PARTITIONED_TABLES, *ROLLUP_WIDTHS)
 PARTITION_LOCK_CLASS: Final = 0x6F746C70  # "otlp"
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 _BOUNDS: Final = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 # What exists, read once per manager: the bound expressions, printed in UTC so the
@@ -125,9 +126,18 @@ def datetime_from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
+def micros_from_datetime(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch, exactly (no float).
+
+    The divisor is one constant: building ``timedelta(microseconds=1)`` on every call was
+    most of the 0.9 us this took, and readers convert every row's timestamptz (py-spy,
+    GetSessionTimeline: 6% of otlpd's samples)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
 def ns_from_datetime(moment: datetime) -> int:
     """An aware datetime as nanoseconds since the Unix epoch (exact to the microsecond)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    return (moment - _EPOCH) // _MICROSECOND * 1000
 
 
 class PartitionManager:

@@ -44,6 +44,14 @@ async def _configure(conn: psycopg.AsyncConnection[TupleRow]) -> None:
     # span's attributes where the standard library's json takes ~2.6 us (measured), which
     # is a good part of reading 1,000 records.
     set_json_loads(orjson.loads, conn)
+    # Timestamps in UTC whatever the server's default (Debian's is the system zone, often
+    # "Etc/UTC"): psycopg then gives them datetime.timezone.utc rather than a ZoneInfo,
+    # which made loading a timestamptz 0.77 us instead of 0.53 and turning it into
+    # microseconds 0.53 us instead of 0.22 (measured on 20,000 span times); readers
+    # convert every row's. Nothing here depends on the session's zone otherwise: times
+    # travel as timestamptz or as integers.
+    await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+    await conn.commit()
 
 
 class ReadPool(PooledStore):

@@ -24,7 +24,7 @@ import struct
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from storage.postgres.partitions import ns_from_datetime
+from storage.postgres.partitions import micros_from_datetime
 
 # A microsecond count (a cursor, a record id) as timestamptz, exactly: no float on the way.
 US_TO_TIME = "('epoch'::timestamptz + {} * interval '1 microsecond')"
@@ -118,9 +118,8 @@ class SpanRow(NamedTuple):
     resource_id: int
 
 
-def micros(moment: datetime) -> int:
-    """A timestamptz as whole microseconds since the epoch, exactly (no float)."""
-    return ns_from_datetime(moment) // 1000
+micros = micros_from_datetime
+"""A timestamptz as whole microseconds since the epoch, exactly (no float)."""
 
 
 _ID = struct.Struct(">qIH")  # a hot record: time, block, offset
