@@ -285,10 +285,14 @@ class Buckets:
             # the start time changed): such a row's first point counts whole. One
             # subtraction in place and the few reset rows fixed up, rather than a
             # comparison, a subtraction and a select each over the whole matrix (9.7 ->
-            # 3.7 ms for 140,000 rows of 13 buckets, a throw-away script).
+            # 3.7 ms for 140,000 rows of 13 buckets, a throw-away script). The rows where
+            # a bucket went down are found in the flat matrix: ``.any(axis=1)`` over rows
+            # 13 wide took 5.7 ms for 144,000 rows, the flat scan 1.2 ms (same script).
             np.subtract(self.first[1:], self.last[:-1], out=cross[1:])
-            reset = (cross[1:] < 0).any(axis=1) | (self.first_start[1:] != self.last_start[:-1])
-            again = np.flatnonzero(reset) + 1
+            width = cross.shape[1]
+            went_down = np.flatnonzero(cross[1:].ravel() < 0) // width
+            restarted = np.flatnonzero(self.first_start[1:] != self.last_start[:-1])
+            again = np.union1d(went_down, restarted).astype(np.int64) + 1
             cross[again] = self.first[again]
         cross[~joined] = 0
         return cross, joined
