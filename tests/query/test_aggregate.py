@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from query import aggregate
 from query.aggregate import (
@@ -14,6 +16,7 @@ from query.aggregate import (
     delta_increase,
     extrapolated_rate,
     moments,
+    repeated_median,
     row_default_range,
     row_increase,
     row_moments,
@@ -210,3 +213,22 @@ def test_the_default_range_of_rows_is_the_samples_rounded_to_whole_rows() -> Non
     assert row_default_range(points, minute, 1) == 122 * 10**9  # raw points: the same
     assert row_default_range(points.merged(minute), minute, minute) == 3 * minute
     assert row_default_range(points.merged(minute), 3600 * 10**9, minute) == 3600 * 10**9
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0, max_value=1e15, allow_nan=False),
+            st.integers(min_value=0, max_value=70),
+        ),
+        min_size=1,
+        max_size=40,
+    ).filter(lambda pairs: sum(c for _, c in pairs) > 0)
+)
+def test_the_repeated_median_is_numpys_median_of_the_repeats(
+    pairs: list[tuple[float, int]],
+) -> None:
+    values = np.array([v for v, _ in pairs], dtype=np.float64)
+    counts = np.array([c for _, c in pairs], dtype=np.int64)
+    assert repeated_median(values, counts) == float(np.median(np.repeat(values, counts)))
