@@ -498,8 +498,9 @@ def row_default_range(rows: Numbers, step_ns: int, width_ns: int) -> int:
             (rows.first_ns[1:] - rows.last_ns[:-1]).astype(np.float64),
         )
     )
-    times = np.concatenate((rows.samples[spans] - 1, np.ones(len(rows) - 1, dtype=np.int64)))
-    wanted = max(step_ns, int(2 * repeated_median(intervals, times)))
+    # Each row's mean interval stands for its samples - 1 intervals; each gap for one.
+    counts = np.concatenate((rows.samples[spans] - 1, np.ones(len(rows) - 1, dtype=np.int64)))
+    wanted = max(step_ns, int(2 * repeated_median(intervals, counts)))
     return -(-wanted // width_ns) * width_ns
 
 

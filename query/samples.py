@@ -42,7 +42,7 @@ _AT_NANOS: Final = 15
 _AT_VALUE: Final = 21
 
 
-# Below each of these a varint takes one byte fewer: 2**7, 2**14, ... 2**63.
+# From each of these up a varint takes one more byte: 2**7, 2**14, ... 2**63.
 _VARINT_LIMITS: Final = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
 
 
