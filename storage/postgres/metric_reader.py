@@ -235,6 +235,12 @@ _ELEMENT = {
 _PG_EPOCH_NS: Final = 946_684_800 * 10**9
 
 
+def _unix_ns(pg_us: np.ndarray) -> np.ndarray:
+    """Binary timestamptz values (int8 microseconds since 2000-01-01 UTC) as int64
+    nanoseconds since the Unix epoch."""
+    return pg_us * 1000 + _PG_EPOCH_NS
+
+
 def binary_array(data: bytes | None) -> np.ndarray:
     """An int8[], float8[] or timestamptz[] in PostgreSQL's binary format (``array_send``)
     as a numpy array of its shape; timestamps become int64 nanoseconds since the Unix
@@ -259,7 +265,7 @@ def binary_array(data: bytes | None) -> np.ndarray:
     )
     values = elements["value"].astype(elements["value"].dtype.newbyteorder("="))
     if oid == _TIMESTAMPTZ_OID:
-        values = values * 1000 + _PG_EPOCH_NS
+        values = _unix_ns(values)
     return values.reshape(shape)
 
 
@@ -385,8 +391,8 @@ _ROLLUP_BUCKETS: Final = (
     "GROUP BY project_id, explicit_bounds{group}"
 )
 
-# The packed rows of _ROLLUP_NUMBERS and _ROLLUP_BUCKETS; ``time`` is timestamptz_send's
-# int8 microseconds since 2000-01-01 UTC.
+# The packed rows of _ROLLUP_NUMBERS and _ROLLUP_BUCKETS (the numbers' fields named as
+# Numbers' are); ``time`` is timestamptz_send's int8 microseconds since 2000-01-01 UTC.
 _NUMBER_ROW: Final = np.dtype(
     [("series", ">i8"), ("time", ">i8"), ("samples", ">i8"), ("first_ns", ">i8"),
      ("last_ns", ">i8"), ("total", ">f8"), ("low", ">f8"), ("high", ">f8"), ("first", ">f8"),
@@ -395,10 +401,6 @@ _NUMBER_ROW: Final = np.dtype(
 _BUCKET_ROW: Final = np.dtype(
     [("series", ">i8"), ("time", ">i8"), ("first_ns", ">i8"), ("first_start", ">i8"),
      ("last_start", ">i8"), ("flags", ">i4")]
-)  # fmt: skip
-# Numbers' fields after series and time, in its order.
-_NUMBER_FIELDS: Final = (
-    "samples", "total", "low", "high", "first_ns", "first", "last_ns", "last", "increase"
 )  # fmt: skip
 _NO_LAST, _HAS_FIRST, _HAS_INCREMENTS = 1, 2, 4
 
@@ -415,10 +417,6 @@ def packed_rows(data: bytes | None, count: int, dtype: np.dtype[Any]) -> np.ndar
 def _native(column: np.ndarray) -> np.ndarray:
     """A big-endian field of packed rows as a contiguous native array (a copy)."""
     return column.astype(column.dtype.newbyteorder("="))
-
-
-def _packed_times(column: np.ndarray) -> np.ndarray:
-    return _native(column) * 1000 + _PG_EPOCH_NS
 
 
 _ROLLUP_EXPONENTIAL: Final = (
@@ -472,13 +470,11 @@ def decode_rollup_numbers(rows: Sequence[Any], *, sort: bool = True) -> dict[str
     parts: dict[str, list[Numbers]] = {}
     for project, count, packed in rows:
         r = packed_rows(packed, count, _NUMBER_ROW)
-        parts.setdefault(project, []).append(
-            Numbers(
-                _native(r["series"]),
-                _packed_times(r["time"]),
-                *(_native(r[name]) for name in _NUMBER_FIELDS),
-            )
-        )
+        # _NUMBER_ROW's fields are named as Numbers' are: a field missing on either side
+        # fails here, not as a column silently in the wrong place.
+        columns = {name: _native(r[name]) for name in _NUMBER_ROW.names or ()}
+        columns["time"] = _unix_ns(columns["time"])
+        parts.setdefault(project, []).append(Numbers(**columns))
     if not sort:
         return {project: Numbers.concat(p) for project, p in parts.items()}
     return {project: _sorted_numbers(Numbers.concat(p)) for project, p in parts.items()}
@@ -537,7 +533,7 @@ def decode_rollup_buckets(rows: Sequence[Any], *, sort: bool = True) -> list[Cha
         increments = _filled(base, has_increments, increments_b, width)
         chunk = Buckets(
             _native(r["series"]),
-            _packed_times(r["time"]),
+            _unix_ns(_native(r["time"])),
             _native(r["first_ns"]),
             delta,
             _native(r["first_start"]),
