@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from query import convert
 from query.proto import pb
@@ -165,3 +168,49 @@ def test_a_span_filled_in_its_answer_is_the_stored_span(row: SpanRow) -> None:
     convert.fill_span(answer.spans.add(), row, 2)
     assert answer.spans[0] == expected
     assert convert.span(row, 2) == expected
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=8), _JSON, max_size=6), max_size=4))
+@settings(max_examples=300)
+def test_a_struct_is_filled_as_struct_update_fills_it(objects: list[dict[str, Any]]) -> None:
+    # Several objects in a row, so that later ones meet entries the earlier ones cached
+    # (0.0 before -0.0, True before 1, 1 before 1.0).
+    for value in [*objects, *objects]:
+        expected = struct_pb2.Struct()
+        expected.update(value)
+        got = struct_pb2.Struct()
+        convert.set_struct(got, value)
+        assert got == expected
+        signs = {k: math.copysign(1, v.number_value) for k, v in expected.fields.items()}
+        assert {k: math.copysign(1, v.number_value) for k, v in got.fields.items()} == signs
+
+
+def test_scalar_attributes_of_every_type_keep_their_type() -> None:
+    got = struct_pb2.Struct()
+    convert.set_struct(got, {"b": True, "i": 1, "f": 1.0, "s": "1", "n": None, "z": -0.0})
+    assert got.fields["b"].WhichOneof("kind") == "bool_value"
+    assert got.fields["i"].number_value == 1 and got.fields["f"].number_value == 1.0
+    assert got.fields["s"].string_value == "1"
+    assert got.fields["n"].WhichOneof("kind") == "null_value"
+    assert math.copysign(1, got.fields["z"].number_value) == -1
+    # The same keys with values equal to the cached ones but of another type or sign.
+    again = struct_pb2.Struct()
+    convert.set_struct(again, {"b": 1, "i": True, "s": 1, "z": 0.0})
+    assert again.fields["b"].WhichOneof("kind") == "number_value"
+    assert again.fields["i"].bool_value is True
+    assert again.fields["s"].number_value == 1
+    assert math.copysign(1, again.fields["z"].number_value) == 1
