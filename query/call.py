@@ -58,9 +58,15 @@ class QueryCall:
         *,
         binary: bool = False,
         prepare: bool | None = None,
+        generic_plan: bool = False,
     ) -> list[Any]:
         """The rows of one parameterized statement, within the time this call has left."""
-        return (await self.fetch_many([(query, params)], binary=binary, prepare=prepare))[0]
+        statements = [(query, params)]
+        return (
+            await self.fetch_many(
+                statements, binary=binary, prepare=prepare, generic_plan=generic_plan
+            )
+        )[0]
 
     async def fetch_many(
         self,
@@ -69,15 +75,22 @@ class QueryCall:
         binary: bool = False,
         settings: Sequence[LiteralString] = (),
         prepare: bool | None = None,
+        generic_plan: bool = False,
     ) -> list[list[Any]]:
         """Several statements on one connection, in order, within the time left
-        (``binary``, ``settings``, ``prepare``: see ``ReadPool.fetch_many``)."""
+        (``binary``, ``settings``, ``prepare``, ``generic_plan``: see
+        ``ReadPool.fetch_many``)."""
         seconds, by_deadline = self.seconds_left()
         if seconds <= 0:
             raise self._out_of_time(by_deadline)
         try:
             return await self.pool.fetch_many(
-                statements, seconds=seconds, binary=binary, settings=settings, prepare=prepare
+                statements,
+                seconds=seconds,
+                binary=binary,
+                settings=settings,
+                prepare=prepare,
+                generic_plan=generic_plan,
             )
         except StorageTimeout as exc:
             raise self._out_of_time(self.seconds_left()[1] or by_deadline) from exc

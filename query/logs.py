@@ -190,9 +190,9 @@ class LogQueries:
             )
             manifest = cold_logs.manifest_read(call, scope)
             if manifest is None:
-                rows = await call.fetch(*statement)
+                rows = await call.fetch(*statement, generic_plan=True)
             else:
-                rows, found = await call.fetch_many([statement, manifest])
+                rows, found = await call.fetch_many([statement, manifest], generic_plan=True)
                 objects = cold_logs.objects_of(found)
         else:
             rows = await self._walk(call, flt, start_us, hot_end_us, before=before, want=want)

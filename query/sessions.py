@@ -64,7 +64,8 @@ class SessionQueries:
                 session_reader.logs(project, session_id, position, limit + 1),
                 session_reader.exemplars(project, session_id, position, limit + 1),
                 cold_sessions.lookup(session_id).statement(project),
-            ]
+            ],
+            generic_plan=True,
         )
         cold = await cold_sessions.items(call, session_id, in_cold)
         if found:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import Any, LiteralString, NamedTuple
+from typing import Any, Final, LiteralString, NamedTuple
 
 import orjson
 import psycopg
@@ -37,6 +37,15 @@ from storage.postgres.connect import PooledStore, async_pool
 from storage.postgres.errors import translate
 
 Query = LiteralString | sql.Composed | sql.SQL
+
+
+# plan_cache_mode of a read (see ReadPool.fetch_many's generic_plan).
+_GENERIC: Final = "force_generic_plan"
+_AUTO: Final = "auto"
+_ROUNDED_ABOVE_MS: Final = 1000
+_SESSION_SETTINGS: Final = (
+    "SELECT set_config('statement_timeout', %s, false), set_config('plan_cache_mode', %s, false)"
+)
 
 
 async def _configure(conn: psycopg.AsyncConnection[TupleRow]) -> None:
@@ -79,9 +88,10 @@ class ReadPool(PooledStore):
             # one that writes by anything a client sends.
             options="-c default_transaction_read_only=on",
         )
-        # The statement_timeout (ms) each connection has now; a connection missing here
-        # has an unknown one (a SET that failed or was cancelled half way).
-        self._timeouts: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], int] = (
+        # The statement_timeout (ms) and plan_cache_mode each connection has now; a
+        # connection missing here has unknown ones (a set_config that failed or was
+        # cancelled half way).
+        self._sessions: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], tuple[int, str]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -104,6 +114,7 @@ class ReadPool(PooledStore):
         binary: bool = False,
         settings: Sequence[LiteralString] = (),
         prepare: bool | None = None,
+        generic_plan: bool = False,
     ) -> list[list[TupleRow]]:
         """The rows of several statements, run in order on one connection (each with its
         own snapshot), each within ``seconds``.
@@ -114,9 +125,28 @@ class ReadPool(PooledStore):
         one transaction then. ``prepare``: psycopg's (None: prepared from a statement's
         fifth use on a connection, after which PostgreSQL may keep a generic plan;
         False: planned afresh for its values every time).
+
+        ``generic_plan``: the statements are prepared at their first use and run with
+        the plan made for no values in particular, kept by the connection. For a lookup
+        by an id over every partition (a trace, a session) the plan is the same whatever
+        the id, and making it is the larger cost: with the query benchmark's 52 hourly
+        partitions, planning a session's logs took ~3 ms against ~1 ms to run them, and
+        PostgreSQL's own choice kept planning them afresh (docs/benchmarks.md, "Lookups
+        by id with generic plans"). Not for statements whose best plan depends on their
+        values (a word search, a time window).
         """
         timeout_ms = max(1, int(seconds * 1000))
-        read = _Read(statements, timeout_ms, binary, settings, prepare)
+        if timeout_ms > _ROUNDED_ABOVE_MS:
+            # Whole tenths of a second, rounded down: calls that start with their whole
+            # budget then ask for the same limit, and a connection that has it already is
+            # not sent it again. That round trip costs ~0.1 ms of otlpd's time, as much as
+            # a whole read of "SELECT 1" (measured: 116-147 µs a read against 225-237 µs
+            # when each read set its limit).
+            timeout_ms -= timeout_ms % 100
+        if generic_plan:
+            read = _Read(statements, timeout_ms, binary, settings, True, _GENERIC)
+        else:
+            read = _Read(statements, timeout_ms, binary, settings, prepare, _AUTO)
         try:
             try:
                 return await self._on_a_connection(read)
@@ -146,12 +176,12 @@ class ReadPool(PooledStore):
         self, conn: psycopg.AsyncConnection[TupleRow], read: _Read
     ) -> list[list[TupleRow]]:
         cursor = conn.cursor(binary=read.binary)
-        if self._timeouts.get(conn) != read.timeout_ms:
-            self._timeouts.pop(conn, None)
-            await cursor.execute(
-                sql.SQL("SET statement_timeout = {}").format(sql.Literal(read.timeout_ms))
-            )
-            self._timeouts[conn] = read.timeout_ms
+        session = (read.timeout_ms, read.plan_mode)
+        if self._sessions.get(conn) != session:
+            # One round trip for both; the session's settings are unknown until it returns.
+            self._sessions.pop(conn, None)
+            await cursor.execute(_SESSION_SETTINGS, (str(read.timeout_ms), read.plan_mode))
+            self._sessions[conn] = session
         if not read.settings:
             return await _rows(cursor, read)
         async with conn.transaction():
@@ -168,6 +198,7 @@ class _Read(NamedTuple):
     binary: bool
     settings: Sequence[LiteralString]
     prepare: bool | None
+    plan_mode: str  # plan_cache_mode
 
 
 class _Broken(Exception):

@@ -1,8 +1,8 @@
 """The query pool's reads: each statement under the time its read was given (a value its
 connection kept from an earlier read neither cuts a later read short nor lets it run
-long), ``SET LOCAL`` settings for one read only, statements left unprepared when asked,
-read-only whatever the statement, and a connection broken while idle costs the caller
-nothing."""
+long), ``SET LOCAL`` settings for one read only, statements left unprepared when asked
+or planned for no values when asked, read-only whatever the statement, and a connection
+broken while idle costs the caller nothing."""
 
 from __future__ import annotations
 
@@ -66,6 +66,31 @@ async def test_a_read_asked_not_to_prepare_is_planned_for_its_values(pool: ReadP
     for n in range(8):
         assert await pool.fetch(statement, [n], seconds=5) == [(n + 1,)]
     assert await pool.fetch(prepared, [], seconds=5) == [(1,)]
+
+
+async def test_a_generic_plan_read_is_prepared_at_once_and_planned_for_no_values(
+    pool: ReadPool,
+) -> None:
+    statement = "SELECT %s::bigint * 2"
+    plans = (
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE '%%::bigint * 2'"
+    )
+    for n in range(3):
+        rows, found = await pool.fetch_many(
+            [(statement, [n]), (plans, [])], seconds=5, generic_plan=True
+        )
+        assert rows == [(n * 2,)]
+        assert found == [(n + 1, 0)]  # prepared at its first use, never planned for a value
+    assert await pool.fetch("SHOW plan_cache_mode", [], seconds=5) == [("auto",)]
+    # The same statement in a read that does not ask: PostgreSQL's own choice again.
+    assert await pool.fetch(statement, [7], seconds=5) == [(14,)]
+    assert await pool.fetch(plans, [], seconds=5) == [(3, 1)]
+
+
+async def test_a_limit_above_a_second_is_rounded_down_to_a_tenth(pool: ReadPool) -> None:
+    assert await pool.fetch("SHOW statement_timeout", [], seconds=5.0599) == [("5s",)]
+    assert await pool.fetch("SHOW statement_timeout", [], seconds=0.9999) == [("999ms",)]
 
 
 async def test_a_read_cannot_write(pool: ReadPool, database_url: str) -> None:
