@@ -1,10 +1,10 @@
 """Pre-built, serialized OTLP Export requests that look like production telemetry.
 
 The load generator must spend its CPU on sending, not on building protobufs, so every
-request is built and serialized once, up front, and replayed as bytes. Timestamps are
-taken relative to ``now_ns`` at build time and spread over the preceding minute; a run
-lasts minutes, well inside otlpd's accept window (24 h back, 1 h ahead), so nothing is
-patched per request.
+request is built and serialized once, before its case runs, and replayed as bytes.
+Timestamps are taken relative to ``now_ns`` at build time and spread over the preceding
+minute; a case lasts minutes at most, well inside otlpd's accept window (24 h back, 1 h
+ahead), so nothing is patched per request.
 
 Replaying the pool stores the same span and log ids more than once: otlpd keeps
 duplicates (deduplication is a query-time concern), so that changes nothing in what
