@@ -61,12 +61,10 @@ class QueryCall:
         generic_plan: bool = False,
     ) -> list[Any]:
         """The rows of one parameterized statement, within the time this call has left."""
-        statements = [(query, params)]
-        return (
-            await self.fetch_many(
-                statements, binary=binary, prepare=prepare, generic_plan=generic_plan
-            )
-        )[0]
+        batches = await self.fetch_many(
+            [(query, params)], binary=binary, prepare=prepare, generic_plan=generic_plan
+        )
+        return batches[0]
 
     async def fetch_many(
         self,
