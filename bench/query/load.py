@@ -399,15 +399,21 @@ def cases(ds: Dataset) -> list[Case]:
 
 
 class Runner:
-    """Runs cases against one query address with ``clients`` threads, one channel each."""
+    """Runs cases against one query address with ``clients`` threads, one connection each."""
 
     def __init__(self, addr: str, clients: int, *, seconds: float, calls: int = 0) -> None:
         self._seconds = seconds
         self._calls = calls
-        self._channels = [
-            grpc.insecure_channel(addr, options=[("grpc.max_receive_message_length", 1 << 28)])
-            for _ in range(clients)
+        # A local subchannel pool per channel gives each client its own TCP connection, as
+        # separate services would have: by default grpc shares one connection among
+        # channels with the same target and options, and the kernel then hands all the
+        # clients to one worker of ``otlpd serve --workers N`` (SO_REUSEPORT spreads
+        # connections, not calls).
+        options = [
+            ("grpc.max_receive_message_length", 1 << 28),
+            ("grpc.use_local_subchannel_pool", 1),
         ]
+        self._channels = [grpc.insecure_channel(addr, options=options) for _ in range(clients)]
         self._stubs = [pb_grpc.QueryServiceStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
         self._record_ids: list[str] = []
 
