@@ -129,7 +129,13 @@ class Config:
     metrics_addr: str = _setting(
         ":9464", "OTLPD_METRICS_ADDR", _address, "/metrics, /healthz, /readyz address"
     )
-    workers: int = _setting(1, "OTLPD_WORKERS", int, "processes sharing the gRPC port")
+    workers: int = _setting(
+        1,
+        "OTLPD_WORKERS",
+        int,
+        "processes sharing the OTLP and query ports; the kernel spreads connections "
+        "(not calls) over them",
+    )
     default_project: str = _setting(
         "default", "OTLPD_DEFAULT_PROJECT", str, "project of data that names none"
     )
