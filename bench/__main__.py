@@ -214,43 +214,37 @@ def _measure(
     )
 
 
-def _run_target(
+def _run_case(
     target: Target,
-    cases: Sequence[str],
+    case: str,
+    wl: Workload,
     loadgen: LoadGenerator,
     args: argparse.Namespace,
 ) -> list[Measurement]:
-    """Every case on a fresh start of ``target``, each connection count in turn."""
+    """``case`` on a fresh start of ``target``, each connection count in turn."""
     results: list[Measurement] = []
-    for case in cases:
-        # Built again for each case, so that its records are of the last minute. Built
-        # once at the start of a run of several minutes, the logs case's records fell in
-        # a ten-minute slice that had closed meanwhile, which the text index job of the
-        # case's server then indexed at start: every record paid for a trigram index too,
-        # as only late records do in production (docs/benchmarks.md, Run 6).
-        wl = workload.build_case(case, args.pool, time.time_ns())
-        try:
-            # Inside the try: a target that fails half-way through starting still cleans up.
-            target.start()
-            pg = PostgresCpu(args.pg, target.database) if isinstance(target, OtlpdTarget) else None
-            acked = 0
-            with ServerSampler(target.pid, target.grpc_port) as sampler:
-                for connections in args.connections:
-                    m = _measure(
-                        target,
-                        case,
-                        wl,
-                        connections=connections,
-                        sampler=sampler,
-                        pg=pg,
-                        loadgen=loadgen,
-                        args=args,
-                        acked_before=acked,
-                    )
-                    acked += m.acked
-                    results.append(m)
-        finally:
-            target.stop()
+    try:
+        # Inside the try: a target that fails half-way through starting still cleans up.
+        target.start()
+        pg = PostgresCpu(args.pg, target.database) if isinstance(target, OtlpdTarget) else None
+        acked = 0
+        with ServerSampler(target.pid, target.grpc_port) as sampler:
+            for connections in args.connections:
+                m = _measure(
+                    target,
+                    case,
+                    wl,
+                    connections=connections,
+                    sampler=sampler,
+                    pg=pg,
+                    loadgen=loadgen,
+                    args=args,
+                    acked_before=acked,
+                )
+                acked += m.acked
+                results.append(m)
+    finally:
+        target.stop()
     return results
 
 
@@ -262,14 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if busy > 20:
         _log(f"warning: the machine is {busy:.0f}% busy before the benchmark starts")
     work = workdir()
-    now_ns = time.time_ns()
-    _log(f"building {args.pool} requests per case ...")
-    workloads = {c: workload.build_case(c, args.pool, now_ns) for c in args.cases}
-    for case, wl in workloads.items():
-        _log(
-            f"  {case}: {wl.mean_records:.0f} records, {wl.mean_bytes / 1024:.0f} KiB "
-            f"per request; {workload.CASES[case].about}"
-        )
 
     targets: list[Target] = []
     if args.target in ("rotel", "both"):
@@ -286,12 +272,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         # runs the later cases cost up to a third more CPU than the same cases run alone
         # (docs/benchmarks.md, Run 8), and the ratios compare the two.
         for case in args.cases:
+            # Built just before the case, once for every target (they get the same
+            # requests), so that its records are of the last minute. Built once at the
+            # start of a run of several minutes, the logs case's records fell in a
+            # ten-minute slice that had closed meanwhile, which the text index job of the
+            # case's server then indexed at start: every record paid for a trigram index
+            # too, as only late records do in production (docs/benchmarks.md, Run 6).
+            wl = workload.build_case(case, args.pool, time.time_ns())
+            _log(
+                f"{case}: {args.pool} requests of {wl.mean_records:.0f} records, "
+                f"{wl.mean_bytes / 1024:.0f} KiB each; {workload.CASES[case].about}"
+            )
             for target in targets:
                 if target.name in failed:
                     continue
                 _log(f"{target.name}:")
                 try:
-                    measurements += _run_target(target, [case], loadgen, args)
+                    measurements += _run_case(target, case, wl, loadgen, args)
                 except TargetError as exc:
                     failed[target.name] = str(exc).strip()
                     _log(f"  failed: {str(exc).splitlines()[0]}")
