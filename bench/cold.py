@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -294,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server.query_addr,
                 selected,
                 args.clients,
+                catalogue=functools.partial(cases, ds),
                 seconds=args.seconds,
                 on_result=lambda r: _log(f"  {r.case.name}: {r.calls} calls"),
             )

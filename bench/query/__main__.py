@@ -9,6 +9,7 @@ One otlpd process serves it; each case runs ``--clients`` parallel clients for
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -84,17 +85,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         waited = server.wait_rolled_up(ds.window_end_ns)
         waited += server.wait_metric_rollups(ds.window_end_ns)
         _log(f"rollups complete after {waited:.0f}s")
+        spreads: set[tuple[int, ...]] = set()
+
+        def done(r: load.CaseResult) -> None:
+            spread = tuple(server.connection_spread())
+            spreads.add(spread)
+            calls = "not built" if r.not_built else f"{r.calls} calls"
+            _log(f"  {r.case.name}: {calls}; client connections per otlpd process {list(spread)}")
+
         with ServerSampler(server.pid, server.grpc_port) as sampler:
             sampler.reset_peak()
             results = load.run_all(
                 server.query_addr,
                 selected,
                 args.clients,
+                catalogue=functools.partial(load.cases, ds),
                 seconds=args.seconds,
                 calls=args.calls,
-                on_result=lambda r: _log(
-                    f"  {r.case.name}: {'not built' if r.not_built else f'{r.calls} calls'}"
-                ),
+                on_result=done,
             )
             peak = sampler.peak
         server.check_alive()
@@ -107,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results,
         peak_rss=peak,
         busy=busy,
-        setup=f"{args.clients} clients x {args.seconds:g}s per case; "
-        f"otlpd --workers {args.workers}; its log: {server.log_path}",
+        setup=f"{args.clients} client processes x {args.seconds:g}s per case; "
+        f"otlpd --workers {args.workers}, client connections per process "
+        f"{' or '.join(str(list(s)) for s in sorted(spreads))}; its log: {server.log_path}",
     )
 
 

@@ -3,10 +3,10 @@
 A case is one RPC with one shape of request (a word search over the last hour, a trace by
 id, ...) whose parameters vary call by call, drawn from what ``bench.query.generate`` is
 known to have stored (trace ids that exist, words of the vocabulary, a session with 1,000
-records), so every call does real work. Each client is a thread with its own channel
-(its own HTTP/2 connection), calling one request after another for the case's duration;
-latency is measured around each blocking call, so it includes the client's protobuf
-parsing, as an application's would.
+records), so every call does real work. Each client is a process of its own with its own
+channel (its own HTTP/2 connection), calling one request after another for the case's
+duration; latency is measured around each blocking call, so it includes the client's
+protobuf parsing, as an application's would.
 
 An RPC that answers UNIMPLEMENTED is reported as "not built", not as a failure: the
 query service is built RPC by RPC, and the benchmark must run on any stage of it.
@@ -14,8 +14,8 @@ query service is built RPC by RPC, and the benchmark must run on any stage of it
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,12 +66,19 @@ class CaseResult:
     """What one case measured; latencies in seconds, of successful calls only."""
 
     case: Case
-    seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     first_error: str = ""
     not_built: str = ""
+    # perf_counter at the end of the clients' warm-up and at their last answer.
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        """How long the timed calls ran, over all clients."""
+        return self.ended - self.started
 
     @property
     def calls(self) -> int:
@@ -399,31 +406,22 @@ def cases(ds: Dataset) -> list[Case]:
 
 
 class Runner:
-    """Runs cases against one query address with ``clients`` threads, one connection each."""
+    """One client: its own channel, calling one case's requests one after another."""
 
-    def __init__(self, addr: str, clients: int, *, seconds: float, calls: int = 0) -> None:
+    def __init__(self, addr: str, index: int, *, seconds: float, calls: int = 0) -> None:
+        self._index = index
         self._seconds = seconds
         self._calls = calls
-        # A local subchannel pool per channel gives each client its own TCP connection, as
-        # separate services would have: by default grpc shares one connection among
-        # channels with the same target and options, and the kernel then hands all the
-        # clients to one worker of ``otlpd serve --workers N`` (SO_REUSEPORT spreads
-        # connections, not calls).
-        options = [
-            ("grpc.max_receive_message_length", 1 << 28),
-            ("grpc.use_local_subchannel_pool", 1),
-        ]
-        self._channels = [grpc.insecure_channel(addr, options=options) for _ in range(clients)]
-        self._stubs = [pb_grpc.QueryServiceStub(c) for c in self._channels]  # type: ignore[no-untyped-call]
+        options = [("grpc.max_receive_message_length", 1 << 28)]
+        self._channel = grpc.insecure_channel(addr, options=options)
+        self._stub = pb_grpc.QueryServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._record_ids: list[str] = []
 
     def close(self) -> None:
-        """Closes every channel."""
-        for channel in self._channels:
-            channel.close()
+        self._channel.close()
 
     def run(self, case: Case) -> CaseResult:
-        """Times ``case``: a few warm-up calls per client, then the closed loop."""
+        """Times ``case``: a few warm-up calls, then the closed loop."""
         result = CaseResult(case)
         build = case.build
         if case.needs == "record ids":
@@ -432,82 +430,131 @@ class Runner:
                 return result
             ids = self._record_ids
             build = lambda rng: pb.GetLogContextRequest(id=rng.choice(ids))  # noqa: E731
-        lock = threading.Lock()
-        stop = threading.Event()
-        # Per client, when its timed calls began and when its last one ended.
-        spans: list[list[float]] = []
+        method = getattr(self._stub, case.rpc)
+        rng = random.Random(f"{case.name}/{self._index}")
+        done = warm = 0
+        deadline: float | None = None
+        while True:
+            request = build(rng)
+            began = time.perf_counter()
+            try:
+                answer = method(request, timeout=CALL_TIMEOUT, metadata=METADATA)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.UNIMPLEMENTED:
+                    result.not_built = exc.details() or "UNIMPLEMENTED"
+                    return result
+                result.errors[code.name] = result.errors.get(code.name, 0) + 1
+                if not result.first_error:
+                    result.first_error = f"{code.name}: {exc.details()}"
+                answer = None
+            elapsed = time.perf_counter() - began
+            if warm < WARMUP_CALLS:
+                warm += 1
+                if warm == WARMUP_CALLS:
+                    result.started = result.ended = time.perf_counter()
+                    deadline = result.started + self._seconds
+                continue
+            if answer is not None:
+                result.latencies.append(elapsed)
+                result.sizes.append(case.size(answer))
+                if case.rpc == "SearchLogs" and len(self._record_ids) < 1000:
+                    self._record_ids.extend(r.id for r in answer.records[:5])
+            done += 1
+            result.ended = time.perf_counter()
+            if deadline is None or result.ended >= deadline:
+                return result
+            if self._calls and done >= self._calls:
+                return result
 
-        def client(index: int) -> None:
-            stub = self._stubs[index]
-            method = getattr(stub, case.rpc)
-            rng = random.Random(f"{case.name}/{index}")
-            done = 0
-            deadline: float | None = None
-            warm = 0
-            mine: list[float] = []
-            while not stop.is_set():
-                request = build(rng)
-                began = time.perf_counter()
-                try:
-                    answer = method(request, timeout=CALL_TIMEOUT, metadata=METADATA)
-                except grpc.RpcError as exc:
-                    code = exc.code()
-                    with lock:
-                        if code == grpc.StatusCode.UNIMPLEMENTED:
-                            result.not_built = exc.details() or "UNIMPLEMENTED"
-                            stop.set()
-                            return
-                        result.errors[code.name] = result.errors.get(code.name, 0) + 1
-                        if not result.first_error:
-                            result.first_error = f"{code.name}: {exc.details()}"
-                    answer = None
-                elapsed = time.perf_counter() - began
-                if warm < WARMUP_CALLS:
-                    warm += 1
-                    if warm == WARMUP_CALLS:
-                        timed = time.perf_counter()
-                        deadline = timed + self._seconds
-                        mine = [timed, timed]
-                        with lock:
-                            spans.append(mine)
-                    continue
-                if answer is not None:
-                    with lock:
-                        result.latencies.append(elapsed)
-                        result.sizes.append(case.size(answer))
-                    if case.rpc == "SearchLogs" and len(self._record_ids) < 1000:
-                        self._record_ids.extend(r.id for r in answer.records[:5])
-                done += 1
-                now = time.perf_counter()
-                mine[1] = now
-                if deadline is None or now >= deadline or (self._calls and done >= self._calls):
-                    return
 
-        threads = [
-            threading.Thread(target=client, args=(i,), name=f"query-client-{i}")
-            for i in range(len(self._stubs))
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        # From the first client's end of warm-up to the last client's last answer.
-        if spans:
-            result.seconds = max(end for _, end in spans) - min(start for start, _ in spans)
-        return result
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every client process is given (picklable)."""
+
+    addr: str
+    catalogue: Callable[[], list[Case]]
+    seconds: float
+    calls: int
+
+
+def _client(plan: _Plan, index: int, orders: Any, answers: Any) -> None:
+    """A client process: runs each case ``orders`` names, and puts what it measured on
+    ``answers`` (a case's functions do not cross processes; its name does)."""
+    by_name = {case.name: case for case in plan.catalogue()}
+    runner = Runner(plan.addr, index, seconds=plan.seconds, calls=plan.calls)
+    try:
+        while (name := orders.get()) is not None:
+            r = runner.run(by_name[name])
+            answers.put(
+                (index, r.started, r.ended, r.latencies, r.sizes, r.errors, r.first_error,
+                 r.not_built)
+            )  # fmt: skip
+    finally:
+        runner.close()
 
 
 def run_all(addr: str, selected: Sequence[Case], clients: int, *, seconds: float, calls: int = 0,
+            catalogue: Callable[[], list[Case]],
             on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:  # fmt: skip
-    """Every case in turn on one set of clients."""
-    runner = Runner(addr, clients, seconds=seconds, calls=calls)
+    """Every case in turn, each on ``clients`` client processes at once.
+
+    ``catalogue`` (picklable: a module's function, or a ``functools.partial`` of one)
+    gives the cases ``selected`` is taken from, by name. Clients are processes, spawned,
+    not threads: threads of one process share one interpreter lock, and four clients
+    parsing large answers then wait for it in turn, a wait the latencies would count
+    against the server. Separate services do not share one; the ingest benchmark's
+    load generator is processes for the same reason. Each client has its own
+    connection, as separate services would: by default grpc shares one connection among
+    a process's channels to the same target, and the kernel spreads connections, not
+    calls, over the workers of ``otlpd serve --workers N``."""
+    context = multiprocessing.get_context("spawn")
+    plan = _Plan(addr, catalogue, seconds, calls)
+    answers = context.Queue()
+    orders = [context.Queue() for _ in range(clients)]
+    processes = [
+        context.Process(
+            target=_client,
+            args=(plan, i, orders[i], answers),
+            name=f"query-client-{i}",
+            daemon=True,
+        )
+        for i in range(clients)
+    ]
+    for process in processes:
+        process.start()
     results: list[CaseResult] = []
     try:
         for case in selected:
-            result = runner.run(case)
+            for queue in orders:
+                queue.put(case.name)
+            result = CaseResult(case)
+            windows: list[tuple[float, float]] = []
+            for _ in range(clients):
+                _, started, ended, latencies, sizes, errors, first_error, not_built = answers.get(
+                    timeout=seconds + 20 * CALL_TIMEOUT
+                )
+                if started:
+                    windows.append((started, ended))
+                result.latencies += latencies
+                result.sizes += sizes
+                for code, count in errors.items():
+                    result.errors[code] = result.errors.get(code, 0) + count
+                result.first_error = result.first_error or first_error
+                result.not_built = result.not_built or not_built
+            # From the first client's end of warm-up to the last client's last answer
+            # (perf_counter is CLOCK_MONOTONIC, one clock for every process of the box).
+            if windows:
+                result.started = min(w[0] for w in windows)
+                result.ended = max(w[1] for w in windows)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     finally:
-        runner.close()
+        for queue in orders:
+            queue.put(None)
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
     return results
