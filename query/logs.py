@@ -190,9 +190,11 @@ class LogQueries:
             )
             manifest = cold_logs.manifest_read(call, scope)
             if manifest is None:
-                rows = await call.fetch(*statement, generic_plan=True)
+                rows = await call.fetch(*statement, generic_plan=True, binary=True)
             else:
-                rows, found = await call.fetch_many([statement, manifest], generic_plan=True)
+                rows, found = await call.fetch_many(
+                    [statement, manifest], generic_plan=True, binary=True
+                )
                 objects = cold_logs.objects_of(found)
         else:
             rows = await self._walk(call, flt, start_us, hot_end_us, before=before, want=want)
@@ -248,6 +250,7 @@ class LogQueries:
                     slices=slices,
                 ),
                 prepare=prepare,
+                binary=True,
             )
             high, width = low, width * _GROWTH
         return rows

@@ -66,6 +66,7 @@ class SessionQueries:
                 cold_sessions.lookup(session_id).statement(project),
             ],
             generic_plan=True,
+            binary=True,
         )
         cold = await cold_sessions.items(call, session_id, in_cold)
         if found:

@@ -152,7 +152,7 @@ class TraceQueries:
         signals = ("spans", "logs") if request.include_logs else ("spans",)
         lookup = Lookup(keybloom.TRACE, (trace_id,), signals)
         statements.append(lookup.statement(call.project))  # one round trip for both tiers
-        results = await call.fetch_many(statements, generic_plan=True)
+        results = await call.fetch_many(statements, generic_plan=True, binary=True)
         where = lookup.answer(results[-1])
         spans = [SpanRow(*row) for row in results[0]]
         spans += (await cold_spans.spans_of(call, [trace_id], where=where))[trace_id]
