@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results,
         peak_rss=peak,
         busy=busy,
-        setup=f"{args.clients} client processes x {args.seconds:g}s per case; "
+        setup=f"{args.clients} client process{'es' if args.clients > 1 else ''} x "
+        f"{args.seconds:g}s per case; "
         f"otlpd --workers {args.workers}, client connections per process "
         f"{' or '.join(str(list(s)) for s in sorted(spreads))}; its log: {server.log_path}",
     )
