@@ -485,7 +485,10 @@ def _client(plan: _Plan, index: int, orders: Any, answers: Any) -> None:
     runner = Runner(plan.addr, index, seconds=plan.seconds, calls=plan.calls)
     try:
         while (name := orders.get()) is not None:
-            r = runner.run(by_name[name])
+            try:
+                r = runner.run(by_name[name])
+            except Exception as exc:  # reported as an error, so the parent never waits on it
+                r = CaseResult(by_name[name], errors={"CLIENT": 1}, first_error=f"client: {exc!r}")
             answers.put(
                 (index, r.started, r.ended, r.latencies, r.sizes, r.errors, r.first_error,
                  r.not_built)

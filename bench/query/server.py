@@ -71,7 +71,10 @@ class QueryServer:
             processes = [main]
         spread = []
         for process in processes:
-            connections = process.net_connections(kind="tcp")
+            try:
+                connections = process.net_connections(kind="tcp")
+            except psutil.Error:  # a worker that died: check_alive reports it
+                continue
             spread.append(
                 sum(
                     1
