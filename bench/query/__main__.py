@@ -18,7 +18,7 @@ import psutil
 
 from bench.query import generate, load, report
 from bench.query.server import QueryServer, TargetError
-from bench.targets import ServerSampler, workdir
+from bench.targets import ServerSampler, connection_split, workdir
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spreads: set[tuple[int, ...]] = set()
 
         def done(r: load.CaseResult) -> None:
-            spread = tuple(server.connection_spread())
+            spread = connection_split(psutil.Process(server.pid), server.query_port)
             spreads.add(spread)
             calls = "not built" if r.not_built else f"{r.calls} calls"
             _log(f"  {r.case.name}: {calls}; client connections per otlpd process {list(spread)}")

@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-import psutil
 
 from bench.targets import ServerProcess, TargetError, free_port, wait_until
 
@@ -46,6 +45,11 @@ class QueryServer:
         return f"127.0.0.1:{self._query_port}"
 
     @property
+    def query_port(self) -> int:
+        """The query API's port."""
+        return self._query_port
+
+    @property
     def grpc_port(self) -> int:
         """The OTLP ingest port (the sampler counts connections on it)."""
         return self._grpc_port
@@ -59,30 +63,6 @@ class QueryServer:
     def log_path(self) -> Path:
         """Where the server's output goes."""
         return self._process.log_path
-
-    def connection_spread(self) -> list[int]:
-        """Open connections to the query port in each serving process (each worker, or
-        the one process), as the kernel spread them. ``otlpd serve --workers N`` shares
-        the port, and every call of a connection goes to the worker it landed on."""
-        main = psutil.Process(self.pid)
-        if self.workers > 1:
-            processes = [p for p in main.children() if "spawn_main" in " ".join(p.cmdline())]
-        else:
-            processes = [main]
-        spread = []
-        for process in processes:
-            try:
-                connections = process.net_connections(kind="tcp")
-            except psutil.Error:  # a worker that died: check_alive reports it
-                continue
-            spread.append(
-                sum(
-                    1
-                    for c in connections
-                    if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == self._query_port
-                )
-            )
-        return sorted(spread, reverse=True)
 
     def _ready(self) -> bool:
         url = f"http://127.0.0.1:{self._metrics_port}/readyz"
