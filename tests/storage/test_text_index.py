@@ -128,6 +128,63 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(
     assert len(_search_ids(server, "dup")) == 3
 
 
+def _estimated_rows(database_url: str, partition: str, word: str) -> float:
+    """The planner's estimate of the rows of ``partition`` whose body holds ``word``."""
+    body = log_reader.BODY_TEXT.replace("{", "{{").replace("}", "}}")  # not a placeholder
+    statement = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} l WHERE " + body + " ~* %s").format(
+        sql.Identifier(partition)
+    )
+    with psycopg.connect(database_url) as conn:
+        plan = conn.execute(statement, (rf"\m{word}\M",)).fetchone()
+    assert plan is not None
+    return float(plan[0][0]["Plan"]["Plan Rows"])
+
+
+async def test_an_indexed_partition_is_analyzed_so_the_planner_knows_common_words(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    server = start_otlpd(text_index="false")
+    two_hours_ago = time.time_ns() - 2 * HOUR_NS
+    # Half the bodies hold "common"; "rare" is in one.
+    bodies = [f"{'common' if i % 2 else 'other'} record {i}" for i in range(4000)] + ["rare"]
+    for first in range(0, len(bodies), 1000):
+        chunk = enumerate(bodies[first : first + 1000], start=first)
+        export(server, [{"body": b, "time_ns": two_hours_ago + i} for i, b in chunk])
+    partitions = PartitionManager(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+
+    assert closed in await _run_job(database_url)
+    # Without statistics on the indexed expression the planner guesses a handful of rows
+    # for any word; analyzed, it sees that "common" is in about half.
+    assert _estimated_rows(database_url, closed, "common") > 1000
+    assert _estimated_rows(database_url, closed, "rare") < 100
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        assert await TextIndexJob().analyze_indexed(conn) == []  # once is enough
+
+
+async def test_a_partition_indexed_before_it_was_analyzed_is_analyzed_by_the_next_round(
+    start_otlpd: Callable[..., RunningOtlpd], database_url: str
+) -> None:
+    server = start_otlpd(text_index="false")
+    two_hours_ago = time.time_ns() - 2 * HOUR_NS
+    export(server, [{"body": f"word {i}", "time_ns": two_hours_ago + i} for i in range(50)])
+    partitions = PartitionManager(database_url)
+    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    # As a server before this job analyzed, or one that stopped between the two steps.
+    build = sql.SQL("CREATE INDEX {} ON {} USING gin ((body #>> '{{}}') gin_trgm_ops)").format(
+        sql.Identifier(index_name(closed)), sql.Identifier(closed)
+    )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        conn.execute(build)
+    assert closed not in await _run_job(database_url)  # not built again, but analyzed
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stats WHERE tablename = %s", (index_name(closed),)
+        ).fetchone()
+    assert row == (1,)
+
+
 def test_otlpd_runs_the_job_and_counts_what_it_indexed(
     start_otlpd: Callable[..., RunningOtlpd], database_url: str
 ) -> None:
