@@ -101,12 +101,12 @@ FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_class ic ON ic.relnamespace = c.relnamespace AND ic.relname = c.relname || %s
 JOIN pg_index ix ON ix.indexrelid = ic.oid AND ix.indisvalid
+JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables t ON t.relid = c.oid
 WHERE i.inhparent = to_regclass('logs')
   AND t.last_analyze IS NULL
   AND NOT EXISTS (
-      SELECT 1 FROM pg_stats s
-      WHERE s.schemaname = c.relnamespace::regnamespace::text AND s.tablename = ic.relname
+      SELECT 1 FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = ic.relname
   )
 ORDER BY c.relname DESC
 """
