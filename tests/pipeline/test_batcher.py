@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -164,6 +165,18 @@ async def test_full_queue_refuses_with_retry_and_recovers(
     assert span_names(migrated) == ["a0", "a1", "a2", "after"]
 
 
+def _wait_for_backends(admin: psycopg.Connection[Any], database: str, count: int) -> None:
+    """Waits until ``database`` has ``count`` backends that are past their start."""
+    statement = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+    deadline = time.monotonic() + 10
+    while True:
+        row = admin.execute(statement, (database,)).fetchone()
+        if row is not None and row[0] >= count:
+            return
+        assert time.monotonic() < deadline, f"{database} has {row} backends, not {count}"
+        time.sleep(0.05)
+
+
 async def test_unreachable_store_fails_fast_until_it_is_back(
     writer: PostgresWriter, migrated: str
 ) -> None:
@@ -171,6 +184,10 @@ async def test_unreachable_store_fails_fast_until_it_is_back(
     batcher = Batcher(writer, BatcherSettings(flushers=1), Instruments())
     task = await running(batcher)
     with psycopg.connect(migrated.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        # The writer's pool connects in the background: a connection still starting when
+        # the backends are terminated below would pass the database's check before the
+        # ALTER and show in pg_stat_activity only after, survive, and take the write.
+        _wait_for_backends(admin, name, 2)
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
