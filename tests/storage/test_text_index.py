@@ -21,7 +21,13 @@ from query.logs import log_filter
 from query.proto import pb, pb_grpc
 from storage.postgres import log_reader
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
-from storage.postgres.text_index import TextIndexJob, index_name, slice_name, slice_start
+from storage.postgres.text_index import (
+    TextIndexJob,
+    index_name,
+    index_partition,
+    slice_name,
+    slice_start,
+)
 from tests.conftest import RunningOtlpd
 from tests.query.test_logs import export
 
@@ -37,6 +43,12 @@ def _indexes(database_url: str) -> dict[str, tuple[bool, str]]:
             ("%\\_body\\_trgm",),
         ).fetchall()
     return {name: (valid, definition) for name, valid, definition in rows}
+
+
+def _partition(database_url: str, time_ns: int) -> str:
+    """The name of the log partition holding ``time_ns``."""
+    partitions = PartitionManager(database_url)
+    return partitions.partition_name("logs", partitions.bucket_start(time_ns))
 
 
 async def _run_job(database_url: str, job: TextIndexJob | None = None) -> list[str]:
@@ -67,9 +79,8 @@ async def test_closed_partitions_are_indexed_and_search_answers_the_same(
     bodies = ["disk full on /var", "disk fine", "Disks spinning", "network down"]
     export(server, [{"body": b, "time_ns": two_hours_ago + i} for i, b in enumerate(bodies)])
     export(server, [{"body": "disk full again"}])
-    partitions = PartitionManager(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
-    current = partitions.partition_name("logs", partitions.bucket_start(now))
+    closed = _partition(database_url, two_hours_ago)
+    current = _partition(database_url, now)
     queries = ["disk", "disk*", '"disk full"', "network", "full"]
     before = {q: _search_ids(server, q) for q in queries}
     assert len(before["disk*"]) == 4
@@ -109,8 +120,7 @@ async def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(
     server = start_otlpd(text_index="false")
     two_hours_ago = time.time_ns() - 2 * HOUR_NS
     export(server, [{"body": f"dup {i}", "time_ns": two_hours_ago + i} for i in range(3)])
-    partitions = PartitionManager(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    closed = _partition(database_url, two_hours_ago)
     # A concurrent build that fails (here: not unique) leaves an INVALID index behind
     # under the job's name, as a cancelled build would.
     build = sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY {} ON {} (project_id)").format(
@@ -150,8 +160,7 @@ async def test_an_indexed_partition_is_analyzed_so_the_planner_knows_common_word
     for first in range(0, len(bodies), 1000):
         chunk = enumerate(bodies[first : first + 1000], start=first)
         export(server, [{"body": b, "time_ns": two_hours_ago + i} for i, b in chunk])
-    partitions = PartitionManager(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    closed = _partition(database_url, two_hours_ago)
 
     assert closed in await _run_job(database_url)
     # Without statistics on the indexed expression the planner guesses a handful of rows
@@ -168,15 +177,12 @@ async def test_a_partition_indexed_before_it_was_analyzed_is_analyzed_by_the_nex
     server = start_otlpd(text_index="false")
     two_hours_ago = time.time_ns() - 2 * HOUR_NS
     export(server, [{"body": f"word {i}", "time_ns": two_hours_ago + i} for i in range(50)])
-    partitions = PartitionManager(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
-    # As a server before this job analyzed, or one that stopped between the two steps.
-    build = sql.SQL("CREATE INDEX {} ON {} USING gin ((body #>> '{{}}') gin_trgm_ops)").format(
-        sql.Identifier(index_name(closed)), sql.Identifier(closed)
-    )
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        conn.execute(build)
+    closed = _partition(database_url, two_hours_ago)
+    # Built as the job builds it, without the ANALYZE after: as a server before the job
+    # analyzed did, or one that stopped between the two steps.
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        await index_partition(conn, closed, invalid=False)
     assert closed not in await _run_job(database_url)  # not built again, but analyzed
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -199,10 +205,9 @@ def test_otlpd_runs_the_job_and_counts_what_it_indexed(
     while server.metric(metric) < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert server.metric(metric) >= 1
-    partitions = PartitionManager(database_url)
-    current = partitions.partition_name("logs", partitions.bucket_start(time.time_ns()))
+    current = _partition(database_url, time.time_ns())
     found = _indexes(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    closed = _partition(database_url, two_hours_ago)
     assert found[index_name(closed)][0] is True
     assert index_name(current) not in found
 
@@ -212,8 +217,7 @@ async def test_a_closed_partition_still_taking_writes_waits_for_them_to_stop(
 ) -> None:
     server = start_otlpd(text_index="false")
     two_hours_ago = time.time_ns() - 2 * HOUR_NS
-    partitions = PartitionManager(database_url)
-    closed = partitions.partition_name("logs", partitions.bucket_start(two_hours_ago))
+    closed = _partition(database_url, two_hours_ago)
     stop = threading.Event()
 
     def backfill() -> None:
