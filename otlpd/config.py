@@ -512,13 +512,15 @@ class Config:
         0.0,
         "OTLPD_RATE_LIMIT_RECORDS",
         float,
-        "records/s per project and process (0: unlimited; projects set-limits overrides)",
+        "records/s per project and process (0: unlimited; `otlpd projects set "
+        "--rate-records` overrides it per project)",
     )
     rate_limit_bytes: float = _setting(
         0.0,
         "OTLPD_RATE_LIMIT_BYTES",
         parse_size,
-        "request bytes/s per project and process (0: unlimited)",
+        "request bytes/s per project and process (0: unlimited; `otlpd projects set "
+        "--rate-bytes` overrides it per project)",
     )
     rate_limit_burst: float = _setting(
         1.0, "OTLPD_RATE_LIMIT_BURST", parse_duration, "a bucket holds this many seconds of rate"

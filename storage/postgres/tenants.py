@@ -145,6 +145,11 @@ _PROJECT_COLUMNS: Final = (
     "project_id, allowed_origins, anonymize_ip, rate_records, rate_bytes, created_at, updated_at"
 )
 _PROJECTS: Final = f"SELECT {_PROJECT_COLUMNS} FROM projects"
+# A project's columns and its count of active tokens, what ``otlpd projects`` shows.
+_PROJECTS_WITH_TOKENS: Final = (
+    f"SELECT {_PROJECT_COLUMNS}, (SELECT count(*) FROM api_tokens t"
+    " WHERE t.project_id = p.project_id AND t.revoked_at IS NULL) FROM projects p"
+)
 _ANY_TOKEN: Final = "SELECT EXISTS (SELECT 1 FROM api_tokens)"
 
 AsyncSource = psycopg.AsyncConnection[TupleRow] | AsyncConnectionPool[Any]
@@ -471,12 +476,12 @@ def set_project(
                 }
                 _audit(conn, project, actor, "project.set", project, details=details)
             row = conn.execute(
-                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_id = %s", (project,)
+                _PROJECTS_WITH_TOKENS + " WHERE p.project_id = %s", (project,)
             ).fetchone()
     except psycopg.Error as exc:
         raise translate(exc) from exc
     assert row is not None
-    return _project(row)
+    return _project(row, row[7])
 
 
 # ---- listings --------------------------------------------------------------------------
@@ -536,11 +541,7 @@ def get_projects(conninfo: str, project: str | None = None) -> list[ProjectRow]:
     """Every project (or one), with its count of active tokens, by id."""
     rows = _fetch(
         conninfo,
-        "SELECT p.project_id, p.allowed_origins, p.anonymize_ip, p.rate_records,"
-        " p.rate_bytes, p.created_at, p.updated_at,"
-        " (SELECT count(*) FROM api_tokens t"
-        "  WHERE t.project_id = p.project_id AND t.revoked_at IS NULL)"
-        " FROM projects p WHERE %(project)s::text IS NULL OR p.project_id = %(project)s"
+        _PROJECTS_WITH_TOKENS + " WHERE %(project)s::text IS NULL OR p.project_id = %(project)s"
         " ORDER BY p.project_id",
         {"project": project},
     )

@@ -146,6 +146,16 @@ def test_set_project_changes_only_what_is_given_and_default_restores_null(db: st
     }
 
 
+def test_set_project_answers_with_its_active_tokens(db: str) -> None:
+    assert tenants.set_project(db, "web", actor="alice").active_tokens == 0
+    token_id, _ = tenants.create_token(db, "web", ["ingest"], actor="alice")
+    tenants.create_token(db, "web", ["query"], actor="alice")
+    tenants.create_token(db, "other", ["ingest"], actor="alice")
+    assert tenants.set_project(db, "web", rate_records=5, actor="alice").active_tokens == 2
+    tenants.revoke_token(db, token_id, actor="alice")
+    assert tenants.set_project(db, "web", actor="alice").active_tokens == 1
+
+
 @pytest.mark.parametrize(
     "project",
     [
