@@ -151,7 +151,7 @@ def _rules_test(args: argparse.Namespace, stub: Any) -> int:
     from alerting.proto import pb
     from otlpd.client import rulefile
     from otlpd.client.connect import ClientFailure
-    from otlpd.client.render import test_report
+    from otlpd.client.render import duration_text, test_report
     from otlpd.config import parse_duration
 
     loaded = rulefile.load(args.file)
@@ -167,6 +167,7 @@ def _rules_test(args: argparse.Namespace, stub: Any) -> int:
     call = _call(args, stub)
     now = time.time_ns()
     reports = []
+    notes: dict[str, str] = {}
     for rule in chosen:
         request = pb.TestRuleRequest(rule=rule)
         request.end_time.FromNanoseconds(now)
@@ -174,7 +175,15 @@ def _rules_test(args: argparse.Namespace, stub: Any) -> int:
             request.start_time.FromNanoseconds(now - round(since * 1e9))
         if step:
             request.step.FromNanoseconds(round(step * 1e9))
-        reports.append((rule.name, call("TestRule", request)))
+        answer = call("TestRule", request)
+        reports.append((rule.name, answer))
+        interval_ns = rule.interval.ToNanoseconds() if rule.HasField("interval") else 0
+        if not step and interval_ns and answer.step.ToNanoseconds() > interval_ns:
+            notes[rule.name] = (
+                f"stepped every {duration_text(answer.step.ToNanoseconds())}, not at the "
+                f"rule's interval ({duration_text(interval_ns)}): that would make more "
+                "evaluations than a backtest takes; --step to choose"
+            )
     if args.json:
         document = [
             {"rule": name, **json_format.MessageToDict(answer, preserving_proto_field_name=True)}
@@ -182,5 +191,5 @@ def _rules_test(args: argparse.Namespace, stub: Any) -> int:
         ]
         print(json.dumps(document, indent=2))
         return 0
-    print("\n\n".join(test_report(name, answer) for name, answer in reports))
+    print("\n\n".join(test_report(name, answer, notes.get(name)) for name, answer in reports))
     return 0

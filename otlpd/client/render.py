@@ -627,10 +627,13 @@ _EVENT_KINDS: Final = {1: "pending", 2: "firing", 3: "resolved", 4: "cancelled",
                        7: "settled"}  # fmt: skip
 
 
-def test_report(name: str, answer: Any) -> str:
-    """A rule's backtest: evaluations and errors, each series' values and final state,
-    then the transitions, oldest first."""
+def test_report(name: str, answer: Any, note: str | None = None) -> str:
+    """A rule's backtest: evaluations and errors (and ``note``, what the reader should
+    know of how it ran), each series' values and final state, then the transitions,
+    oldest first."""
     lines = [f"rule {name}: {answer.evaluations} evaluations, {answer.errors} failed"]
+    if note:
+        lines.append(f"  {note}")
     if answer.first_error:
         lines.append(f"  first error: {answer.first_error}")
     rows = []

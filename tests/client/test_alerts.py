@@ -279,3 +279,28 @@ def test_rules_test_backtests_each_rule_of_a_file(
     assert report["series"][0]["values"][0].get("value", 0) == 0  # proto JSON omits 0
     code, _, err = run(capsys, "rules", "test", str(path), "--rule", "Nope")
     assert code != 0 and "no rule named Nope" in err
+
+
+FAST_RULE = """
+rules:
+  - name: Fast
+    logs: {filter: {q: nothing-matches-this}, window: 1m}
+    comparator: ">"
+    threshold: 0
+    interval: 1s
+"""
+
+
+def test_rules_test_steps_wider_than_an_interval_that_would_make_too_many_evaluations(
+    cli_env: RunningOtlpd, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "fast.yaml"
+    path.write_text(FAST_RULE)
+    code, out, err = run(capsys, "rules", "test", str(path), "--since", "4h")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    # 1 s over 4 h would be 14,401 evaluations, over the 11,000 a backtest takes
+    assert lines[0] == "rule Fast: 7201 evaluations, 0 failed"
+    assert lines[1].startswith("  stepped every 2s, not at the rule's interval (1s)")
+    code, _, err = run(capsys, "rules", "test", str(path), "--since", "4h", "--step", "1s")
+    assert code != 0 and "14401 evaluations" in err

@@ -450,18 +450,20 @@ class TestSeries(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., values: _Optional[_Iterable[_Union[_query_pb2.Sample, _Mapping]]] = ..., state: _Optional[_Union[AlertState, str]] = ...) -> None: ...
 
 class TestRuleResponse(_message.Message):
-    __slots__ = ("series", "events", "evaluations", "errors", "first_error")
+    __slots__ = ("series", "events", "evaluations", "errors", "first_error", "step")
     SERIES_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     FIRST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[TestSeries]
     events: _containers.RepeatedCompositeFieldContainer[AlertEvent]
     evaluations: int
     errors: int
     first_error: str
-    def __init__(self, series: _Optional[_Iterable[_Union[TestSeries, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[AlertEvent, _Mapping]]] = ..., evaluations: _Optional[int] = ..., errors: _Optional[int] = ..., first_error: _Optional[str] = ...) -> None: ...
+    step: _duration_pb2.Duration
+    def __init__(self, series: _Optional[_Iterable[_Union[TestSeries, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[AlertEvent, _Mapping]]] = ..., evaluations: _Optional[int] = ..., errors: _Optional[int] = ..., first_error: _Optional[str] = ..., step: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Acknowledgement(_message.Message):
     __slots__ = ("by", "at", "comment")
