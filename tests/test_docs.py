@@ -209,5 +209,5 @@ def test_readme_alerting_walk_through_runs_as_written(env: dict[str, str]) -> No
         line for line in out.splitlines() if "QueueDeep" in line and line.startswith("firing")
     ]
     assert firing and "250" in firing[0].split(), out
-    assert "rule QueueDeep: 31 evaluations, 0 failed" in out
+    assert "rule QueueDeep: 31 evaluations every 10s, 0 failed" in out
     assert re.search(r"Z\s+firing\s+250\b", out), out

@@ -628,10 +628,11 @@ _EVENT_KINDS: Final = {1: "pending", 2: "firing", 3: "resolved", 4: "cancelled",
 
 
 def test_report(name: str, answer: Any, note: str | None = None) -> str:
-    """A rule's backtest: evaluations and errors (and ``note``, what the reader should
-    know of how it ran), each series' values and final state, then the transitions,
-    oldest first."""
-    lines = [f"rule {name}: {answer.evaluations} evaluations, {answer.errors} failed"]
+    """A rule's backtest: evaluations, their step and errors (and ``note``, what the
+    reader should know of how it ran), each series' values and final state, then the
+    transitions, oldest first."""
+    every = f" every {duration_text(ns_of(answer.step))}" if answer.HasField("step") else ""
+    lines = [f"rule {name}: {answer.evaluations} evaluations{every}, {answer.errors} failed"]
     if note:
         lines.append(f"  {note}")
     if answer.first_error:

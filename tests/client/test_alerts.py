@@ -215,7 +215,7 @@ def test_the_readme_alerting_commands_run_as_written(
         row.startswith("pending") for row in listed[1:]
     ), listed
     assert (
-        "rule CheckoutSlow: 2881 evaluations, 0 failed"
+        "rule CheckoutSlow: 2881 evaluations every 30s, 0 failed"
         in outputs["rules test rules.yaml --since 24h"]
     )
     shown = json.loads(outputs["alerts --state all --json"]).get("alerts", [])
@@ -264,12 +264,12 @@ def test_rules_test_backtests_each_rule_of_a_file(
     assert (code, err) == (0, "")
     first, second = out.split("\n\n")
     lines = first.splitlines()
-    assert lines[0] == "rule PaymentFailures: 13 evaluations, 0 failed"
+    assert lines[0] == "rule PaymentFailures: 13 evaluations every 10s, 0 failed"
     assert lines[1].split() == ["STATE", "MIN", "MAX", "LAST", "LABELS"]
     assert lines[2].split()[:4] == ["firing", "0", "5", "5"]  # 0 before the records
     assert lines[3].split() == ["TIME", "TRANSITION", "VALUE", "LABELS"]
     assert lines[4].split()[1:3] == ["firing", "5"]
-    assert second.splitlines()[0] == "rule Quiet: 5 evaluations, 0 failed"  # every 30 s
+    assert second.splitlines()[0] == "rule Quiet: 5 evaluations every 30s, 0 failed"
     assert "no transitions: it would not have fired" in second
     code, out, _ = run(
         capsys, "rules", "test", str(path), "--since", "0", "--rule", "Quiet", "--json"
@@ -300,7 +300,7 @@ def test_rules_test_steps_wider_than_an_interval_that_would_make_too_many_evalua
     assert (code, err) == (0, "")
     lines = out.splitlines()
     # 1 s over 4 h would be 14,401 evaluations, over the 11,000 a backtest takes
-    assert lines[0] == "rule Fast: 7201 evaluations, 0 failed"
+    assert lines[0] == "rule Fast: 7201 evaluations every 2s, 0 failed"
     assert lines[1].startswith("  stepped every 2s, not at the rule's interval (1s)")
     code, _, err = run(capsys, "rules", "test", str(path), "--since", "4h", "--step", "1s")
     assert code != 0 and "14401 evaluations" in err
