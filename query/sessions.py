@@ -152,8 +152,15 @@ class SessionQueries:
         session.project_id = project
         session.user_id = user_id or ""
         session.services.extend(sorted(services))
-        convert.set_timestamp(response.session.first_seen, micros(first_seen) * 1000)
-        convert.set_timestamp(response.session.last_seen, micros(last_seen) * 1000)
+        first_us, last_us = micros(first_seen), micros(last_seen)
+        if page:
+            # The sessions row keeps last_seen to within a minute (the writer's
+            # SessionLedger writes a sighting only when it is that much newer): the items
+            # shown were seen when they happened, so the answer never ends before them.
+            first_us = min(first_us, page[0][0][0])
+            last_us = max(last_us, page[-1][0][0])
+        convert.set_timestamp(session.first_seen, first_us * 1000)
+        convert.set_timestamp(session.last_seen, last_us * 1000)
         if more and page:
             response.next_page_token = tokens.encode("timeline", bound_to, _cursor(page[-1][0]))
         return response

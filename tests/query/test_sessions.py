@@ -200,3 +200,22 @@ def test_timeline_pages_a_large_session_and_refuses_bad_arguments(
     assert code_of(query.GetSessionTimeline, moved, project("globex")) == (
         grpc.StatusCode.INVALID_ARGUMENT
     )
+
+
+def test_first_and_last_seen_reach_the_items_the_stored_sighting_trails(
+    otlpd: RunningOtlpd, query: Any
+) -> None:
+    now = time.time_ns()
+    session = {"session.id": "sess-seen", "user.id": "bob"}
+    early, late = now - 10_000 * MS, now - 5_000 * MS
+    send_spans(otlpd, [S(os.urandom(16), "open", early)], service="web", resource=session)
+    # Five seconds later: the writer does not rewrite a session's last_seen for less than
+    # a minute, so the stored row still says `early`.
+    send_spans(otlpd, [S(os.urandom(16), "tap", late)], service="web", resource=session)
+    answer = query.GetSessionTimeline(pb.GetSessionTimelineRequest(session_id="sess-seen"))
+    assert [describe(i) for i in answer.items] == [("span", "open"), ("span", "tap")]
+    assert answer.session.first_seen.ToNanoseconds() == early // 1000 * 1000
+    assert answer.session.last_seen.ToNanoseconds() == late // 1000 * 1000
+    # A page of the first item only: the sighting is not widened past what it shows.
+    first = query.GetSessionTimeline(pb.GetSessionTimelineRequest(session_id="sess-seen", limit=1))
+    assert first.session.last_seen.ToNanoseconds() == early // 1000 * 1000
