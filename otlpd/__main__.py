@@ -63,8 +63,10 @@ def _config(args: argparse.Namespace) -> Config:
     return load(os.environ, overrides)
 
 
-def _database_url(config: Config) -> str:
-    return config.database_url or embedded.start(config.data_dir)
+def _database_url(config: Config, command: str) -> str:
+    # Only the server says that it started the embedded database: an admin command
+    # (otlpd tokens, projects, ...) that prints it on every call is noise on stderr.
+    return config.database_url or embedded.start(config.data_dir, announce=command == "serve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"otlpd: {exc}", file=sys.stderr)
             return 2
-    database_url = _database_url(config)
+    database_url = _database_url(config, args.command)
     if is_admin(args):
         from otlpd.admin import run as run_admin
 

@@ -9,13 +9,18 @@ It is for trying otlpd and for sidecars with local disk; production points
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def start(data_dir: Path) -> str:
-    """Starts (or reuses) the embedded server under ``data_dir/pg`` and returns its URL."""
+def start(data_dir: Path, *, announce: bool = True) -> str:
+    """Starts (or reuses) the embedded server under ``data_dir/pg`` and returns its URL;
+    ``announce``: log that it did at INFO (else DEBUG)."""
+    # platformdirs, under pgserver, warns when XDG_RUNTIME_DIR is unset (containers, CI,
+    # a root shell) and falls back to a directory under /tmp, which serves as well.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import pgserver  # imported here: only the embedded mode needs it
 
     # pgserver logs every command it runs, with its whole output, at INFO.
@@ -25,5 +30,9 @@ def start(data_dir: Path) -> str:
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri = str(server.get_uri())
-    log.info("embedded PostgreSQL started", extra={"pgdata": str(pgdata)})
+    log.log(
+        logging.INFO if announce else logging.DEBUG,
+        "embedded PostgreSQL started",
+        extra={"pgdata": str(pgdata)},
+    )
     return uri

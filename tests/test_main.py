@@ -406,8 +406,23 @@ def test_without_a_database_url_it_runs_an_embedded_postgresql(tmp_path: Path) -
         # The embedded server listens on a unix socket in its data directory only.
         url = f"postgresql://postgres@/postgres?host={(data_dir / 'pg').resolve()}"
         assert sorted(stored_names(url)) == ["embedded-1", "embedded-2"]
+        # An admin command shares the server's database and prints only its answer, even
+        # where XDG_RUNTIME_DIR is unset (platformdirs, under pgserver, warns then).
+        admin_env = {k: v for k, v in env.items() if k != "XDG_RUNTIME_DIR"}
+        listed = subprocess.run(
+            [sys.executable, "-m", "otlpd", "tokens", "list"],
+            env=admin_env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (listed.returncode, listed.stderr) == (0, ""), listed.stderr
+        assert listed.stdout.split()[:2] == ["ID", "PROJECT"]
+        assert sorted(stored_names(url)) == ["embedded-1", "embedded-2"]  # still serving
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(GRACE + 10) == 0, log.read_text()
+        assert "embedded PostgreSQL started" in log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
