@@ -186,6 +186,15 @@ def otlpd(start_otlpd: Callable[..., RunningOtlpd]) -> RunningOtlpd:
 # --- shared builders --------------------------------------------------------------------
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Polls ``condition`` every 50 ms until it holds; fails naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range, so no bind to port 0 (other tests,
     benchmarks) can take it before our server does. otlpd's gRPC listener sets

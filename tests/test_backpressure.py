@@ -23,7 +23,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from tests.conftest import RunningOtlpd, trace_request
+from tests.conftest import RunningOtlpd, trace_request, wait_until
 
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -64,13 +64,6 @@ def readyz(server: RunningOtlpd) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.05)
 
 
 def stored(url: str) -> Counter[tuple[str, bytes]]:
@@ -154,7 +147,7 @@ def test_unreachable_postgres_refuses_with_retry_info_and_sdk_retries(
         error = export_raw(server.grpc_target, ["during-outage"], timeout=10)
         assert error is not None, "an Export was acknowledged while PostgreSQL was down"
         assert_retry_info(error, 1.0)
-        wait_until(lambda: readyz(server) == 503, 10, "/readyz to turn 503")
+        wait_until(lambda: readyz(server) == 503, "/readyz to turn 503")
 
         refused_before = server.metric("otlpd_records_total", REFUSED)
         sdk = SdkExport(server.grpc_target, "sdk", 50).start()
@@ -162,12 +155,11 @@ def test_unreachable_postgres_refuses_with_retry_info_and_sdk_retries(
         # PostgreSQL back in. It makes at most 6 attempts, so the outage must end soon.
         wait_until(
             lambda: server.metric("otlpd_records_total", REFUSED) >= refused_before + 50,
-            10,
             "the SDK's first attempt to be refused",
         )
         allow()
     assert sdk.join(60) == SpanExportResult.SUCCESS
-    wait_until(lambda: readyz(server) == 200, 10, "/readyz to turn 200 again")
+    wait_until(lambda: readyz(server) == 200, "/readyz to turn 200 again")
 
     got = stored(server.database_url)
     assert got == Counter(sdk.keys), "every SDK span exactly once, nothing of the refused one"
@@ -189,8 +181,8 @@ def test_full_queue_refuses_with_retry_info_and_retrying_clients_lose_nothing(
             }
             wait_until(
                 lambda: sum(f.done() for f in raw.values()) >= len(raw) - 1024 // 200,
-                20,
                 "the requests beyond the queue's room to be refused",
+                timeout=20,
             )
             refused = {key: f.result() for key, f in raw.items() if f.done()}
             assert refused and all(e is not None for e in refused.values())
@@ -203,8 +195,8 @@ def test_full_queue_refuses_with_retry_info_and_retrying_clients_lose_nothing(
             sdks = [SdkExport(server.grpc_target, f"sdk{t}", 300).start() for t in range(4)]
             wait_until(
                 lambda: server.metric("otlpd_records_total", REFUSED) >= refused_before + 4 * 300,
-                20,
                 "every SDK exporter to be refused once",
+                timeout=20,
             )
             assert not any(f.done() for k, f in raw.items() if k not in refused)
             blocker.rollback()

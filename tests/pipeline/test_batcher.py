@@ -18,6 +18,7 @@ from storage.model import SPAN_COLUMNS, RowBatch
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PartitionManager
 from storage.postgres.writer import PostgresWriter
+from tests.conftest import wait_until
 
 # Fails the COMMIT itself (a deferred constraint trigger runs at commit time), the way a
 # real commit can fail after every COPY succeeded: 'poison' with a data error (permanent),
@@ -165,16 +166,11 @@ async def test_full_queue_refuses_with_retry_and_recovers(
     assert span_names(migrated) == ["a0", "a1", "a2", "after"]
 
 
-def _wait_for_backends(admin: psycopg.Connection[Any], database: str, count: int) -> None:
-    """Waits until ``database`` has ``count`` backends that are past their start."""
+def _backends(admin: psycopg.Connection[Any], database: str) -> int:
+    """How many backends of ``database`` are past their start."""
     statement = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-    deadline = time.monotonic() + 10
-    while True:
-        row = admin.execute(statement, (database,)).fetchone()
-        if row is not None and row[0] >= count:
-            return
-        assert time.monotonic() < deadline, f"{database} has {row} backends, not {count}"
-        time.sleep(0.05)
+    row = admin.execute(statement, (database,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 async def test_unreachable_store_fails_fast_until_it_is_back(
@@ -187,7 +183,7 @@ async def test_unreachable_store_fails_fast_until_it_is_back(
         # The writer's pool connects in the background: a connection still starting when
         # the backends are terminated below would pass the database's check before the
         # ALTER and show in pg_stat_activity only after, survive, and take the write.
-        _wait_for_backends(admin, name, 2)
+        wait_until(lambda: _backends(admin, name) >= 2, "the writer's two connections")
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

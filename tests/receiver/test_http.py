@@ -66,7 +66,13 @@ from otlpd.errors import PayloadTooLarge
 from otlpd.receiver.http import _Inflater
 from storage.model import LOG_COLUMNS, POINT_COLUMNS, RESOURCE_COLUMNS, SERIES_COLUMNS, SPAN_COLUMNS
 from storage.postgres import tenants
-from tests.conftest import PG_SERVER, RunningOtlpd, start_otlpd_thread, trace_request
+from tests.conftest import (
+    PG_SERVER,
+    RunningOtlpd,
+    start_otlpd_thread,
+    trace_request,
+    wait_until,
+)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -219,13 +225,6 @@ def request(
 
 def post(server: RunningOtlpd, path: str, body: bytes, **kwargs: Any) -> Answer:
     return request(server, path, body, **kwargs)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
