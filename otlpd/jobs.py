@@ -26,12 +26,13 @@ from alerting.evaluator import AlertEvaluator, EvaluatorSettings
 from alerting.notify import NotificationSender, SenderSettings, Smtp
 from otlpd.config import Config
 from otlpd.instruments import Instruments
-from otlpd.scheduler import Job, Scheduler
+from otlpd.scheduler import Job, Scheduler, hold_for_transaction
 from storage.postgres.metric_rollups import MetricRollupJob, Round, final_until
 from storage.postgres.partitions import PartitionManager
 from storage.postgres.prune import PruneJob
 from storage.postgres.reading import ReadPool
-from storage.postgres.rollups import SpanRollupJob
+from storage.postgres.rollups import JOB_NAME as SPAN_ROLLUPS
+from storage.postgres.rollups import SpanRollupJob, TieredSpans
 from storage.postgres.text_index import TextIndexJob
 
 if TYPE_CHECKING:  # pyarrow and minio load only where the cold tier is used
@@ -91,7 +92,14 @@ def tier_job(config: Config, database_url: str, metrics: Instruments) -> TierJob
         on_lag=lambda table, seconds: metrics.tier_lag.labels(table).set(seconds),
         accept_past=config.accept_past,
         final_until=final_until,
+        before_drop=tiered_spans(config.accept_past),
     )
+
+
+def tiered_spans(accept_past: float) -> TieredSpans:
+    """What tiering does before a spans partition goes: its RED rollups made final, and
+    kept apart while a late span may still reach their minutes."""
+    return TieredSpans(accept_past, partial(hold_for_transaction, name=SPAN_ROLLUPS))
 
 
 def metric_rollup_job(config: Config, database_url: str, metrics: Instruments) -> MetricRollupJob:

@@ -58,6 +58,17 @@ class Job(Protocol):
         ...
 
 
+async def hold_for_transaction(conn: Connection, name: str) -> bool:
+    """Takes job ``name``'s lock until ``conn``'s transaction ends, so that no replica
+    starts a round of it meanwhile; False (and nothing held) if a round holds it now.
+    For work of another job that must not interleave with that one's."""
+    cursor = await conn.execute(
+        "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, name)
+    )
+    row = await cursor.fetchone()
+    return row is not None and bool(row[0])
+
+
 class Scheduler:
     """Runs ``jobs`` forever, each every ``job.interval`` seconds under its lock.
 

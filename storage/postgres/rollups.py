@@ -13,6 +13,11 @@ service-minutes instead. The rollups are derived data, rebuilt from ``spans``:
   round: a late span is never lost, and a recomputed minute never counts anything twice.
 * ``delay`` keeps the minute being written from being recomputed every round; it is the
   rollups' lag. ``complete_until`` tells readers up to when the rollups are final.
+* a spans partition leaving for the cold tier takes its spans out of every later
+  recompute: tiering calls ``TieredSpans`` in the transaction of its DROP, which rolls up
+  the range's marked minutes and keeps the range's rows in ``span_rollups_tiered`` (0012)
+  while a late span may still arrive there; a recompute adds them to the minute's hot
+  spans, so a late span adds to its minute instead of replacing it.
 
 Durations are bucketed as ``b = floor(log2(d) * SUB_BUCKETS)``, bucket ``b`` holding
 ``[2^(b/8), 2^((b+1)/8))`` ns; see ``query.buckets`` for reading them back.
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -74,10 +79,23 @@ WITH s AS (
     FROM spans
     WHERE time >= %(lo)s AND time < %(hi)s AND kind = ANY(%(kinds)s::smallint[])
       AND date_trunc('minute', time) = ANY(%(minutes)s::timestamptz[]) AND {scope}
-), per_bucket AS (
+), hot AS (
     SELECT project_id, minute, service_name, span_name, span_kind, b,
            count(*) AS n, count(*) FILTER (WHERE error) AS e, sum(d) AS d
     FROM s GROUP BY project_id, minute, service_name, span_name, span_kind, b
+), tiered AS (
+    -- What the minutes counted of spans tiered since (0012), one row per bucket; the
+    -- row's errors and duration go with its first bucket, since only their sums are read.
+    SELECT t.project_id, t.minute, t.service_name, t.span_name, t.span_kind, u.b, u.n,
+           CASE WHEN u.i = 1 THEN t.errors ELSE 0 END AS e,
+           CASE WHEN u.i = 1 THEN t.duration_ns_sum ELSE 0 END AS d
+    FROM span_rollups_tiered t, unnest(t.buckets, t.counts) WITH ORDINALITY AS u(b, n, i)
+    WHERE t.minute = ANY(%(minutes)s::timestamptz[]) AND {scope}
+), per_bucket AS (
+    SELECT project_id, minute, service_name, span_name, span_kind, b,
+           sum(n) AS n, sum(e) AS e, sum(d) AS d
+    FROM (SELECT * FROM hot UNION ALL SELECT * FROM tiered) AS both_tiers
+    GROUP BY project_id, minute, service_name, span_name, span_kind, b
 ), operations AS (
     INSERT INTO operation_rollups
     SELECT project_id, minute, service_name, span_name, span_kind,
@@ -143,7 +161,7 @@ class SpanRollupJob:
         started = time.perf_counter()
         await conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
         horizon = datetime_from_ns(time.time_ns() - self._delay_ns)
-        if await self._first_round(conn):
+        if await _never_ran(conn):
             await self._backfill(conn, horizon)
         cursor = await conn.execute(_DUE, {"horizon": horizon, "chunks": self._chunks})
         due = await cursor.fetchall()
@@ -159,29 +177,9 @@ class SpanRollupJob:
         self, conn: Connection, project: str | None, minutes: list[datetime]
     ) -> None:
         """Rebuilds ``minutes`` (within one hour) of ``project`` (None: every project)."""
-        scope = _SCOPE_ALL if project is None else _SCOPE_ONE
-        params = {
-            "project": project,
-            "minutes": minutes,
-            "lo": min(minutes),
-            "hi": max(minutes) + timedelta(minutes=1),
-            "kinds": sorted(REQUEST_KINDS),
-            "error": ERROR_STATUS,
-            "k": bucket_scale(),
-        }
         async with conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            for table in ("operation_rollups", "service_rollups"):
-                await conn.execute(
-                    sql.SQL(_DELETE_ROLLUPS).format(table=sql.Identifier(table), scope=scope),
-                    params,
-                )
-            await conn.execute(sql.SQL(_RECOMPUTE).format(scope=scope), params)
-            await conn.execute(sql.SQL(_DELETE_MARKS).format(scope=scope), params)
-
-    async def _first_round(self, conn: Connection) -> bool:
-        cursor = await conn.execute("SELECT 1 FROM span_rollup_state WHERE name = %s", (JOB_NAME,))
-        return await cursor.fetchone() is None
+            await _recompute(conn, project, minutes)
 
     async def _backfill(self, conn: Connection, horizon: datetime) -> None:
         """Marks every minute of every span partition before ``horizon`` for every
@@ -205,3 +203,125 @@ class SpanRollupJob:
             "rolling up spans stored before the rollups existed",
             extra={"partitions": len(ranges), "until": ns_from_datetime(horizon)},
         )
+
+
+async def _never_ran(conn: Connection) -> bool:
+    cursor = await conn.execute("SELECT 1 FROM span_rollup_state WHERE name = %s", (JOB_NAME,))
+    return await cursor.fetchone() is None
+
+
+async def _recompute(conn: Connection, project: str | None, minutes: list[datetime]) -> None:
+    """Replaces the rollup rows of ``minutes`` (within one hour) of ``project`` (None:
+    every project) and deletes their marks, in the caller's transaction."""
+    scope = _SCOPE_ALL if project is None else _SCOPE_ONE
+    params = {
+        "project": project,
+        "minutes": minutes,
+        "lo": min(minutes),
+        "hi": max(minutes) + timedelta(minutes=1),
+        "kinds": sorted(REQUEST_KINDS),
+        "error": ERROR_STATUS,
+        "k": bucket_scale(),
+    }
+    for table in ("operation_rollups", "service_rollups"):
+        await conn.execute(
+            sql.SQL(_DELETE_ROLLUPS).format(table=sql.Identifier(table), scope=scope), params
+        )
+    await conn.execute(sql.SQL(_RECOMPUTE).format(scope=scope), params)
+    await conn.execute(sql.SQL(_DELETE_MARKS).format(scope=scope), params)
+
+
+# The marked minutes of [low, high), per project (NULL: all) and hour, as _DUE has them.
+_MARKED_IN: Final = """
+SELECT project_id, array_agg(DISTINCT minute ORDER BY minute)
+FROM span_rollup_dirty
+WHERE minute >= %(low)s AND minute < %(high)s
+GROUP BY project_id, date_trunc('hour', minute)
+ORDER BY min(minute), project_id NULLS FIRST
+"""
+
+_CLEAR_TIERED: Final = """
+DELETE FROM span_rollups_tiered WHERE minute >= %(low)s AND minute < %(high)s
+"""
+
+_KEEP_TIERED: Final = """
+INSERT INTO span_rollups_tiered
+SELECT project_id, minute, service_name, span_name, span_kind, requests, errors,
+       duration_ns_sum, buckets, counts
+FROM operation_rollups WHERE minute >= %(low)s AND minute < %(high)s
+"""
+
+# Rows no recompute can need any more: no late span can reach their minute, and no mark
+# waits on it.
+_FORGET_TIERED: Final = """
+DELETE FROM span_rollups_tiered t
+WHERE t.minute < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM span_rollup_dirty d WHERE d.minute = t.minute)
+"""
+
+
+async def seal(
+    conn: Connection,
+    low_ns: int,
+    high_ns: int,
+    *,
+    keep: bool,
+    fence: Callable[[Connection], Awaitable[bool]],
+) -> bool:
+    """Makes the RED rollups of spans ``[low_ns, high_ns)`` final before those spans
+    leave PostgreSQL, in the caller's transaction (tiering's, which holds the partition
+    so that no span can join it): rolls up the range's marked minutes, and if ``keep``
+    (a late span may still arrive for the range) copies the range's operation rows into
+    ``span_rollups_tiered``, which later recomputes of those minutes add to their spans.
+
+    ``fence(conn)`` takes the rollup job's lock for the transaction, so that no round
+    recomputes the range meanwhile; False if a round holds it: nothing is done, and the
+    partition must wait (returns False).
+    """
+    if not await fence(conn) or await _never_ran(conn):
+        # A round is under way, or the job never ran: its first round marks the minutes
+        # of every partition that exists then, and these spans would miss it.
+        return False
+    low, high = datetime_from_ns(low_ns), datetime_from_ns(high_ns)
+    cursor = await conn.execute(_MARKED_IN, {"low": low, "high": high})
+    for project, chunk in await cursor.fetchall():
+        await _recompute(conn, project, list(chunk))
+    if keep:
+        # Replaces the range's rows: an earlier generation of the partition left its own.
+        await conn.execute(_CLEAR_TIERED, {"low": low, "high": high})
+        await conn.execute(_KEEP_TIERED, {"low": low, "high": high})
+    return True
+
+
+async def forget_tiered(conn: Connection, before_ns: int) -> int:
+    """Deletes the tiered rollup rows of minutes before ``before_ns`` that no mark waits
+    on: the caller knows no late span can reach them any more. Returns how many."""
+    cursor = await conn.execute(_FORGET_TIERED, {"before": datetime_from_ns(before_ns)})
+    return cursor.rowcount
+
+
+# How long after OTLPD_ACCEPT_PAST a tiered minute's rows are kept: a record accepted just
+# inside the window is committed seconds later, and its mark must find them.
+TIERED_MARGIN_NS: Final = 3600 * 10**9
+
+
+class TieredSpans:
+    """The hook tiering calls before it drops a partition (``TierJob(before_drop=...)``):
+    for a spans partition, ``seal``s its range, keeping its rollups in
+    ``span_rollups_tiered`` if a late span may still arrive for it (``accept_past``
+    seconds, ``OTLPD_ACCEPT_PAST``), and forgets those no late span can reach any more.
+    Other tables feed no RED rollup. False: the partition waits for the next pass."""
+
+    def __init__(self, accept_past: float, fence: Callable[[Connection], Awaitable[bool]]):
+        self._accept_past_ns = int(accept_past * 1e9)
+        self._fence = fence
+
+    async def __call__(self, conn: Connection, table: str, low_ns: int, high_ns: int) -> bool:
+        if table != "spans":
+            return True
+        reachable_from = time.time_ns() - self._accept_past_ns - TIERED_MARGIN_NS
+        keep = high_ns > reachable_from
+        if not await seal(conn, low_ns, high_ns, keep=keep, fence=self._fence):
+            return False
+        await forget_tiered(conn, reachable_from)
+        return True

@@ -212,6 +212,7 @@ class TierJob:
         on_lag: Callable[[str, float], None] | None = None,
         accept_past: float = 0.0,
         final_until: Callable[[Connection, str], Awaitable[int]] | None = None,
+        before_drop: Callable[[Connection, str, int, int], Awaitable[bool]] | None = None,
     ) -> None:
         """``open_store`` is called at the first round (in a thread: it may create the
         bucket), so a store that is down delays tiering, never start-up;
@@ -223,7 +224,10 @@ class TierJob:
         time and would only make it again (for raw metric points, hot 2 h and accepted 24 h
         back, every pass dropped and the next maintenance made ~22 empty partitions a
         table); ``final_until(conn, table)``: the time (ns) before which ``table``'s rows
-        feed no rollup that is not final (None: nothing waits)."""
+        feed no rollup that is not final (None: nothing waits); ``before_drop(conn, table,
+        low_ns, high_ns)``: called in the transaction that drops a partition, holding it,
+        before the DROP, to make what is derived from its rows final (False: the partition
+        stays for the next pass, its objects recorded)."""
         self._conninfo = conninfo
         self._open_store = open_store
         self._store: ObjectStore | None = None
@@ -237,6 +241,7 @@ class TierJob:
         self._on_lag = on_lag  # (table, seconds the oldest due partition is overdue)
         self._accept_past_ns = int(accept_past * 1e9)
         self._final_until = final_until
+        self._before_drop = before_drop
 
     def store(self) -> ObjectStore:
         """The object store, opened on first use (blocking: call it in a thread)."""
@@ -413,6 +418,12 @@ class TierJob:
                     "AND project_id = ANY(%s)",
                     (partition.name, partition.oid, differ),
                 )
+                return False
+            hook = self._before_drop
+            if hook is not None and not await hook(
+                conn, partition.table, partition.low_ns, partition.high_ns
+            ):
+                log.info("partition %s waits for its rollups", partition.name)
                 return False
             await conn.execute(sql.SQL("DROP TABLE {}").format(ident))
         log.info(

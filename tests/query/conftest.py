@@ -46,6 +46,7 @@ def wait_rolled_up(query: Any, until_ns: int, project: str = "default") -> None:
 # --- a server with a cold tier, and tiering on demand -------------------------------------
 
 HOUR_NS = 3600 * 10**9
+ACCEPT_PAST = 53 * 3600.0  # seconds: the server takes records this old, as tiering knows
 # An hour 50-51 h back: past the default 48 h hot retention of spans and logs, inside the
 # accepted window these servers take (53 h).
 OLD_HOUR_NS = (time.time_ns() - 50 * HOUR_NS) // HOUR_NS * HOUR_NS
@@ -64,6 +65,7 @@ class ColdTierServer:
     query: Any
 
     def tier(self) -> Any:
+        from otlpd.jobs import tiered_spans
         from otlpd.scheduler import Scheduler
         from storage.objectstore import open_store
         from storage.postgres.tiering import TierJob
@@ -74,6 +76,7 @@ class ColdTierServer:
             lambda: open_store(self.store_url),
             {"spans": hot, "logs": hot, "metric_points": 2 * 3600.0},
             interval=60,
+            before_drop=tiered_spans(ACCEPT_PAST),
         )
         assert asyncio.run(Scheduler(self.server.database_url, [job]).run_once(job))
         return job.last
@@ -97,7 +100,7 @@ def cold_tier(database_url: str, tmp_path: Path) -> Iterator[ColdTierServer]:
     store_url = (tmp_path / "cold").as_uri()
     server = start_otlpd_thread(
         database_url,
-        accept_past="53h",
+        accept_past=f"{ACCEPT_PAST:g}s",
         cold_url=store_url,
         rollup_interval="1h",
     )

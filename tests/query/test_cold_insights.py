@@ -369,17 +369,47 @@ def test_log_patterns_are_the_same_after_tiering(
 # --- RED rollups and late spans -----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rollup job recomputes a minute from hot spans only (docs/insights.md)",
-)
+def _stats(cold_tier: ColdTierServer) -> tuple[int, int, float, float]:
+    """Requests, errors, mean and p99 duration (ms) of the old hour's one service; the
+    p99 comes from the duration buckets."""
+    request = pb.GetServiceStatsRequest(**_window(OLD, OLD + HOUR_NS))
+    (service,) = cold_tier.query.GetServiceStats(request).services
+    stats = service.stats
+    mean, p99 = stats.mean.ToNanoseconds() / MS, stats.p99.ToNanoseconds() / MS
+    return stats.requests, stats.errors, round(mean, 3), round(p99)
+
+
 def test_a_late_span_keeps_the_tiered_requests_of_its_minute(cold_tier: ColdTierServer) -> None:
     at = OLD + 2 * MINUTE
-    send_spans(cold_tier.server, [S(bytes([i + 1]) * 16, "a", at + i * MS) for i in range(10)])
+    spans = [S(bytes([i + 1]) * 16, "a", at + i * MS, error=i < 3) for i in range(10)]
+    send_spans(cold_tier.server, spans)  # 1 ms each
     cold_tier.roll_up()
     cold_tier.tier()
-    send_spans(cold_tier.server, [S(b"\xee" * 16, "a", at + 500 * MS)])  # a new partition
+    assert _stats(cold_tier) == (10, 3, 1.0, 1)
+    late = S(b"\xee" * 16, "a", at + 500 * MS, duration_ns=12 * MS)  # a new partition
+    send_spans(cold_tier.server, [late])
     cold_tier.roll_up()
-    request = pb.GetServiceStatsRequest(**_window(OLD, OLD + HOUR_NS))
-    (stats,) = cold_tier.query.GetServiceStats(request).services
-    assert stats.stats.requests == 11
+    assert _stats(cold_tier) == (11, 3, 2.0, 12)
+    # Another late span: the minute is recomputed again, its tiered part counted once.
+    send_spans(cold_tier.server, [S(b"\xef" * 16, "a", at + 600 * MS, 12 * MS, error=True)])
+    cold_tier.roll_up()
+    assert _stats(cold_tier) == (12, 4, 2.833, 12)
+    # The late spans' partition tiered in turn (its next generation): nothing moves.
+    assert cold_tier.tier().objects == 1
+    cold_tier.roll_up()
+    assert _stats(cold_tier) == (12, 4, 2.833, 12)
+    send_spans(cold_tier.server, [S(b"\xf0" * 16, "a", at + 700 * MS, 12 * MS)])
+    cold_tier.roll_up()
+    assert _stats(cold_tier) == (13, 4, 3.538, 12)
+
+
+def test_spans_tiered_before_a_rollup_round_are_rolled_up_by_tiering(
+    cold_tier: ColdTierServer,
+) -> None:
+    cold_tier.roll_up()  # the first round's backfill, out of the way
+    at = OLD + 3 * MINUTE
+    send_spans(cold_tier.server, [S(bytes([i + 1]) * 16, "a", at + i * MS) for i in range(7)])
+    assert cold_tier.tier().objects == 1  # their minute still marked, not rolled up
+    assert _stats(cold_tier)[0] == 7
+    cold_tier.roll_up()
+    assert _stats(cold_tier)[0] == 7

@@ -6,14 +6,15 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import psycopg
 import pytest
 
-from otlpd.scheduler import Scheduler
+from otlpd.scheduler import JOB_LOCK_CLASS, Scheduler, hold_for_transaction
 from storage.postgres.migrate import migrate
 from storage.postgres.partitions import PartitionManager, datetime_from_ns
-from storage.postgres.rollups import SpanRollupJob
+from storage.postgres.rollups import JOB_NAME, SpanRollupJob, TieredSpans
 
 MINUTE = 60 * 10**9
 T0 = (time.time_ns() - 3 * 3600 * 10**9) // (3600 * 10**9) * (3600 * 10**9)
@@ -115,3 +116,61 @@ async def test_only_minutes_older_than_the_delay_are_rolled_up(url: str) -> None
     with psycopg.connect(url) as conn:
         (until,) = conn.execute("SELECT horizon FROM span_rollup_state").fetchone()  # type: ignore[misc]
         assert until.timestamp() * 1e9 < now - 590 * 10**9  # type: ignore[attr-defined]
+
+
+# --- before tiering drops a spans partition (TieredSpans, seal) ---------------------------
+
+HOUR = 3600 * 10**9
+
+
+def tiered(url: str) -> list[tuple[int, int]]:
+    """span_rollups_tiered as (minute offset from T0, requests)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT minute, requests FROM span_rollups_tiered ORDER BY minute"
+        ).fetchall()
+    return [(int((m.timestamp() * 10**9 - T0) // MINUTE), int(n)) for m, n in rows]  # type: ignore[attr-defined]
+
+
+async def before_drop(url: str, accept_past: float) -> bool:
+    """What tiering runs in its DROP transaction for the spans partition of T0's hour."""
+    hook = TieredSpans(accept_past, partial(hold_for_transaction, name=JOB_NAME))
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        return await hook(conn, "spans", T0, T0 + HOUR)
+
+
+async def test_a_drop_rolls_up_the_marked_minutes_and_keeps_them_while_late_spans_can_come(
+    url: str,
+) -> None:
+    await run(url, SpanRollupJob(delay=0))  # the backfill, out of the way
+    with psycopg.connect(url) as conn:
+        for i in range(3):
+            insert_span(conn, T0 + 5 * MINUTE + i, mark=True)
+    assert await before_drop(url, accept_past=6 * 3600.0)  # T0 is 3 h back: reachable
+    assert requests(url) == {5: 3, -1: 3}  # rolled up by the drop, not by a round
+    assert tiered(url) == [(5, 3)]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM span_rollup_dirty").fetchone() == (0,)
+        conn.execute("DELETE FROM spans")  # what the DROP does
+        insert_span(conn, T0 + 5 * MINUTE + 9, mark=True)  # a late span, in a new partition
+    await run(url, SpanRollupJob(delay=0))
+    assert requests(url) == {5: 4, -1: 4}
+    # Once no late span can reach the minute, the next drop forgets the kept rows.
+    assert await before_drop(url, accept_past=3600.0)
+    assert tiered(url) == []
+    assert requests(url) == {5: 4, -1: 4}
+
+
+async def test_a_drop_waits_while_a_round_holds_the_rollups_or_before_the_first(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        insert_span(conn, T0 + 5 * MINUTE, mark=True)
+    assert not await before_drop(url, accept_past=6 * 3600.0)  # the job never ran
+    await run(url, SpanRollupJob(delay=0))
+    with psycopg.connect(url) as conn:
+        insert_span(conn, T0 + 6 * MINUTE, mark=True)
+    with psycopg.connect(url, autocommit=True) as round_:
+        round_.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (JOB_LOCK_CLASS, JOB_NAME))
+        assert not await before_drop(url, accept_past=6 * 3600.0)
+        assert requests(url) == {5: 1, -1: 1} and tiered(url) == []  # nothing done
+    assert await before_drop(url, accept_past=6 * 3600.0)
+    assert requests(url) == {5: 1, 6: 1, -1: 2}
