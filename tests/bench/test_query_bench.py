@@ -135,8 +135,12 @@ def test_the_generator_stores_what_the_dataset_describes(database_url: str) -> N
 
 
 def test_a_run_times_each_case_against_a_real_otlpd(
-    database_url: str, capsys: pytest.CaptureFixture[str]
+    database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The run waits for the RED rollups to reach the newest span, which the default
+    # rollup delay (60 s) holds back for a minute; the otlpd it starts inherits these.
+    monkeypatch.setenv("OTLPD_ROLLUP_DELAY", "1s")
+    monkeypatch.setenv("OTLPD_ROLLUP_INTERVAL", "1s")
     code = main(
         [
             "--pg", PG_SERVER, "--database", _name(database_url), "--scale", str(SCALE),
