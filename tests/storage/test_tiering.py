@@ -290,6 +290,30 @@ def test_otlpd_tier_once_moves_what_is_due_and_exits_0(
     assert [r[3] for r in manifest(server.database_url)] == [6]
 
 
+def test_otlpd_tier_once_keeps_the_red_rollups_of_the_spans_it_moves(
+    server: RunningOtlpd, tmp_path: Path
+) -> None:
+    from tests.test_main import base_env, run_otlpd
+
+    send_old(server, 6, "shop")
+    env = base_env(
+        OTLPD_DATABASE_URL=server.database_url,
+        OTLPD_COLD_URL=(tmp_path / "cold").as_uri(),
+        OTLPD_ACCEPT_PAST="53h",
+    )
+    done = run_otlpd(["tier", "--once"], env)
+    assert done.returncode == 0, done.stderr
+    send_old(server, 1, "shop", at=OLD + 500 * 10**6)  # late: the range's partition again
+    done = run_otlpd(["tier", "--once"], env)  # rolls the late span up, then tiers it too
+    assert done.returncode == 0, done.stderr
+    assert [r[3] for r in manifest(server.database_url)] == [6, 1]
+    with psycopg.connect(server.database_url) as conn:
+        rows = conn.execute(
+            "SELECT minute, requests FROM service_rollups WHERE project_id = 'shop'"
+        ).fetchall()
+    assert [(int(m.timestamp()) * 10**9, n) for m, n in rows] == [(OLD, 7)]
+
+
 async def test_cold_retention_deletes_only_expired_objects_manifest_first(
     server: RunningOtlpd, any_store: Callable[[], ObjectStore]
 ) -> None:
