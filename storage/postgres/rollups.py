@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -244,11 +244,19 @@ _CLEAR_TIERED: Final = """
 DELETE FROM span_rollups_tiered WHERE minute >= %(low)s AND minute < %(high)s
 """
 
+# The projects whose rollups of the range are kept: the partition's, and those an earlier
+# generation of it left rows for (their tiered spans are still counted there).
+_TIERED_PROJECTS: Final = """
+SELECT DISTINCT project_id FROM span_rollups_tiered
+WHERE minute >= %(low)s AND minute < %(high)s
+"""
+
 _KEEP_TIERED: Final = """
 INSERT INTO span_rollups_tiered
 SELECT project_id, minute, service_name, span_name, span_kind, requests, errors,
        duration_ns_sum, buckets, counts
-FROM operation_rollups WHERE minute >= %(low)s AND minute < %(high)s
+FROM operation_rollups
+WHERE project_id = ANY(%(projects)s) AND minute >= %(low)s AND minute < %(high)s
 """
 
 # Rows no recompute can need any more: no late span can reach their minute, and no mark
@@ -264,15 +272,17 @@ async def seal(
     conn: Connection,
     low_ns: int,
     high_ns: int,
+    projects: Sequence[str],
     *,
     keep: bool,
     fence: Callable[[Connection], Awaitable[bool]],
 ) -> bool:
-    """Makes the RED rollups of spans ``[low_ns, high_ns)`` final before those spans
-    leave PostgreSQL, in the caller's transaction (tiering's, which holds the partition
-    so that no span can join it): rolls up the range's marked minutes, and if ``keep``
-    (a late span may still arrive for the range) copies the range's operation rows into
-    ``span_rollups_tiered``, which later recomputes of those minutes add to their spans.
+    """Makes the RED rollups of spans ``[low_ns, high_ns)`` (of ``projects``) final before
+    those spans leave PostgreSQL, in the caller's transaction (tiering's, which holds the
+    partition so that no span can join it): rolls up the range's marked minutes, and if
+    ``keep`` (a late span may still arrive for the range) copies the range's operation
+    rows into ``span_rollups_tiered``, which later recomputes of those minutes add to
+    their spans.
 
     ``fence(conn)`` takes the rollup job's lock for the transaction, so that no round
     recomputes the range meanwhile; False if a round holds it: nothing is done, and the
@@ -288,8 +298,12 @@ async def seal(
         await _recompute(conn, project, list(chunk))
     if keep:
         # Replaces the range's rows: an earlier generation of the partition left its own.
+        cursor = await conn.execute(_TIERED_PROJECTS, {"low": low, "high": high})
+        kept = {str(p) for (p,) in await cursor.fetchall()}
         await conn.execute(_CLEAR_TIERED, {"low": low, "high": high})
-        await conn.execute(_KEEP_TIERED, {"low": low, "high": high})
+        await conn.execute(
+            _KEEP_TIERED, {"low": low, "high": high, "projects": sorted(kept | set(projects))}
+        )
     return True
 
 
@@ -316,12 +330,14 @@ class TieredSpans:
         self._accept_past_ns = int(accept_past * 1e9)
         self._fence = fence
 
-    async def __call__(self, conn: Connection, table: str, low_ns: int, high_ns: int) -> bool:
+    async def __call__(
+        self, conn: Connection, table: str, low_ns: int, high_ns: int, projects: Sequence[str]
+    ) -> bool:
         if table != "spans":
             return True
         reachable_from = time.time_ns() - self._accept_past_ns - TIERED_MARGIN_NS
         keep = high_ns > reachable_from
-        if not await seal(conn, low_ns, high_ns, keep=keep, fence=self._fence):
+        if not await seal(conn, low_ns, high_ns, projects, keep=keep, fence=self._fence):
             return False
         await forget_tiered(conn, reachable_from)
         return True

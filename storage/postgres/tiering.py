@@ -50,7 +50,7 @@ import asyncio
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -212,7 +212,8 @@ class TierJob:
         on_lag: Callable[[str, float], None] | None = None,
         accept_past: float = 0.0,
         final_until: Callable[[Connection, str], Awaitable[int]] | None = None,
-        before_drop: Callable[[Connection, str, int, int], Awaitable[bool]] | None = None,
+        before_drop: Callable[[Connection, str, int, int, Sequence[str]], Awaitable[bool]]
+        | None = None,
     ) -> None:
         """``open_store`` is called at the first round (in a thread: it may create the
         bucket), so a store that is down delays tiering, never start-up;
@@ -225,9 +226,10 @@ class TierJob:
         back, every pass dropped and the next maintenance made ~22 empty partitions a
         table); ``final_until(conn, table)``: the time (ns) before which ``table``'s rows
         feed no rollup that is not final (None: nothing waits); ``before_drop(conn, table,
-        low_ns, high_ns)``: called in the transaction that drops a partition, holding it,
-        before the DROP, to make what is derived from its rows final (False: the partition
-        stays for the next pass, its objects recorded)."""
+        low_ns, high_ns, projects)``: called in the transaction that drops a partition,
+        holding it, before the DROP, with the projects that have rows in it, to make what
+        is derived from its rows final (False: the partition stays for the next pass, its
+        objects recorded)."""
         self._conninfo = conninfo
         self._open_store = open_store
         self._store: ObjectStore | None = None
@@ -421,7 +423,7 @@ class TierJob:
                 return False
             hook = self._before_drop
             if hook is not None and not await hook(
-                conn, partition.table, partition.low_ns, partition.high_ns
+                conn, partition.table, partition.low_ns, partition.high_ns, sorted(counts)
             ):
                 log.info("partition %s waits for its rollups", partition.name)
                 return False

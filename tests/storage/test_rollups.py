@@ -27,20 +27,22 @@ def url(database_url: str) -> Iterator[str]:
     yield database_url
 
 
-def insert_span(conn: psycopg.Connection[tuple[object, ...]], at_ns: int, *, mark: bool) -> None:
+def insert_span(
+    conn: psycopg.Connection[tuple[object, ...]], at_ns: int, *, mark: bool, project: str = "p"
+) -> None:
     """One SERVER span of "api" at ``at_ns``, marked for the rollups as the writer does
     (or not, as spans stored before the rollups existed)."""
     conn.execute(
         "INSERT INTO spans (project_id, time, trace_id, span_id, name, kind, status_code, "
         "duration_ns, service_name, resource_id) "
-        "VALUES ('p', %s, %s, %s, 'GET /', 2, 0, 1000000, 'api', 0)",
-        (datetime_from_ns(at_ns), os.urandom(16), os.urandom(8)),
+        "VALUES (%s, %s, %s, %s, 'GET /', 2, 0, 1000000, 'api', 0)",
+        (project, datetime_from_ns(at_ns), os.urandom(16), os.urandom(8)),
     )
     if mark:
         conn.execute(
             "INSERT INTO span_rollup_dirty (project_id, minute) "
-            "VALUES ('p', date_trunc('minute', %s::timestamptz))",
-            (datetime_from_ns(at_ns),),
+            "VALUES (%s, date_trunc('minute', %s::timestamptz))",
+            (project, datetime_from_ns(at_ns)),
         )
 
 
@@ -123,20 +125,23 @@ async def test_only_minutes_older_than_the_delay_are_rolled_up(url: str) -> None
 HOUR = 3600 * 10**9
 
 
-def tiered(url: str) -> list[tuple[int, int]]:
-    """span_rollups_tiered as (minute offset from T0, requests)."""
+def tiered(url: str, project: str = "p") -> list[tuple[int, int]]:
+    """span_rollups_tiered of ``project`` as (minute offset from T0, requests)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT minute, requests FROM span_rollups_tiered ORDER BY minute"
+            "SELECT minute, requests FROM span_rollups_tiered WHERE project_id = %s "
+            "ORDER BY minute",
+            (project,),
         ).fetchall()
     return [(int((m.timestamp() * 10**9 - T0) // MINUTE), int(n)) for m, n in rows]  # type: ignore[attr-defined]
 
 
-async def before_drop(url: str, accept_past: float) -> bool:
-    """What tiering runs in its DROP transaction for the spans partition of T0's hour."""
+async def before_drop(url: str, accept_past: float, projects: tuple[str, ...] = ("p",)) -> bool:
+    """What tiering runs in its DROP transaction for the spans partition of T0's hour,
+    whose rows are of ``projects``."""
     hook = TieredSpans(accept_past, partial(hold_for_transaction, name=JOB_NAME))
     async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        return await hook(conn, "spans", T0, T0 + HOUR)
+        return await hook(conn, "spans", T0, T0 + HOUR, projects)
 
 
 async def test_a_drop_rolls_up_the_marked_minutes_and_keeps_them_while_late_spans_can_come(
@@ -174,3 +179,22 @@ async def test_a_drop_waits_while_a_round_holds_the_rollups_or_before_the_first(
         assert requests(url) == {5: 1, -1: 1} and tiered(url) == []  # nothing done
     assert await before_drop(url, accept_past=6 * 3600.0)
     assert requests(url) == {5: 1, 6: 1, -1: 2}
+
+
+async def test_a_later_generation_of_other_projects_keeps_the_first_one_s_rows(url: str) -> None:
+    await run(url, SpanRollupJob(delay=0))
+    with psycopg.connect(url) as conn:
+        for i in range(3):
+            insert_span(conn, T0 + 5 * MINUTE + i, mark=True)
+    assert await before_drop(url, accept_past=6 * 3600.0)
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM spans")  # the DROP
+        insert_span(conn, T0 + 5 * MINUTE, mark=True, project="q")  # the next generation
+    await run(url, SpanRollupJob(delay=0))
+    assert await before_drop(url, accept_past=6 * 3600.0, projects=("q",))
+    assert tiered(url, "p") == [(5, 3)] and tiered(url, "q") == [(5, 1)]
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM spans")
+        insert_span(conn, T0 + 5 * MINUTE + 7, mark=True)  # a late span of p's again
+    await run(url, SpanRollupJob(delay=0))
+    assert requests(url)[5] == 4  # p's three tiered spans and its late one
