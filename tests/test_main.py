@@ -303,7 +303,9 @@ def test_sigterm_drains_in_flight_exports(
     assert all(any(t > signalled for t in c.acked_at) for c in clients)
     assert_acknowledged_are_stored(clients, database_url)
     codes = {code for c in clients for code in c.codes}
-    assert codes <= {grpc.StatusCode.UNAVAILABLE}, f"refused with {codes}"
+    # As below: UNAVAILABLE while draining, or CANCELLED for a call in transit when grpc
+    # stops (seen once with two workers on a slow machine); never a permanent code.
+    assert codes <= OTLP_RETRYABLE_CODES, f"refused with {codes}"
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
