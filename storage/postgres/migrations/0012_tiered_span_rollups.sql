@@ -17,17 +17,10 @@
 -- Service rows are the sums of their operations, so only operation rows are kept.
 -- The key starts with project_id (shardable by project, as in 0001).
 
+-- Its rows are operation_rollups rows: the same columns, copied by LIKE (columns, types
+-- and NOT NULL only), and the same key.
 CREATE TABLE span_rollups_tiered (
-    project_id text NOT NULL,
-    minute timestamptz NOT NULL,
-    service_name text NOT NULL,
-    span_name text NOT NULL,
-    span_kind smallint NOT NULL,
-    requests bigint NOT NULL,
-    errors bigint NOT NULL,
-    duration_ns_sum bigint NOT NULL,
-    buckets smallint[] NOT NULL,
-    counts bigint[] NOT NULL,
+    LIKE operation_rollups,
     PRIMARY KEY (project_id, minute, service_name, span_name, span_kind)
 );
 
