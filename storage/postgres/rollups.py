@@ -307,11 +307,10 @@ async def seal(
     return True
 
 
-async def forget_tiered(conn: Connection, before_ns: int) -> int:
+async def forget_tiered(conn: Connection, before_ns: int) -> None:
     """Deletes the tiered rollup rows of minutes before ``before_ns`` that no mark waits
-    on: the caller knows no late span can reach them any more. Returns how many."""
-    cursor = await conn.execute(_FORGET_TIERED, {"before": datetime_from_ns(before_ns)})
-    return cursor.rowcount
+    on: the caller knows no late span can reach them any more."""
+    await conn.execute(_FORGET_TIERED, {"before": datetime_from_ns(before_ns)})
 
 
 # How long after OTLPD_ACCEPT_PAST a tiered minute's rows are kept: a record accepted just

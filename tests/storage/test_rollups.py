@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from functools import partial
 
 import psycopg
@@ -46,6 +47,11 @@ def insert_span(
         )
 
 
+def minute_of(when: datetime) -> int:
+    """A rollup row's minute as its offset from T0, in minutes."""
+    return int((when.timestamp() * 10**9 - T0) // MINUTE)
+
+
 def requests(url: str) -> dict[int, int]:
     """Rolled-up requests per minute offset from T0, and (-1) per operation in total."""
     with psycopg.connect(url) as conn:
@@ -53,7 +59,7 @@ def requests(url: str) -> dict[int, int]:
             "SELECT minute, requests FROM service_rollups WHERE project_id = 'p' ORDER BY 1"
         ).fetchall()
         (ops,) = conn.execute("SELECT coalesce(sum(requests), 0) FROM operation_rollups").fetchone()  # type: ignore[misc]
-    out = {int((m.timestamp() * 10**9 - T0) // MINUTE): int(n) for m, n in rows}  # type: ignore[attr-defined]
+    out = {minute_of(m): int(n) for m, n in rows}
     out[-1] = int(ops)  # type: ignore[call-overload]
     return out
 
@@ -133,7 +139,7 @@ def tiered(url: str, project: str = "p") -> list[tuple[int, int]]:
             "ORDER BY minute",
             (project,),
         ).fetchall()
-    return [(int((m.timestamp() * 10**9 - T0) // MINUTE), int(n)) for m, n in rows]  # type: ignore[attr-defined]
+    return [(minute_of(m), int(n)) for m, n in rows]
 
 
 async def before_drop(url: str, accept_past: float, projects: tuple[str, ...] = ("p",)) -> bool:
