@@ -19,9 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -521,24 +524,57 @@ def _logs_tail(args: argparse.Namespace, stub: Any) -> int:
     _log_filter(request.filter, args)
     timeout = args.duration / 1e9 if args.duration else None
     stream = stub.TailLogs(request, metadata=args.target.metadata, timeout=timeout)
+    with _cancel_on_interrupt(stream) as interrupted:
+        try:
+            for response in stream:
+                if response.HasField("lagged"):
+                    skipped = response.lagged.skipped_records
+                    if args.json:
+                        lagged = pb.TailLogsResponse(lagged=response.lagged)
+                        _print(json_document(lagged, indent=None))
+                    else:
+                        # 0 is the server's "lagged by an unknown amount" (query.tail).
+                        amount = f"{skipped} records" if skipped else "an unknown number of records"
+                        print(f"otlpd: lagged: skipped {amount}", file=sys.stderr)
+                for record in response.records:
+                    _print(json_document(record, indent=None) if args.json else log_line(record))
+        except grpc.RpcError as error:
+            if interrupted.is_set():
+                return 130  # Ctrl-C, as a shell reports it
+            # --for ends the stream by its deadline: the end asked for, not a failure.
+            if timeout is not None and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return 0
+            raise
+        return 130 if interrupted.is_set() else 0
+
+
+@contextmanager
+def _cancel_on_interrupt(stream: Any) -> Iterator[threading.Event]:
+    """While open, Ctrl-C (SIGINT) cancels ``stream`` instead of raising
+    KeyboardInterrupt; the event yielded tells that it happened.
+
+    A KeyboardInterrupt raised wherever the main thread is inside grpc's iteration of a
+    stream can leave the channel unable to close (grpc/grpc#19973: an exception from a
+    signal handler during a call deadlocks ``Channel.close``), and ``otlpd logs tail``
+    then never exits: it ran on after Ctrl-C until killed once in this project's test
+    suite. The cancel runs on a thread of its own, so the handler never re-enters grpc's
+    locks on the thread that may hold them; the iteration then ends with CANCELLED.
+    Signal handlers belong to the main thread: elsewhere, nothing is installed.
+    """
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        interrupted.set()
+        threading.Thread(target=stream.cancel, name="tail-cancel", daemon=True).start()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        for response in stream:
-            if response.HasField("lagged"):
-                skipped = response.lagged.skipped_records
-                if args.json:
-                    _print(json_document(pb.TailLogsResponse(lagged=response.lagged), indent=None))
-                else:
-                    # 0 is the server's "lagged by an unknown amount" (query.tail).
-                    amount = f"{skipped} records" if skipped else "an unknown number of records"
-                    print(f"otlpd: lagged: skipped {amount}", file=sys.stderr)
-            for record in response.records:
-                _print(json_document(record, indent=None) if args.json else log_line(record))
-    except grpc.RpcError as error:
-        # --for ends the stream by its deadline: that is the end asked for, not a failure.
-        if timeout is not None and error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-            return 0
-        raise
-    return 0
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _logs_context(args: argparse.Namespace, stub: Any) -> int:

@@ -10,6 +10,9 @@ import argparse
 import base64
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -357,6 +360,42 @@ def test_logs_tail_prints_records_committed_while_it_runs(
     assert (code, err) == (0, "")
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["body"] for r in records] == ["tail me"]
+
+
+def test_ctrl_c_ends_a_live_logs_tail_with_130(addr: str, ingest: grpc.Channel) -> None:
+    """Ctrl-C while records stream in ends `otlpd logs tail` at once, as a shell expects:
+    status 130, nothing on stderr (no traceback)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "otlpd", "logs", "tail", "--service", "web", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, process.kill)  # a hung tail fails the test, not the suite
+    watchdog.start()
+    sending = threading.Event()
+    sending.set()
+
+    def send() -> None:
+        while sending.is_set():
+            send_log(ingest, "streamed", service="web")
+            time.sleep(0.2)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # the tail is streaming once it printed a record
+        assert json.loads(first)["body"] == "streamed"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        sending.clear()
+        sender.join()
+        watchdog.cancel()
+        process.kill()
+    assert (process.returncode, err) == (130, "")
+    assert all(json.loads(line)["body"] == "streamed" for line in out.splitlines())
 
 
 def test_session_prints_the_timeline(
