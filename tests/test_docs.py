@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,7 +117,7 @@ def test_readme_query_api_commands_run_as_written(
     for line in readme.strip().splitlines():
         command = re.sub(r"\b(TRACE_ID|SESSION_ID|ID|SERVICE)\b", lambda m: values[m[1]], line)
         if " logs tail " in f" {command} ":
-            outputs["tail"] = tail_briefly(command, env)
+            outputs["tail"] = tail_briefly(command, env, ingest)
             continue
         done = shell(command, env)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (line, done.stderr)
@@ -135,8 +136,9 @@ def test_readme_query_api_commands_run_as_written(
     )
 
 
-def tail_briefly(command: str, env: dict[str, str]) -> str:
-    """Runs a `logs tail` line for two seconds, then stops it as a user would (Ctrl-C)."""
+def tail_briefly(command: str, env: dict[str, str], ingest: grpc.Channel) -> str:
+    """Runs a `logs tail` line until it prints a record sent meanwhile (it is streaming
+    then, however long it took to start), then stops it as a user would (Ctrl-C)."""
     process = subprocess.Popen(
         ["bash", "-c", f"exec {command}"],
         cwd=ROOT,
@@ -145,12 +147,31 @@ def tail_briefly(command: str, env: dict[str, str]) -> str:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)
-    assert process.poll() is None, process.communicate()
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=10)
+    watchdog = threading.Timer(60, process.kill)  # a hung tail fails the test, not the suite
+    watchdog.start()
+    sending = threading.Event()
+    sending.set()
+
+    def send() -> None:
+        while sending.is_set():
+            send_log(ingest, "tailed while it runs")
+            time.sleep(0.2)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "tailed while it runs" in first, process.communicate()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        sending.clear()
+        sender.join()
+        watchdog.cancel()
+        process.kill()
     assert (process.returncode, err) == (130, ""), err
-    return out
+    return first + out
 
 
 def test_docs_python_client_example_runs(env: dict[str, str]) -> None:
