@@ -379,6 +379,7 @@ def test_volume_counts_every_bucket_and_severity(otlpd: RunningOtlpd, query: Any
         {"body": "d", "time_ns": start + 2 * minute + 5, "severity": 0},
         {"body": "e", "time_ns": start + 2 * minute + 6, "severity": 24},
         {"body": "f", "time_ns": start + 9 * minute, "severity": 1},
+        {"body": "g", "time_ns": start + 2 * minute - 1000, "severity": 5},  # a bucket's last µs
     ]
     export(otlpd, records)
     request = pb.GetLogVolumeRequest(
@@ -390,13 +391,14 @@ def test_volume_counts_every_bucket_and_severity(otlpd: RunningOtlpd, query: Any
     assert volume.step.seconds == 60
     assert len(volume.buckets) == 10
     assert [b.time.seconds for b in volume.buckets] == [start // 10**9 + 60 * i for i in range(10)]
-    assert [b.total for b in volume.buckets] == [3, 0, 2, 0, 0, 0, 0, 0, 0, 1]
+    assert [b.total for b in volume.buckets] == [3, 1, 2, 0, 0, 0, 0, 0, 0, 1]
 
     def by_name(bucket: pb.VolumeBucket) -> dict[str, int]:
         return {c.severity: c.count for c in bucket.counts if c.count}
 
     assert by_name(volume.buckets[0]) == {"INFO": 2, "ERROR": 1}
     assert by_name(volume.buckets[2]) == {"UNSPECIFIED": 1, "FATAL": 1}
+    assert by_name(volume.buckets[1]) == {"DEBUG": 1}
     assert by_name(volume.buckets[9]) == {"TRACE": 1}
     assert [c.severity_number for c in volume.buckets[1].counts] == [0, 1, 5, 9, 13, 17, 21]
     filtered = pb.GetLogVolumeRequest()
@@ -415,4 +417,4 @@ def test_volume_counts_every_bucket_and_severity(otlpd: RunningOtlpd, query: Any
     # No step: about 60 round buckets over the default hour.
     default = query.GetLogVolume(pb.GetLogVolumeRequest(), timeout=TIMEOUT)
     assert default.step.seconds == 60 and len(default.buckets) in (60, 61)
-    assert sum(b.total for b in default.buckets) == 6
+    assert sum(b.total for b in default.buckets) == 7
