@@ -14,6 +14,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
+from query import logs
 from query.proto import pb
 from tests.conftest import RunningOtlpd
 
@@ -367,6 +368,37 @@ def test_context_is_the_neighbours_of_the_same_service_and_resource(
 
 
 # --- volume ---------------------------------------------------------------------------
+
+
+def test_a_long_volume_is_read_in_two_parts_that_count_each_record_once(
+    otlpd: RunningOtlpd, query: Any
+) -> None:
+    hour = 3600 * 10**9
+    start = (time.time_ns() // hour - 5) * hour  # five whole hours ago
+    # Four hourly buckets, read as [start, start + 2h) and [start + 2h, start + 4h): the
+    # records on either side of that boundary, and one on it.
+    times = [start + 5, start + 2 * hour - 1000, start + 2 * hour, start + 4 * hour - 1000]
+    export(otlpd, [{"body": f"r{i}", "time_ns": t} for i, t in enumerate(times)])
+    assert logs.volume_parts(start // 1000, (start + 4 * hour) // 1000, hour // 1000) == [
+        (start // 1000, (start + 2 * hour) // 1000),
+        ((start + 2 * hour) // 1000, (start + 4 * hour) // 1000),
+    ]
+    request = pb.GetLogVolumeRequest(
+        start_time=timestamp_pb2.Timestamp(seconds=start // 10**9),
+        end_time=timestamp_pb2.Timestamp(seconds=start // 10**9 + 4 * 3600),
+        step=duration_pb2.Duration(seconds=3600),
+    )
+    volume = query.GetLogVolume(request, timeout=TIMEOUT)
+    assert [b.total for b in volume.buckets] == [1, 1, 1, 1]
+
+
+def test_volume_parts_split_on_a_bucket_boundary_near_the_middle() -> None:
+    hour = 3600 * 10**6
+    assert logs.volume_parts(0, hour, 60 * 10**6) == [(0, hour)]  # short: one read
+    # 5 h in hourly buckets: split on the boundary nearest the middle (2.5 h), 3 h
+    assert logs.volume_parts(7, 5 * hour + 7, hour) == [(7, 3 * hour), (3 * hour, 5 * hour + 7)]
+    # a single bucket wider than the range: no boundary inside, one read
+    assert logs.volume_parts(hour, 4 * hour, 24 * hour) == [(hour, 4 * hour)]
 
 
 def test_volume_counts_every_bucket_and_severity(otlpd: RunningOtlpd, query: Any) -> None:
