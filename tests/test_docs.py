@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.client.test_commands import send_histogram, send_log
+from tests.client.test_commands import interrupt_once_streaming, send_histogram, send_log
 from tests.conftest import RunningOtlpd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,41 +134,17 @@ def test_readme_query_api_commands_run_as_written(
 
 
 def tail_briefly(command: str, env: dict[str, str], ingest: grpc.Channel) -> str:
-    """Runs a `logs tail` line until it prints a record sent meanwhile (it is streaming
-    then, however long it took to start), then stops it as a user would (Ctrl-C)."""
-    process = subprocess.Popen(
+    """Runs a `logs tail` line until it is streaming, then stops it with Ctrl-C."""
+    code, out, err = interrupt_once_streaming(
         ["bash", "-c", f"exec {command}"],
+        ingest,
+        body="tailed while it runs",
+        service="checkout",
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
-    watchdog = threading.Timer(60, process.kill)  # a hung tail fails the test, not the suite
-    watchdog.start()
-    sending = threading.Event()
-    sending.set()
-
-    def send() -> None:
-        while sending.is_set():
-            send_log(ingest, "tailed while it runs")
-            time.sleep(0.2)
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert "tailed while it runs" in first, process.communicate()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
-    finally:
-        sending.clear()
-        sender.join()
-        watchdog.cancel()
-        process.kill()
-    assert (process.returncode, err) == (130, ""), err
-    return first + out
+    assert (code, err) == (130, ""), err
+    return out
 
 
 def test_docs_python_client_example_runs(env: dict[str, str]) -> None:
